@@ -1,1 +1,18 @@
+"""Data: video IO, TFDS builders writing array_record, grain input pipelines.
 
+    from lumiere_jax.data import make_dataset, load_source
+    from lumiere_jax.data.video_io import read_video, write_video
+    from lumiere_jax.data.moving_shapes import MovingShapes, MovingShapesConfig
+    from lumiere_jax.data.video_folder import VideoFolder, VideoFolderConfig
+"""
+
+from lumiere_jax.data.pipeline import (KNOWN_FEATURE_MAPS, FeatureMap, all_captions,
+                                       humanize_label, load_source, make_dataset)
+from lumiere_jax.data.video_io import (VideoReadError, center_crop_resize, frame_indices_at_fps,
+                                       read_video, resample_fps, write_video)
+
+__all__ = [
+    "KNOWN_FEATURE_MAPS", "FeatureMap", "VideoReadError", "all_captions", "center_crop_resize",
+    "frame_indices_at_fps", "humanize_label", "load_source", "make_dataset", "read_video",
+    "resample_fps", "write_video",
+]

@@ -96,25 +96,42 @@ def _read_gif(path: str) -> tuple[np.ndarray, np.ndarray, float]:
   return np.stack(frames), starts, float(durations.sum())
 
 
-def _read_ffmpeg(path: str, max_frames: int | None) -> tuple[np.ndarray, float]:
-  """-> frames uint8 (N, H, W, 3), fps. Stops decoding after max_frames."""
+def _read_ffmpeg(
+    path: str, fps: float | None, size: Size | None, num_frames: int | None
+) -> list[np.ndarray]:
+  """Stream-decode with ffmpeg, resampling and resizing frame by frame (flat memory).
+
+  Output frame k is the source frame on screen at time k / fps (as `frame_indices_at_fps`).
+  """
   import imageio_ffmpeg  # pylint: disable=g-import-not-at-top
 
   gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24")
+  out: list[np.ndarray] = []
   try:
     meta = gen.__next__()
     w, h = meta["size"]
-    fps = float(meta.get("fps") or 0.0)
-    frames = []
-    for buf in gen:
-      frames.append(np.frombuffer(buf, np.uint8).reshape(h, w, 3))
-      if max_frames is not None and len(frames) >= max_frames:
+    src_fps = float(meta.get("fps") or 0.0)
+    if fps is not None and src_fps <= 0:
+      raise VideoReadError(f"{path}: no frame rate in the stream metadata to resample from.")
+    k = 0  # next output frame
+    for i, buf in enumerate(gen):
+      frame = np.frombuffer(buf, np.uint8).reshape(h, w, 3)
+      if fps is None:
+        repeats = 1
+      else:  # output frames k with i / src_fps <= k / fps < (i + 1) / src_fps
+        end = k
+        while end / fps + 1e-9 < (i + 1) / src_fps:
+          end += 1
+        repeats, k = end - k, end
+      if repeats:
+        if size is not None:
+          frame = center_crop_resize(frame[None], size)[0]
+        out.extend([frame] * repeats)
+      if num_frames is not None and len(out) >= num_frames:
         break
   finally:
     gen.close()
-  if fps <= 0:
-    raise VideoReadError(f"{path}: no frame rate in the stream metadata.")
-  return (np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8)), fps
+  return out
 
 
 def read_video(
@@ -139,6 +156,10 @@ def read_video(
   path = os.fspath(path)
   if num_frames is not None and num_frames <= 0:
     raise ValueError(f"num_frames must be > 0 or None, got {num_frames}.")
+  if fps is not None and fps <= 0:
+    raise ValueError(f"fps must be > 0 or None, got {fps}.")
+  if size is not None:
+    size = _as_hw(size)
   if not os.path.isfile(path):
     raise VideoReadError(f"{path}: no such file.")
   try:
@@ -146,14 +167,11 @@ def read_video(
       frames, starts, duration = _read_gif(path)
       if fps is not None:  # GIF delays may vary per frame: resample on the time axis.
         frames = frames[frame_indices_at_fps(starts, duration, fps)]
+      frames = frames[:num_frames]
+      if size is not None and len(frames):
+        frames = center_crop_resize(frames, size)
     else:
-      # Decode only what is needed: the source frames covering num_frames output frames.
-      max_src = None
-      if num_frames is not None and fps is None:
-        max_src = num_frames
-      frames, src_fps = _read_ffmpeg(path, max_src)
-      if fps is not None:
-        frames = resample_fps(frames, src_fps, fps)
+      frames = _read_ffmpeg(path, fps, size, num_frames)
   except VideoReadError:
     raise
   except (OSError, RuntimeError, ValueError, EOFError, StopIteration, SyntaxError) as e:
@@ -163,11 +181,7 @@ def read_video(
     raise VideoReadError(f"{path}: cannot decode ({reason}).") from e
   if len(frames) == 0:
     raise VideoReadError(f"{path}: decoded zero frames.")
-  if num_frames is not None:
-    frames = frames[:num_frames]
-  if size is not None:
-    frames = center_crop_resize(frames, size)
-  return np.ascontiguousarray(frames)
+  return np.ascontiguousarray(np.stack(frames[:num_frames]))
 
 
 def write_video(

@@ -1,0 +1,275 @@
+"""grain input pipeline over TFDS `array_record` data sources (no TensorFlow).
+
+    source = load_source("moving_shapes/f16_s32", "train", data_dir=d)
+    ds = make_dataset(source, batch_size=4, seed=0)     # sharded by jax.process_index()
+    it = iter(ds)
+    batch = next(it)       # {'video': uint8 (B, T, H, W, 3), 'caption': str (B,)}
+    state = it.get_state() # JSON-able dict; store it with the checkpoint
+    it.set_state(state)    # resumes with exactly the batches that would have come next
+
+Order of operations: shard (this process's slice of record indices, `shard_index::
+shard_count`) -> shuffle (per-epoch permutation from `seed`) -> repeat -> per-example map
+(random temporal crop / frame pick from a per-index RNG, center crop + resize) -> batch ->
+threaded prefetch. Every random choice is a function of (seed, position in the stream),
+so the stream is identical across runs, thread counts and restores.
+
+`images=True` yields T2I batches from the same datasets: `{'image': uint8 (B, H, W, 3),
+'caption'}` with one random frame per clip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from lumiere_jax.data import video_io
+
+# captions (B,) -> (text states (B, L, D), text mask (B, L)), e.g. EmbeddingCache.lookup.
+EmbeddingLookup = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureMap:
+  """Which features of a TFDS dataset hold the video and the caption.
+
+  video: a (T, H, W, 3) uint8 feature (`Tensor` or `Video`).
+  caption: a `Text` feature, a `ClassLabel` (its names become captions, CamelCase split:
+    "ApplyEyeMakeup" -> "apply eye makeup"), or None for empty captions.
+  """
+
+  video: str = "video"
+  caption: str | None = "caption"
+
+
+# Feature maps for known TFDS video datasets (`tfds build ucf101 --file_format=array_record`).
+KNOWN_FEATURE_MAPS = {
+    "ucf101": FeatureMap(video="video", caption="label"),
+    "moving_shapes": FeatureMap(),
+    "video_folder": FeatureMap(),
+}
+
+
+def load_source(
+    name_or_dir: str | os.PathLike,
+    split: str = "train",
+    *,
+    data_dir: str | os.PathLike | None = None,
+    builder_kwargs: dict[str, Any] | None = None,
+) -> Any:
+  """A random-access TFDS data source of an `array_record` dataset.
+
+  name_or_dir: a built dataset directory (holding dataset_info.json, e.g.
+    `<data_dir>/moving_shapes/f16_s32/1.0.0`) or a registered TFDS name ('ucf101',
+    'moving_shapes/f16_s32'); builders of this package are registered on import.
+  split: TFDS split string ('train', 'test[:10%]', ...).
+  """
+  # Registers moving_shapes / video_folder with TFDS so they resolve by name.
+  from lumiere_jax.data import moving_shapes, video_folder  # pylint: disable=g-import-not-at-top,unused-import
+
+  path = os.fspath(name_or_dir)
+  if os.path.isfile(os.path.join(path, "dataset_info.json")):
+    builder = tfds.builder_from_directory(path)
+  else:
+    try:
+      builder = tfds.builder(path, data_dir=data_dir, **(builder_kwargs or {}))
+    except tfds.core.registered.DatasetNotFoundError as e:
+      raise ValueError(
+          f"name_or_dir {path!r} is neither a built dataset directory (no dataset_info.json) "
+          f"nor a registered TFDS dataset name.") from e
+    if not builder.is_prepared():
+      raise ValueError(
+          f"dataset {path!r} is not prepared in data_dir={builder.data_dir_root!r}; build it "
+          f"first (`builder.download_and_prepare()` or `tfds build {path.split('/')[0]} "
+          "--file_format=array_record`).")
+  file_format = builder.info.file_format
+  fmt = getattr(file_format, "value", file_format)
+  if fmt != "array_record":
+    raise ValueError(
+        f"dataset {builder.name!r} was written as {fmt!r}; random access needs "
+        f"'array_record'. Rebuild it: `tfds build {builder.name} --file_format=array_record`.")
+  return builder.as_data_source(split=split)
+
+
+def humanize_label(name: str) -> str:
+  """'ApplyEyeMakeup' / 'apply_eye_makeup' -> 'apply eye makeup'."""
+  words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_|-", " ", name).split()
+  return " ".join(w.lower() for w in words)
+
+
+def _feature_names(source: Any, key: str | None) -> list[str] | None:
+  """ClassLabel names of `key` in the source's features, else None."""
+  info = getattr(source, "dataset_info", None)
+  if key is None or info is None:
+    return None
+  feature = info.features[key] if key in info.features else None
+  if isinstance(feature, tfds.features.ClassLabel):
+    return [humanize_label(n) for n in feature.names]
+  return None
+
+
+def _check_keys(source: Any, feature_map: FeatureMap) -> None:
+  info = getattr(source, "dataset_info", None)
+  if info is None:
+    return
+  keys = list(info.features.keys())
+  for field in ("video", "caption"):
+    key = getattr(feature_map, field)
+    if key is not None and key not in keys:
+      raise ValueError(
+          f"FeatureMap.{field}={key!r} is not a feature of {info.name!r}; its features are "
+          f"{keys}.")
+
+
+def _caption_of(example: dict[str, Any], feature_map: FeatureMap,
+                label_names: list[str] | None) -> str:
+  if feature_map.caption is None:
+    return ""
+  value = example[feature_map.caption]
+  if label_names is not None:
+    return label_names[int(value)]
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def all_captions(source: Sequence[Any], feature_map: FeatureMap = FeatureMap()) -> list[str]:
+  """Sorted unique non-empty captions of a source (to build a text embedding cache)."""
+  _check_keys(source, feature_map)
+  names = _feature_names(source, feature_map.caption)
+  if names is not None:
+    return sorted(set(names))
+  caps = {_caption_of(source[i], feature_map, None) for i in range(len(source))}
+  return sorted(caps - {""})
+
+
+@dataclasses.dataclass(frozen=True)
+class _ExampleTransform:
+  """Per-example: pick frames (random temporal crop or one frame), crop/resize, caption."""
+
+  feature_map: FeatureMap
+  label_names: list[str] | None
+  num_frames: int | None
+  size: tuple[int, int] | None
+  images: bool
+  random_crop: bool
+
+  def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    video = np.asarray(example[self.feature_map.video])
+    if video.ndim != 4 or video.shape[-1] != 3:
+      raise ValueError(
+          f"feature {self.feature_map.video!r} must be (T, H, W, 3), got {video.shape}.")
+    t = video.shape[0]
+    if self.images:
+      video = video[rng.integers(t) if self.random_crop else t // 2][None]
+    elif self.num_frames is not None:
+      if t < self.num_frames:
+        raise ValueError(
+            f"num_frames={self.num_frames} but a clip of {self.feature_map.video!r} has only "
+            f"{t} frames; use num_frames <= {t} or rebuild the dataset with longer clips.")
+      start = rng.integers(t - self.num_frames + 1) if self.random_crop else 0
+      video = video[start:start + self.num_frames]
+    if self.size is not None and video.shape[1:3] != self.size:
+      video = video_io.center_crop_resize(video, self.size)
+    out = {"caption": _caption_of(example, self.feature_map, self.label_names)}
+    if self.images:
+      out["image"] = video[0]
+    else:
+      out["video"] = video
+    return out
+
+
+def make_dataset(
+    source: Sequence[Any],
+    *,
+    batch_size: int,
+    seed: int = 0,
+    feature_map: FeatureMap = FeatureMap(),
+    num_frames: int | None = None,
+    size: int | tuple[int, int] | None = None,
+    images: bool = False,
+    shuffle: bool = True,
+    random_crop: bool | None = None,
+    num_epochs: int | None = None,
+    drop_remainder: bool = True,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    embedding_lookup: EmbeddingLookup | None = None,
+    num_threads: int = 8,
+    prefetch_buffer_size: int = 16,
+) -> grain.IterDataset:
+  """Shuffled, repeated, batched, per-process-sharded, checkpointable stream of batches.
+
+  Args:
+    source: a random-access data source (`load_source(...)`, `builder.as_data_source()`).
+    batch_size: examples per batch on this process.
+    seed: drives the shuffle and every per-example random choice.
+    feature_map: feature keys of the video and caption.
+    num_frames: clip length T (random temporal crop of longer clips); None keeps T.
+    size: output (H, W) (center crop + resize when different); None keeps the size.
+    images: yield single frames for the T2I stage (`'image': (B, H, W, 3)`).
+    shuffle: shuffle records (per epoch); random_crop defaults to the same value.
+    num_epochs: None repeats forever.
+    drop_remainder: drop a last partial batch (only matters with finite num_epochs).
+    shard_index, shard_count: this reader's shard; default jax.process_index() /
+      jax.process_count(). Shards are disjoint and together cover the split.
+    embedding_lookup: captions -> (states (B, L, D), mask (B, L)) (e.g.
+      `lumiere_jax.text.EmbeddingCache.lookup`), added as 'text' and 'text_mask'.
+    num_threads, prefetch_buffer_size: batches read in parallel / kept ready.
+
+  Returns:
+    grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
+    'caption': str (B,)[, 'text': float32 (B, L, D), 'text_mask': bool (B, L)]}; its
+    iterator has `get_state()` / `set_state()` (JSON-able dicts).
+  """
+  if batch_size <= 0:
+    raise ValueError(f"batch_size must be > 0, got {batch_size}.")
+  if num_frames is not None and num_frames <= 0:
+    raise ValueError(f"num_frames must be > 0 or None, got {num_frames}.")
+  if num_epochs is not None and num_epochs <= 0:
+    raise ValueError(f"num_epochs must be > 0 or None, got {num_epochs}.")
+  if size is not None:
+    size = video_io._as_hw(size)  # pylint: disable=protected-access
+  if (shard_index is None) != (shard_count is None):
+    raise ValueError(
+        f"shard_index and shard_count must be given together, got shard_index={shard_index}, "
+        f"shard_count={shard_count}.")
+  if shard_index is None:
+    import jax  # pylint: disable=g-import-not-at-top
+    shard_index, shard_count = jax.process_index(), jax.process_count()
+  if shard_count <= 0 or not 0 <= shard_index < shard_count:
+    raise ValueError(
+        f"shard_index must be in [0, shard_count) with shard_count > 0, got "
+        f"shard_index={shard_index}, shard_count={shard_count}.")
+  _check_keys(source, feature_map)
+  if len(source) < shard_count:
+    raise ValueError(
+        f"the split has {len(source)} records, fewer than shard_count={shard_count} readers.")
+  random_crop = shuffle if random_crop is None else random_crop
+
+  ds = grain.MapDataset.source(source)
+  ds = ds[shard_index::shard_count]
+  if drop_remainder and num_epochs is not None and len(ds) < batch_size:
+    raise ValueError(
+        f"batch_size={batch_size} exceeds this shard's {len(ds)} records; with "
+        "drop_remainder=True no batch would come out.")
+  if shuffle:
+    ds = ds.shuffle(seed=seed)
+  ds = ds.repeat(num_epochs)
+  transform = _ExampleTransform(
+      feature_map, _feature_names(source, feature_map.caption), num_frames, size, images,
+      random_crop)
+  # Seeded per record position: the same element gets the same crop on every run.
+  ds = ds.random_map(transform, seed=seed + 1)
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  if embedding_lookup is not None:
+    def add_text(batch: dict[str, Any]) -> dict[str, Any]:
+      states, mask = embedding_lookup(list(batch["caption"]))
+      return {**batch, "text": np.asarray(states), "text_mask": np.asarray(mask, bool)}
+    ds = ds.map(add_text)
+  return ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
