@@ -31,7 +31,7 @@ def _as_hw(size: Size, field: str = "size") -> tuple[int, int]:
 
 
 def frame_indices_at_fps(timestamps: np.ndarray, duration: float, fps: float) -> np.ndarray:
-  """Indices of the source frames shown at times `k / fps`, k = 0, 1, ... < duration * fps.
+  """Indices of the source frames on screen at times `k / fps` < duration, k = 0, 1, ....
 
   timestamps: (N,) float start time (s) of each source frame, increasing, first 0.
   duration: total length (s) of the source clip. Returns (M,) int (repeats when upsampling).
@@ -39,7 +39,7 @@ def frame_indices_at_fps(timestamps: np.ndarray, duration: float, fps: float) ->
   if fps <= 0:
     raise ValueError(f"fps must be > 0, got {fps}.")
   timestamps = np.asarray(timestamps, np.float64)
-  num_out = int(np.floor(duration * fps + 1e-6))
+  num_out = int(np.ceil(duration * fps - 1e-6))
   times = np.arange(num_out) / fps
   # The frame on screen at time t is the last one that started at or before t.
   idx = np.searchsorted(timestamps, times + 1e-9, side="right") - 1
@@ -47,7 +47,7 @@ def frame_indices_at_fps(timestamps: np.ndarray, duration: float, fps: float) ->
 
 
 def resample_fps(frames: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-  """Resample a constant-rate clip. frames: (T, ...) -> (floor(T * dst / src), ...)."""
+  """Resample a constant-rate clip. frames: (T, ...) -> (ceil(T * dst / src), ...)."""
   if src_fps <= 0:
     raise ValueError(f"src_fps must be > 0, got {src_fps}.")
   n = len(frames)

@@ -88,9 +88,9 @@ def sample_scene(
   objects, used = [], set()
   while len(objects) < n:
     shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
-    if (shape, color) in used:  # two objects are always told apart by the caption
+    if color in used:  # two objects always differ in color (told apart by text and pixels)
       continue
-    used.add((shape, color))
+    used.add(color)
     size, direction, speed = (str(rng.choice(list(SIZES))), str(rng.choice(list(DIRECTIONS))),
                               str(rng.choice(list(SPEEDS))))
     r = SIZES[size] * s
