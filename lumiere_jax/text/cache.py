@@ -51,10 +51,11 @@ def make_encode_fn(encoder: nn.Module, params: Any, tokenizer: Tokenizer) -> Enc
 
 
 def null_embedding(encode_fn: EncodeFn, batch_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """The unconditional embedding (empty caption): `(states (B, L, D), mask (B, L))`."""
-    states, mask = encode_fn([""])
-    return (np.broadcast_to(states, (batch_size, *states.shape[1:])),
-            np.broadcast_to(mask, (batch_size, *mask.shape[1:])))
+    """The unconditional embedding (empty caption): `(states (B, L, D), mask (B, L))`.
+
+    Encodes B empty captions, so it reuses the compiled shape of a training batch.
+    """
+    return encode_fn([""] * batch_size)
 
 
 def drop_to_null(states: jax.Array, mask: jax.Array, null_states: jax.Array,
@@ -154,7 +155,7 @@ def build_embedding_cache(encode_fn: EncodeFn, captions: Sequence[str] | np.ndar
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float16)):
         raise ValueError(f"dtype must be float32 or float16, got {np.dtype(dtype)}")
     unique = tuple(dict.fromkeys(c for c in _as_text_list(captions) if c != ""))
-    null_states, null_mask = encode_fn([""])
+    null_states, null_mask = encode_fn([""] * batch_size)  # same shape as every other call
     chunks_s, chunks_m = [], []
     for start in range(0, len(unique), batch_size):
         chunk = list(unique[start:start + batch_size])
