@@ -37,8 +37,13 @@ def make_encode_fn(encoder: nn.Module, params: Any, tokenizer: Tokenizer) -> Enc
 
     `encoder` is a `TextEncoder` or `T5Encoder` (`apply` returns `(states, mask)`); `params`
     is its `'params'` collection (logical-partitioning boxes are removed). One jitted apply
-    per batch size.
+    per batch size. Raises `ValueError` if the tokenizer's ids do not fit the encoder's vocab.
     """
+    vocab = getattr(getattr(encoder, "config", None), "vocab_size", None)
+    if vocab is not None and tokenizer.vocab_size > vocab:
+        raise ValueError(f"tokenizer vocab_size {tokenizer.vocab_size} exceeds the encoder's "
+                         f"config.vocab_size {vocab}: out-of-range ids would be silently clamped; "
+                         "use the tokenizer the encoder was trained with")
     params = nn.meta.unbox(params)
     apply = jax.jit(lambda p, ids, mask: encoder.apply({"params": p}, ids, mask))
 

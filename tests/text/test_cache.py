@@ -118,3 +118,29 @@ def test_drop_to_null():
     np.testing.assert_array_equal(np.asarray(s)[~is_null], states[~is_null])
     np.testing.assert_array_equal(np.asarray(m)[is_null], np.broadcast_to(null_m, (is_null.sum(), 5)))
     assert 16 < is_null.sum() < 48
+
+
+def test_t5_path_with_sentencepiece(tmp_path):
+    """The T5 route end to end: HF weights folder + a spiece.model -> cached embeddings."""
+    import pathlib
+
+    import sentencepiece as spm
+
+    from lumiere_jax.text.t5_weights import load_t5_encoder
+    from lumiere_jax.text.tokenizers import load_tokenizer
+
+    (tmp_path / "corpus.txt").write_text("\n".join(["a red ball bounces", "a blue cube spins",
+                                                    "two dogs run on grass"] * 30))
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "corpus.txt"), model_prefix=str(tmp_path / "spiece"),
+                                   vocab_size=40, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   hard_vocab_limit=False, minloglevel=2)
+    fixture = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "t5_tiny"
+    t5, params = load_t5_encoder(fixture)
+    tokenizer = load_tokenizer(tmp_path, max_length=10)
+    encode = make_encode_fn(t5, params, tokenizer)
+    built = build_embedding_cache(encode, ["a red ball", "two dogs"], batch_size=2)
+    ids, mask = tokenizer.encode(["two dogs"])
+    ref, _ = jax.jit(t5.apply)({"params": params}, ids, mask)
+    np.testing.assert_allclose(built.lookup(["two dogs"])[0], ref, atol=1e-5)
+    with pytest.raises(ValueError, match="vocab_size 259 exceeds"):
+        make_encode_fn(t5, params, ByteTokenizer(10))  # byte ids do not fit T5's 128-token table
