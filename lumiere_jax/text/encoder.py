@@ -111,7 +111,7 @@ class TextEncoder(nn.Module):
 
         x = nn.Embed(c.vocab_size, c.width, name="token_embedding", **kw,
                      embedding_init=nn.with_logical_partitioning(
-                         nn.initializers.normal(0.02), (None, "embed")))(ids)
+                         nn.initializers.normal(0.02), ("vocab", "embed")))(ids)
         positions = self.param("position_embedding", nn.with_logical_partitioning(
             nn.initializers.normal(0.02), (None, "embed")), (c.max_length, c.width), self.param_dtype)
         x = x + jnp.asarray(positions[: ids.shape[1]], self.dtype)[None]

@@ -253,7 +253,7 @@ class T5Encoder(nn.Module):
 
         x = nn.Embed(c.vocab_size, c.d_model, name="token_embedding", **kw,
                      embedding_init=nn.with_logical_partitioning(nn.initializers.normal(1.0),
-                                                                 (None, "embed")))(ids)
+                                                                 ("vocab", "embed")))(ids)
         # Relative position bias, computed once and shared by every layer: (1, H, L, L).
         positions = np.arange(length)
         buckets = relative_position_bucket(
@@ -263,7 +263,7 @@ class T5Encoder(nn.Module):
         table = nn.Embed(c.relative_attention_num_buckets, c.num_heads, **kw,
                          name="relative_attention_bias",
                          embedding_init=nn.with_logical_partitioning(
-                             nn.initializers.normal(c.d_model ** -0.5), (None, None)))
+                             nn.initializers.normal(c.d_model ** -0.5), (None, "heads")))
         bias = rearrange(table(jnp.asarray(buckets)), "q k h -> 1 h q k")
 
         for i in range(c.num_layers):

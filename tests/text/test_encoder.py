@@ -17,11 +17,12 @@ CAPTIONS = ["a red ball", "", "two circles orbit each other"]
 def model():
     encoder = TextEncoder(CONFIG)
     ids, mask = ByteTokenizer(CONFIG.max_length).encode(CAPTIONS)
-    variables = jax.jit(encoder.init)(jax.random.key(0), ids, mask)
-    params = nn.meta.unbox(variables["params"])
-    # Perturb every weight (biases and norms start at 0 / 1) so the reference sees them all.
+    variables = jax.eval_shape(encoder.init, jax.random.key(0), ids, mask)  # boxed, abstract
+    # Random weights everywhere (an init has zero biases), norm scales near 1.
     rng = np.random.default_rng(1)
-    params = jax.tree.map(lambda p: np.asarray(p) + 0.1 * rng.standard_normal(p.shape, np.float32), params)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, a: (path[-1].key == "scale") + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
+        nn.meta.unbox(variables["params"]))
     apply = jax.jit(lambda p, ids, mask: encoder.apply({"params": p}, ids, mask))
     return encoder, variables, params, apply, ids, mask
 

@@ -89,8 +89,10 @@ def test_fresh_init_runs_and_relu_variant():
     config = T5Config(vocab_size=50, d_model=16, d_kv=4, d_ff=24, num_layers=1, num_heads=2,
                       feed_forward_proj="relu")
     ids = np.arange(12, dtype=np.int32).reshape(2, 6)
-    variables = jax.jit(T5Encoder(config).init)(jax.random.key(0), ids)
-    assert "wi" in variables["params"]["block_0"]["mlp"]
+    abstract = nn.meta.unbox(jax.eval_shape(T5Encoder(config).init, jax.random.key(0), ids))
+    assert set(abstract["params"]["block_0"]["mlp"]) == {"wi", "wo"}  # ungated: one input kernel
+    rng = np.random.default_rng(0)
+    variables = jax.tree.map(lambda a: 0.3 * rng.standard_normal(a.shape, np.float32), abstract)
     states, mask = jax.jit(T5Encoder(config).apply)(variables, ids)
     assert states.shape == (2, 6, 16) and bool(mask.all()) and np.isfinite(states).all()
 
@@ -110,3 +112,19 @@ def test_config_from_hf_names_missing_fields():
     with pytest.raises(ValueError, match="d_ff"):
         T5Config.from_hf({"vocab_size": 10, "d_model": 8, "d_kv": 4, "num_layers": 1,
                           "num_heads": 2, "relative_attention_num_buckets": 8})
+
+
+def test_sharded_over_eight_devices_matches_reference(t5, expected):
+    """Converted weights placed with the logical-axis shardings (fsdp x tensor) give the same states."""
+    from lumiere_jax.parallel import make_mesh, param_shardings
+
+    encoder, params, _ = t5
+    mesh = make_mesh({"fsdp": 4, "tensor": 2})
+    abstract = jax.eval_shape(encoder.init, jax.random.key(0), expected["ids"], expected["mask"])
+    shardings = param_shardings(abstract["params"], mesh)
+    sharded = jax.device_put(params, shardings)
+    wi = sharded["block_0"]["mlp"]["wi_0"]["kernel"]  # (d_model, d_ff) = ('embed', 'mlp')
+    assert wi.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    states, _ = jax.jit(lambda p, i, m: encoder.apply({"params": p}, i, m))(
+        sharded, expected["ids"], expected["mask"])
+    np.testing.assert_allclose(states, expected["states"], atol=1e-5, rtol=1e-5)
