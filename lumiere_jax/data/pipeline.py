@@ -201,6 +201,7 @@ def make_dataset(
     embedding_lookup: EmbeddingLookup | None = None,
     num_threads: int = 8,
     prefetch_buffer_size: int = 16,
+    num_workers: int = 0,
 ) -> grain.IterDataset:
   """Shuffled, repeated, batched, per-process-sharded, checkpointable stream of batches.
 
@@ -220,6 +221,8 @@ def make_dataset(
     embedding_lookup: captions -> (states (B, L, D), mask (B, L)) (e.g.
       `lumiere_jax.text.EmbeddingCache.lookup`), added as 'text' and 'text_mask'.
     num_threads, prefetch_buffer_size: batches read in parallel / kept ready.
+    num_workers: > 0 decodes in that many worker processes (grain `mp_prefetch`), for
+      when one Python process (GIL) cannot keep up; the stream and its state are the same.
 
   Returns:
     grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
@@ -232,6 +235,8 @@ def make_dataset(
     raise ValueError(f"num_frames must be > 0 or None, got {num_frames}.")
   if num_epochs is not None and num_epochs <= 0:
     raise ValueError(f"num_epochs must be > 0 or None, got {num_epochs}.")
+  if num_workers < 0:
+    raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
   if size is not None:
     size = video_io._as_hw(size)  # pylint: disable=protected-access
   if (shard_index is None) != (shard_count is None):
@@ -266,10 +271,16 @@ def make_dataset(
   # Seeded per record position: the same element gets the same crop on every run.
   ds = ds.random_map(transform, seed=seed + 1)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  if embedding_lookup is not None:
+  it_ds = ds.to_iter_dataset(
+      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
+  if num_workers:
+    from absl import flags  # pylint: disable=g-import-not-at-top
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; use their defaults
+      flags.FLAGS.mark_as_parsed()
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  if embedding_lookup is not None:  # in this process: the lookup may hold device arrays
     def add_text(batch: dict[str, Any]) -> dict[str, Any]:
       states, mask = embedding_lookup(list(batch["caption"]))
       return {**batch, "text": np.asarray(states), "text_mask": np.asarray(mask, bool)}
-    ds = ds.map(add_text)
-  return ds.to_iter_dataset(
-      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
+    it_ds = it_ds.map(add_text)
+  return it_ds

@@ -203,3 +203,14 @@ def test_bad_arguments(source, data_dir):
     load_source("no_such_dataset_xyz", data_dir=data_dir)
   with pytest.raises(ValueError, match="not prepared"):
     load_source("moving_shapes/f16_s64", data_dir=data_dir)
+
+
+def test_worker_processes_give_the_same_stream_and_restore(source):
+  kw = dict(batch_size=4, feature_map=FMAP, seed=9, num_frames=5)
+  reference = _take(iter(make_dataset(source, **kw)), 12)
+  it = iter(make_dataset(source, num_workers=1, **kw))
+  _assert_same_batches(_take(it, 5), reference[:5])
+  state = json.loads(json.dumps(it.get_state()))
+  resumed = iter(make_dataset(source, num_workers=1, **kw))
+  resumed.set_state(state)
+  _assert_same_batches(_take(resumed, 7), reference[5:])
