@@ -18,7 +18,6 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -69,7 +68,8 @@ def drop_to_null(states: jax.Array, mask: jax.Array, null_states: jax.Array,
 
     `states (B, L, D)`, `mask (B, L)`, `null_states (L, D) | (B, L, D)`, `null_mask (L,) | (B, L)`.
     """
-    chex.assert_rank(states, 3)
+    if states.ndim != 3 or mask.shape != states.shape[:2]:
+        raise ValueError(f"states must be (B, L, D) and mask (B, L), got {states.shape} and {mask.shape}")
     drop = jax.random.bernoulli(key, rate, (states.shape[0],))
     null_states = jnp.broadcast_to(null_states, states.shape).astype(states.dtype)
     null_mask = jnp.broadcast_to(null_mask, mask.shape).astype(bool)

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from einops import rearrange
 
+from lumiere_jax.text.t5 import check_ids_mask
 from lumiere_jax.text.tokenizers import ByteTokenizer
 
 Dtype = Any
@@ -102,12 +102,10 @@ class TextEncoder(nn.Module):
     def __call__(self, ids: jax.Array, mask: jax.Array | None = None,
                  train: bool = False) -> tuple[jax.Array, jax.Array]:
         c, kw = self.config, dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        chex.assert_rank(ids, 2)
+        mask = check_ids_mask(ids, mask)
         if ids.shape[1] > c.max_length:
             raise ValueError(f"ids length {ids.shape[1]} exceeds TextEncoderConfig.max_length="
                              f"{c.max_length}; tokenize with max_length <= {c.max_length}")
-        mask = jnp.ones(ids.shape, bool) if mask is None else jnp.asarray(mask).astype(bool)
-        chex.assert_equal_shape([ids, mask])
 
         x = nn.Embed(c.vocab_size, c.width, name="token_embedding", **kw,
                      embedding_init=nn.with_logical_partitioning(

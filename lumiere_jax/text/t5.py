@@ -21,7 +21,6 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -140,6 +139,17 @@ def relative_position_bucket(relative_position: np.ndarray, *, bidirectional: bo
     return (buckets + np.where(is_small, rel, large)).astype(np.int32)
 
 
+def check_ids_mask(ids: jax.Array, mask: jax.Array | None) -> jax.Array:
+    """Validates `ids (B, L) int` and `mask (B, L) | None`; returns the mask as bool (all True if None)."""
+    if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
+        raise ValueError(f"ids must be (B, L) integers, got shape {ids.shape} dtype {ids.dtype}")
+    if mask is None:
+        return jnp.ones(ids.shape, bool)
+    if mask.shape != ids.shape:
+        raise ValueError(f"mask shape {mask.shape} must equal ids shape {ids.shape} (B, L)")
+    return jnp.asarray(mask).astype(bool)
+
+
 def _dense(features: int, name: str, axes: tuple[str | None, str | None], config_init_std: float,
            dtype: Dtype, param_dtype: Dtype, precision) -> nn.Dense:
     init = nn.initializers.normal(config_init_std)
@@ -245,9 +255,7 @@ class T5Encoder(nn.Module):
     @nn.compact
     def __call__(self, ids: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         c = self.config
-        chex.assert_rank(ids, 2)
-        mask = jnp.ones(ids.shape, bool) if mask is None else jnp.asarray(mask).astype(bool)
-        chex.assert_equal_shape([ids, mask])
+        mask = check_ids_mask(ids, mask)
         length = ids.shape[1]
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
 

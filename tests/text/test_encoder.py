@@ -111,6 +111,10 @@ def test_logical_axis_metadata_and_length_check(model):
     too_long = np.zeros((1, CONFIG.max_length + 1), np.int32)
     with pytest.raises(ValueError, match="max_length=16"):
         encoder.apply({"params": params}, too_long)
+    with pytest.raises(ValueError, match=r"mask shape \(3, 15\) must equal ids shape \(3, 16\)"):
+        encoder.apply({"params": params}, ids, mask[:, :-1])
+    with pytest.raises(ValueError, match="ids must be"):
+        encoder.apply({"params": params}, ids.astype(np.float32), mask)
 
 
 @pytest.mark.parametrize("bad,match", [(dict(width=30), "divisible"), (dict(depth=0), "depth"),
