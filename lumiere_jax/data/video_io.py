@@ -190,6 +190,8 @@ def write_video(
   """Write frames: uint8 (T, H, W, 3). Format by suffix: .mp4 (H.264), .webm (VP9), .gif.
 
   MP4/WebM use yuv420p, so H and W must be even. `crf`: quality (lower is better).
+  GIF stores frame delays in 10 ms steps (exact for fps in 100, 50, 25, 20, 10, ...) and
+  at most 256 colors per frame.
   """
   path = os.fspath(path)
   frames = np.asarray(frames)
