@@ -214,7 +214,8 @@ def make_dataset(
     size: output (H, W) (center crop + resize when different); None keeps the size.
     images: yield single frames for the T2I stage (`'image': (B, H, W, 3)`).
     shuffle: shuffle records (per epoch); random_crop defaults to the same value.
-    num_epochs: None repeats forever.
+    num_epochs: None repeats forever (use this for multi-process training: with finite
+      epochs, shards of a split not divisible by shard_count differ by one record).
     drop_remainder: drop a last partial batch (only matters with finite num_epochs).
     shard_index, shard_count: this reader's shard; default jax.process_index() /
       jax.process_count(). Shards are disjoint and together cover the split.
@@ -238,7 +239,7 @@ def make_dataset(
   if num_workers < 0:
     raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
   if size is not None:
-    size = video_io._as_hw(size)  # pylint: disable=protected-access
+    size = video_io.parse_size(size)
   if (shard_index is None) != (shard_count is None):
     raise ValueError(
         f"shard_index and shard_count must be given together, got shard_index={shard_index}, "
@@ -262,14 +263,17 @@ def make_dataset(
     raise ValueError(
         f"batch_size={batch_size} exceeds this shard's {len(ds)} records; with "
         "drop_remainder=True no batch would come out.")
+  # Per-shard seeds: processes draw different shuffles and crops, each reproducible.
+  shuffle_seed, crop_seed = (int(x) for x in np.random.SeedSequence(
+      [seed, shard_index, shard_count]).generate_state(2))
   if shuffle:
-    ds = ds.shuffle(seed=seed)
+    ds = ds.shuffle(seed=shuffle_seed)
   ds = ds.repeat(num_epochs)
   transform = _ExampleTransform(
       feature_map, _feature_names(source, feature_map.caption), num_frames, size, images,
       random_crop)
   # Seeded per record position: the same element gets the same crop on every run.
-  ds = ds.random_map(transform, seed=seed + 1)
+  ds = ds.random_map(transform, seed=crop_seed)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)
   it_ds = ds.to_iter_dataset(
       grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))

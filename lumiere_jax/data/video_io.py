@@ -22,7 +22,8 @@ class VideoReadError(ValueError):
   """A file that cannot be decoded as a video (missing, truncated, not a video, empty)."""
 
 
-def _as_hw(size: Size, field: str = "size") -> tuple[int, int]:
+def parse_size(size: Size, field: str = "size") -> tuple[int, int]:
+  """int or (H, W) -> (H, W), both > 0."""
   if isinstance(size, (int, np.integer)):
     size = (int(size), int(size))
   if len(size) != 2 or min(size) <= 0:
@@ -60,7 +61,7 @@ def center_crop_resize(frames: np.ndarray, size: Size) -> np.ndarray:
 
   frames: uint8 (T, H, W, 3) -> uint8 (T, size_h, size_w, 3).
   """
-  out_h, out_w = _as_hw(size)
+  out_h, out_w = parse_size(size)
   if frames.ndim != 4:
     raise ValueError(f"frames must be (T, H, W, C), got shape {frames.shape}.")
   _, h, w, _ = frames.shape
@@ -159,7 +160,7 @@ def read_video(
   if fps is not None and fps <= 0:
     raise ValueError(f"fps must be > 0 or None, got {fps}.")
   if size is not None:
-    size = _as_hw(size)
+    size = parse_size(size)
   if not os.path.isfile(path):
     raise VideoReadError(f"{path}: no such file.")
   try:
