@@ -82,6 +82,8 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
     half_lsnr = 0.5 * schedule.log_snr(ts)                              # lambda = log(a / s)
     h = jnp.maximum(half_lsnr[1:] - half_lsnr[:-1], 1e-12)              # (S,), last unused
     h_prev = jnp.concatenate([h[:1], h[:-1]])
+    # A Python eta of 0 is known at trace time: DDIM then draws no noise at all.
+    deterministic = isinstance(eta, (int, float)) and eta == 0.0
     eta = jnp.asarray(eta, jnp.float32)
 
     steps = dict(step=jnp.arange(num_steps, dtype=jnp.int32), t_cur=ts[:-1], t_next=ts[1:],
@@ -98,17 +100,18 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
         if clip is not None:
             x0 = clip_x0(x0, clip)
             eps = (x - a_cur * x0) / s_cur
-        noise = jax.random.normal(key_noise, x.shape, jnp.float32)
         if sampler == "ddim":
             # Song et al. 2021, eq. 12 / 16 with alpha_bar = alpha^2.
             c = eta * (s_next / s_cur) * jnp.sqrt(jnp.maximum(1.0 - (a_cur / a_next) ** 2, 0.0))
-            x_next = (a_next * x0 + jnp.sqrt(jnp.maximum(s_next ** 2 - c ** 2, 0.0)) * eps
-                      + c * noise)
+            x_next = a_next * x0 + jnp.sqrt(jnp.maximum(s_next ** 2 - c ** 2, 0.0)) * eps
+            if not deterministic:
+                x_next = x_next + c * jax.random.normal(key_noise, x.shape, jnp.float32)
         elif sampler == "ddpm":
             # Posterior q(x_s | x_t, x0) (Kingma et al. 2021, eq. 33-34), x0 predicted.
             a_ts = a_cur / a_next
             s2_ts = jnp.maximum(s_cur ** 2 - a_ts ** 2 * s_next ** 2, 0.0)
             mean = (a_ts * s_next ** 2 / s_cur ** 2) * x + (a_next * s2_ts / s_cur ** 2) * x0
+            noise = jax.random.normal(key_noise, x.shape, jnp.float32)
             x_next = mean + jnp.sqrt(s2_ts * s_next ** 2 / s_cur ** 2) * noise
         else:
             # DPM-Solver++(2M) (Lu et al. 2022, alg. 2); first order on the first and last step.
