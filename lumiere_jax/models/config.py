@@ -1,0 +1,137 @@
+"""`UNetConfig`: one dataclass describes the T2I U-Net, the STUNet and the SSR network."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class UNetConfig:
+    """Hyper-parameters of `UNet`. Levels are indexed 0 (finest) .. L-1 (coarsest).
+
+    Spatial layers (always present):
+      channels, channel_mults: width of level l is channels * channel_mults[l].
+      num_res_blocks: ResBlocks per level on the way down (up uses one more).
+      attention_levels / cross_attention_levels: levels with spatial self-attention /
+        text cross-attention (the middle block always has both when the coarsest does).
+    Temporal layers (present when `temporal=True`; names start with `temporal_`):
+      temporal_downsample: per level l < L-1, whether the spatial downsample after level
+        l is followed by a temporal downsample (frames halve) -- and the matching
+        upsample by a temporal upsample.
+      (2+1)D temporal conv blocks follow every ResBlock at levels < L-1, temporal
+      attention at the coarsest level and in the middle block.
+    Conditioning:
+      cond_channels: extra input channels (SSR low-res video, 7-channel <C, M>), fed
+        through a zero-initialised `cond_input_conv` added to the input conv -- exactly a
+        widened first convolution whose extra input kernels start at zero.
+      cond_level_embedding: embed a per-example noise-augmentation level (SSR).
+    """
+
+    in_channels: int = 3
+    out_channels: int = 3
+    channels: int = 128
+    channel_mults: tuple[int, ...] = (1, 2, 3, 4)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] = (2, 3)
+    cross_attention_levels: tuple[int, ...] = (2, 3)
+    num_heads: int = 4
+    norm_groups: int = 32
+    dropout: float = 0.0
+    text_dim: int = 64
+    # temporal (STUNet / SSR)
+    temporal: bool = False
+    temporal_downsample: tuple[bool, ...] = ()
+    temporal_kernel_size: int = 3
+    temporal_heads: int = 4
+    # conditioning
+    cond_channels: int = 0
+    cond_level_embedding: bool = False
+    # numerics
+    dtype: str = "float32"
+    param_dtype: str = "float32"
+    remat: bool = False
+    # nominal input size (used for validation messages, benchmarks and abstract builds)
+    image_size: int = 32
+    num_frames: int = 8
+
+    def __post_init__(self):
+        levels = len(self.channel_mults)
+        if levels < 1:
+            raise ValueError("channel_mults must name at least one level")
+        for field in ("attention_levels", "cross_attention_levels"):
+            bad = [l for l in getattr(self, field) if not 0 <= l < levels]
+            if bad:
+                raise ValueError(f"{field}={getattr(self, field)} has levels {bad} outside "
+                                 f"0..{levels - 1} (len(channel_mults)={levels})")
+        if self.temporal_downsample and len(self.temporal_downsample) != levels - 1:
+            raise ValueError(f"temporal_downsample needs one flag per downsampling (levels - 1 "
+                             f"= {levels - 1}), got {self.temporal_downsample}")
+        if self.temporal_downsample and not self.temporal:
+            raise ValueError("temporal_downsample is set but temporal=False")
+        if self.norm_groups < 1:
+            raise ValueError(f"norm_groups must be >= 1, got {self.norm_groups}")
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.channel_mults)
+
+    @property
+    def num_spatial_downsamples(self) -> int:
+        return self.num_levels - 1
+
+    @property
+    def num_temporal_downsamples(self) -> int:
+        return sum(bool(f) for f in self.temporal_downsample)
+
+    def level_downsamples_time(self, level: int) -> bool:
+        """Whether the downsample after `level` (and the upsample into it) resamples time."""
+        return bool(self.temporal_downsample) and bool(self.temporal_downsample[level])
+
+    @property
+    def jnp_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    @property
+    def jnp_param_dtype(self):
+        return jnp.dtype(self.param_dtype)
+
+    def replace(self, **changes) -> "UNetConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _nearest_multiples(value: int, multiple: int) -> str:
+    low = (value // multiple) * multiple
+    candidates = [c for c in (low, low + multiple) if c > 0]
+    return ", ".join(str(c) for c in candidates)
+
+
+def check_input_shape(config: UNetConfig, shape: Sequence[int]) -> None:
+    """Raise a `ValueError` naming the config field if `shape` cannot go through the net.
+
+    `shape`: `(B, H, W, C)` image or `(B, T, H, W, C)` video. Call before tracing
+    (the model also calls it, at trace time, with static shapes).
+    """
+    if len(shape) not in (4, 5):
+        raise ValueError(f"input must be (B, H, W, C) or (B, T, H, W, C), got shape {tuple(shape)}")
+    height, width, chans = shape[-3:]
+    if chans != config.in_channels:
+        raise ValueError(f"input has {chans} channels but UNetConfig.in_channels="
+                         f"{config.in_channels}")
+    spatial = 2 ** config.num_spatial_downsamples
+    for name, size in (("height", height), ("width", width)):
+        if size % spatial:
+            raise ValueError(
+                f"{name} {size} is not divisible by 2**num_spatial_downsamples = {spatial} "
+                f"(UNetConfig.channel_mults has {config.num_levels} levels); nearest valid "
+                f"sizes: {_nearest_multiples(size, spatial)}")
+    if len(shape) == 5:
+        frames = shape[1]
+        temporal = 2 ** config.num_temporal_downsamples
+        if frames % temporal:
+            raise ValueError(
+                f"num_frames {frames} is not divisible by 2**num_temporal_downsamples = "
+                f"{temporal} (UNetConfig.temporal_downsample={config.temporal_downsample}); "
+                f"nearest valid frame counts: {_nearest_multiples(frames, temporal)}")

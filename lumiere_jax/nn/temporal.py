@@ -1,0 +1,76 @@
+"""Temporal mixing blocks of the STUNet: (2+1)D temporal convolution and attention.
+
+Both are residual with a zero-initialised output projection, so at init they are the
+identity and an inflated STUNet reproduces its T2I model frame by frame.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from einops import rearrange
+
+from lumiere_jax.nn.attention import MultiHeadAttention
+from lumiere_jax.nn.embeddings import sinusoidal_embedding
+from lumiere_jax.nn.layers import Dtype, conv, group_norm, zeros_init
+
+
+def to_pixel_sequences(x: jax.Array, batch: int) -> jax.Array:
+    """`(B*T, H, W, C)` -> `(B*H*W, T, C)`: one temporal sequence per pixel."""
+    return rearrange(x, "(b t) h w c -> (b h w) t c", b=batch)
+
+
+def from_pixel_sequences(seq: jax.Array, batch: int, height: int, width: int) -> jax.Array:
+    """`(B*H*W, T, C)` -> `(B*T, H, W, C)`."""
+    return rearrange(seq, "(b h w) t c -> (b t) h w c", b=batch, h=height, w=width)
+
+
+class TemporalConvBlock(nn.Module):
+    """Residual 1D convolutions along time (the "1D" of a factorised (2+1)D block).
+
+    `x: (B*T, H, W, C)` -> same. GroupNorm runs per pixel sequence over (T, C) groups.
+    """
+
+    batch: int
+    kernel_size: int = 3
+    norm_groups: int = 32
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        channels = x.shape[-1]
+        seq = to_pixel_sequences(x, self.batch)
+        h = group_norm(channels, self.norm_groups, name="norm_0", **kw)(seq)
+        h = conv(channels, (self.kernel_size,), name="conv_0", **kw)(nn.silu(h))
+        h = group_norm(channels, self.norm_groups, name="norm_1", **kw)(h)
+        h = conv(channels, (self.kernel_size,), name="conv_1", kernel_init=zeros_init, **kw)(
+            nn.silu(h))
+        return x + from_pixel_sequences(h, self.batch, x.shape[1], x.shape[2])
+
+
+class TemporalAttention(nn.Module):
+    """Residual self-attention along time for every pixel, with sinusoidal frame positions.
+
+    `x: (B*T, H, W, C)` -> same.
+    """
+
+    batch: int
+    num_heads: int
+    norm_groups: int = 32
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        channels = x.shape[-1]
+        seq = to_pixel_sequences(x, self.batch)
+        h = group_norm(channels, self.norm_groups, name="norm", **kw)(seq)
+        frames = seq.shape[1]
+        positions = sinusoidal_embedding(jnp.arange(frames), channels)[None].astype(h.dtype)
+        out = MultiHeadAttention(self.num_heads, name="attention", **kw)(
+            h, h, query_bias=positions)
+        return x + from_pixel_sequences(out, self.batch, x.shape[1], x.shape[2])

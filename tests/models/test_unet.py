@@ -1,0 +1,215 @@
+"""UNet family: tree structure, identity at init, time mixing, shapes, dtypes."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from einops import repeat
+from flax import traverse_util
+
+from lumiere_jax.models import (UNet, UNetConfig, check_input_shape, dummy_inputs,
+                                inflate_params, trainable_mask)
+from lumiere_jax.models import configs
+
+# rbg keys: XLA compiles their init programs several times faster than threefry on CPU.
+KEY = jax.random.key(0, impl="rbg")
+
+
+@functools.lru_cache(maxsize=None)
+def init_fn(config: UNetConfig, video: bool):
+    inputs = dummy_inputs(config, batch=1, video=video)
+    return jax.jit(lambda key: nn.meta.unbox(UNet(config).init(key, **inputs)["params"]))
+
+
+@functools.lru_cache(maxsize=None)
+def apply_fn(config: UNetConfig):
+    def f(params, x, t, text, text_mask, cond=None):
+        return UNet(config).apply({"params": params}, x, t, text, text_mask, cond=cond)
+    return jax.jit(f)
+
+
+def perturb(params, key, scale=0.2, where=lambda path: True):
+    """Add Gaussian noise to the leaves whose path satisfies `where`."""
+    flat = traverse_util.flatten_dict(params)
+    keys = jax.random.split(key, len(flat))
+    out = {p: (v + scale * jax.random.normal(k, v.shape, v.dtype) if where(p) else v)
+           for (p, v), k in zip(flat.items(), keys)}
+    return traverse_util.unflatten_dict(out)
+
+
+def is_temporal(path):
+    return any(part.startswith("temporal_") for part in path)
+
+
+def text_inputs(config, batch, key, length=5):
+    text = jax.random.normal(key, (batch, length, config.text_dim))
+    mask = jnp.arange(length)[None, :] < jnp.array([length, 3])[:batch, None]
+    return text, mask
+
+
+SECOND_STUNET = configs.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
+                                 attention_levels=(1,), cross_attention_levels=(0, 1)).replace(
+    temporal=True, temporal_downsample=(True,), temporal_heads=2, num_frames=4)
+
+
+def t2i_of(stunet_config):
+    return stunet_config.replace(temporal=False, temporal_downsample=())
+
+
+@pytest.fixture(scope="module", params=["tiny_stunet", "second"])
+def inflated(request):
+    """(stunet config, perturbed T2I params, inflated STUNet params)."""
+    stunet_cfg = configs.tiny_stunet() if request.param == "tiny_stunet" else SECOND_STUNET
+    t2i_cfg = t2i_of(stunet_cfg)
+    t2i_params = perturb(init_fn(t2i_cfg, False)(KEY), jax.random.key(1))
+    stunet_params = init_fn(stunet_cfg, True)(jax.random.key(2, impl="rbg"))
+    return stunet_cfg, t2i_params, inflate_params(t2i_params, stunet_params)
+
+
+def test_t2i_tree_is_strict_subset_of_stunet_tree(inflated):
+    stunet_cfg, t2i_params, stunet_params = inflated
+    t2i = traverse_util.flatten_dict(t2i_params)
+    stunet = traverse_util.flatten_dict(stunet_params)
+    for path, leaf in t2i.items():
+        assert path in stunet, path
+        assert stunet[path].shape == leaf.shape, path
+    extra = set(stunet) - set(t2i)
+    assert extra and all(is_temporal(p) for p in extra)
+
+
+def test_trainable_mask_is_exactly_the_new_weights(inflated):
+    _, t2i_params, stunet_params = inflated
+    mask = traverse_util.flatten_dict(trainable_mask(stunet_params))
+    new_paths = set(traverse_util.flatten_dict(stunet_params)) - set(
+        traverse_util.flatten_dict(t2i_params))
+    assert {p for p, m in mask.items() if m} == new_paths
+
+
+def test_identity_at_init_on_constant_video(inflated):
+    """Inflated STUNet at init on a clip of equal frames == T2I on each frame."""
+    stunet_cfg, t2i_params, stunet_params = inflated
+    t2i_cfg = t2i_of(stunet_cfg)
+    batch, frames, size = 2, stunet_cfg.num_frames, stunet_cfg.image_size
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    images = jax.random.normal(k1, (batch, size, size, 3))
+    t = jax.random.uniform(k2, (batch,))
+    text, mask = text_inputs(stunet_cfg, batch, k3)
+    expected = apply_fn(t2i_cfg)(t2i_params, images, t, text, mask)
+    video = repeat(images, "b h w c -> b t h w c", t=frames)
+    out = apply_fn(stunet_cfg)(stunet_params, video, t, text, mask)
+    assert out.shape == video.shape
+    assert float(jnp.std(expected)) > 0.1  # a non-trivial T2I output
+    for f in range(frames):
+        np.testing.assert_allclose(out[:, f], expected, atol=1e-5, rtol=0)
+
+
+def test_time_is_mixed_after_training_moves_temporal_weights(inflated):
+    stunet_cfg, _, stunet_params = inflated
+    params = perturb(stunet_params, jax.random.key(4), where=is_temporal)
+    batch, frames, size = 1, stunet_cfg.num_frames, stunet_cfg.image_size
+    video = jax.random.normal(jax.random.key(5), (batch, frames, size, size, 3))
+    text, mask = text_inputs(stunet_cfg, batch, jax.random.key(6))
+    t = jnp.full((batch,), 0.5)
+    f = apply_fn(stunet_cfg)
+    grad = jax.grad(lambda v: jnp.sum(f(params, v, t, text, mask)[:, 0] ** 2))(video)
+    assert float(jnp.abs(grad[:, frames - 1]).max()) > 1e-6
+    # ...and without temporal layers (T2I weights only) frame 0 ignores frame T-1.
+    t2i_cfg = t2i_of(stunet_cfg)
+    t2i_params = {k: v for k, v in params.items() if not k.startswith("temporal_")}
+    per_frame = lambda v: jax.vmap(lambda fr: apply_fn(t2i_cfg)(t2i_params, fr, t, text, mask),
+                                   in_axes=1, out_axes=1)(v)
+    grad_t2i = jax.grad(lambda v: jnp.sum(per_frame(v)[:, 0] ** 2))(video)
+    assert float(jnp.abs(grad_t2i[:, frames - 1]).max()) == 0.0
+
+
+def test_conditional_model_at_init_equals_plain_model():
+    """A 7-channel model (3 + 4 cond channels) at init equals the 3-channel model."""
+    cfg = configs.tiny_stunet()
+    cond_cfg = cfg.replace(cond_channels=4)
+    plain = perturb(init_fn(cfg, True)(KEY), jax.random.key(7))
+    widened = inflate_params(plain, init_fn(cond_cfg, True)(KEY))
+    assert traverse_util.flatten_dict(trainable_mask(widened))[("cond_input_conv", "kernel")]
+    batch = 2
+    video = jax.random.normal(jax.random.key(8), (batch, 8, 16, 16, 3))
+    cond = jax.random.normal(jax.random.key(9), (batch, 8, 16, 16, 4))
+    text, mask = text_inputs(cfg, batch, jax.random.key(10))
+    t = jnp.array([0.1, 0.9])
+    np.testing.assert_allclose(apply_fn(cond_cfg)(widened, video, t, text, mask, cond),
+                               apply_fn(cfg)(plain, video, t, text, mask), atol=1e-5, rtol=0)
+
+
+def test_inflate_rejects_mismatched_tree_listing_paths():
+    stunet = init_fn(configs.tiny_stunet(), True)(KEY)
+    wrong = init_fn(configs.tiny_t2i(channels=8), False)(KEY)
+    with pytest.raises(ValueError, match=r"mismatched paths[\s\S]*down0_0_res/conv_0/kernel"):
+        inflate_params(wrong, stunet)
+    partial = {k: v for k, v in init_fn(configs.tiny_t2i(), False)(KEY).items()
+               if k != "out_conv"}
+    with pytest.raises(ValueError, match="no T2I source: out_conv/kernel"):
+        inflate_params(partial, stunet)
+
+
+@pytest.mark.parametrize("frames,nearest", [(6, "4, 8"), (10, "8, 12"), (3, "4")])
+def test_bad_frame_count_names_field_and_nearest_counts(frames, nearest):
+    cfg = configs.tiny_stunet()
+    with pytest.raises(ValueError, match=rf"temporal_downsample[\s\S]*nearest valid frame counts: {nearest}$"):
+        check_input_shape(cfg, (1, frames, 16, 16, 3))
+    # the module itself refuses at trace time, before any XLA compilation
+    x = jax.ShapeDtypeStruct((1, frames, 16, 16, 3), jnp.float32)
+    with pytest.raises(ValueError, match="num_frames"):
+        jax.eval_shape(lambda x: UNet(cfg).init(KEY, x, jnp.zeros(1), jnp.zeros((1, 2, 16)),
+                                                  jnp.ones((1, 2), bool)), x)
+
+
+def test_bad_spatial_size_names_field():
+    with pytest.raises(ValueError, match=r"height 18 .*channel_mults.*nearest valid sizes: 16, 20"):
+        check_input_shape(configs.tiny_t2i(), (1, 18, 16, 3))
+
+
+@pytest.fixture(scope="module")
+def stunet_params():
+    return init_fn(configs.tiny_stunet(), True)(KEY)
+
+
+def test_forward_image_video_batch_jit(stunet_params):
+    cfg = configs.tiny_stunet()
+    text, mask = text_inputs(cfg, 2, jax.random.key(11))
+    t = jnp.array([0.2, 0.7])
+    video = jax.random.normal(jax.random.key(12), (2, 8, 16, 16, 3))
+    out = apply_fn(cfg)(stunet_params, video, t, text, mask)
+    assert out.shape == (2, 8, 16, 16, 3) and out.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(out)))
+    # a STUNet takes images too (temporal layers skipped); batch items are independent
+    image_out = apply_fn(cfg)(stunet_params, video[:, 0], t, text, mask)
+    assert image_out.shape == (2, 16, 16, 3)
+    single = apply_fn(cfg)(stunet_params, video[1:], t[1:], text[1:], mask[1:])
+    np.testing.assert_allclose(single[0], out[1], atol=1e-5, rtol=0)
+
+
+def test_bf16_compute_tracks_fp32(stunet_params):
+    cfg = configs.tiny_stunet()
+    bf16 = cfg.replace(dtype="bfloat16")
+    text, mask = text_inputs(cfg, 2, jax.random.key(13))
+    t = jnp.array([0.3, 0.6])
+    video = jax.random.normal(jax.random.key(14), (2, 8, 16, 16, 3))
+    ref = apply_fn(cfg)(stunet_params, video, t, text, mask)
+    out = apply_fn(bf16)(stunet_params, video, t, text, mask)
+    assert out.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(out)))
+    rel = float(jnp.linalg.norm(out - ref) / jnp.linalg.norm(ref))
+    assert rel < 0.05, rel
+
+
+def test_remat_gives_same_gradients(stunet_params):
+    cfg = configs.tiny_stunet()
+    remat_cfg = cfg.replace(remat=True)
+    text, mask = text_inputs(cfg, 1, jax.random.key(15))
+    video = jax.random.normal(jax.random.key(16), (1, 8, 16, 16, 3))
+    t = jnp.array([0.4])
+    loss = lambda c: jax.jit(jax.grad(
+        lambda p: jnp.mean(UNet(c).apply({"params": p}, video, t, text, mask) ** 2)))
+    g_ref, g_remat = loss(cfg)(stunet_params), loss(remat_cfg)(stunet_params)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4),
+                           g_ref, g_remat)
