@@ -129,8 +129,10 @@ class Checkpointer:
             create=True,
             cleanup_tmp_directories=True,  # remove half-written saves of killed runs
         )
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "meta"))
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options,
+            item_handlers={"state": ocp.StandardCheckpointHandler(),
+                           "meta": ocp.JsonCheckpointHandler()})
         self._check_fingerprint()
 
     # -- queries -------------------------------------------------------------------------
@@ -208,6 +210,9 @@ class Checkpointer:
         impls = None
         if target is None:
             saved = self._manager.item_metadata(step)["state"]
+            if saved is None:
+                raise ValueError(f"checkpoint step {step} in {self.directory} has no readable"
+                                 " 'state' metadata; pass target=")
             sharding = _replicated()
             orbax_target = jax.tree.map(
                 lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), saved)
