@@ -7,6 +7,12 @@ The mesh has three named axes:
 Parameters carry flax logical axis names (`nn.with_logical_partitioning`); one table,
 `DEFAULT_RULES`, maps those names to mesh axes (maxtext style). Changing the parallelism
 is a change of mesh shape or rules, never of the model.
+
+Models should pin activations with `nn.with_logical_constraint(h, ('batch', ...))`
+(features unsharded) before each conv: with jax 0.10.2 on CPU, a dense kernel sharded
+('fsdp', 'tensor') feeding a conv kernel sharded (None, None, 'fsdp', 'tensor') on a
+(2, 2, 2) mesh, with the activation sharding left to propagation, gives wrong gradients
+(the forward is right); the constraint fixes it (tests/parallel/tiny_model.py).
 """
 
 from __future__ import annotations
@@ -134,6 +140,42 @@ def param_shardings(abstract_params: Any, mesh: Mesh, rules: Rules = DEFAULT_RUL
         return NamedSharding(mesh, P())
 
     return jax.tree.map(one, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def shardings_like_params(abstract_tree: Any, params_shardings: Any, mesh: Mesh) -> Any:
+    """Shardings for a tree derived from params (optimizer state, EMA, grads).
+
+    Each leaf whose key path *ends with* a parameter's key path (longest match) and whose
+    shape that parameter's sharding divides gets the parameter's sharding (e.g. optax `[0].mu['conv']['kernel']` follows
+    `['conv']['kernel']`); every other leaf (step counts, scalars) is replicated. Use as
+    `jax.jit(tx.init, out_shardings=shardings_like_params(jax.eval_shape(tx.init, p), s, mesh))`
+    -- a plain `jax.jit(tx.init)` puts the zero moments on one device.
+    """
+    by_path: dict[tuple, NamedSharding] = {}
+    for path, sharding in jax.tree_util.tree_leaves_with_path(params_shardings):
+        by_path[tuple(path)] = sharding
+    longest = max((len(p) for p in by_path), default=0)
+    replicated = NamedSharding(mesh, P())
+
+    def one(path: Any, x: Any) -> NamedSharding:
+        path = tuple(path)
+        for n in range(min(longest, len(path)), 0, -1):
+            sharding = by_path.get(path[-n:])
+            if sharding is not None:
+                if len(sharding.spec) <= len(x.shape) and _fits(x.shape, sharding):
+                    return sharding
+                break
+        return replicated
+
+    return jax.tree_util.tree_map_with_path(one, abstract_tree)
+
+
+def _fits(shape: Sequence[int], sharding: NamedSharding) -> bool:
+    try:
+        sharding.shard_shape(tuple(shape))
+    except ValueError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -17,7 +17,8 @@ import tiny_model  # noqa: E402
 
 from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, init_sharded,  # noqa: E402
                                   initialize_distributed, logical_sharding, make_mesh,
-                                  mesh_rules, param_shardings, shard_batch)
+                                  mesh_rules, param_shardings, shard_batch,
+                                  shardings_like_params)
 
 MESHES = [(8, 1, 1), (4, 2, 1), (2, 2, 2), (1, 8, 1), (1, 1, 8)]
 NUM_STEPS = 3
@@ -187,3 +188,25 @@ def test_initialize_distributed_validates(monkeypatch):
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
     with pytest.raises(ValueError, match="JAX_NUM_PROCESSES"):
         initialize_distributed()
+
+
+def test_shardings_like_params_for_optimizer_state():
+    import optax
+
+    mesh = _mesh((2, 2, 2))
+    abstract = jax.eval_shape(tiny_model.init_fn, jax.random.key(0))
+    pshard = param_shardings(abstract, mesh, DEFAULT_RULES)["params"]
+    params = nn.meta.unbox(abstract)["params"]
+    tx = optax.adamw(1e-3)
+    opt_abstract = jax.eval_shape(tx.init, params)
+    opt_shard = shardings_like_params(opt_abstract, pshard, mesh)
+    adam = opt_shard[0]
+    for moments in (adam.mu, adam.nu):
+        assert moments["mlp_in"]["kernel"] == pshard["mlp_in"]["kernel"]
+        assert moments["mlp_in"]["kernel"].spec == P("fsdp", "tensor")
+        assert moments["conv_in"]["bias"].spec == P("tensor")
+    assert adam.count.spec == P()
+    # A leaf whose path matches a param but whose shape does not is replicated.
+    odd = shardings_like_params({"mlp_in": {"kernel": jax.ShapeDtypeStruct((3, 5), np.float32)}},
+                                pshard, mesh)
+    assert odd["mlp_in"]["kernel"].spec == P()
