@@ -129,14 +129,17 @@ def param_shardings(abstract_params: Any, mesh: Mesh, rules: Rules = DEFAULT_RUL
     """Pytree of `NamedSharding` from flax logical metadata.
 
     abstract_params: a (possibly abstract, from `jax.eval_shape`) variables tree whose
-      leaves are `nn.LogicallyPartitioned` boxes or plain arrays / `ShapeDtypeStruct`s
-      (plain leaves are replicated).
+      leaves are `nn.LogicallyPartitioned` boxes (logical names, mapped by `rules`),
+      `nn.Partitioned` boxes (mesh axis names, used as is) or plain arrays /
+      `ShapeDtypeStruct`s (replicated).
     Returns a tree with the *unboxed* structure (one `NamedSharding` per array); it is
     also a valid `out_shardings` prefix for the boxed tree.
     """
     def one(x: Any) -> NamedSharding:
-        if isinstance(x, nn.Partitioned):
+        if isinstance(x, nn.LogicallyPartitioned):
             return logical_sharding(x.value.shape, tuple(x.names), mesh, rules)
+        if isinstance(x, nn.Partitioned):  # `nn.with_partitioning`: names are mesh axes
+            return NamedSharding(mesh, _divisible_spec(x.value.shape, P(*x.names), mesh))
         return NamedSharding(mesh, P())
 
     return jax.tree.map(one, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))

@@ -210,3 +210,14 @@ def test_shardings_like_params_for_optimizer_state():
     odd = shardings_like_params({"mlp_in": {"kernel": jax.ShapeDtypeStruct((3, 5), np.float32)}},
                                 pshard, mesh)
     assert odd["mlp_in"]["kernel"].spec == P()
+
+
+def test_param_shardings_plain_partitioned_and_unboxed_leaves():
+    mesh = _mesh((2, 2, 2))
+    tree = {"a": nn.Partitioned(jax.ShapeDtypeStruct((4, 6), np.float32), names=("tensor", "data")),
+            "odd": nn.Partitioned(jax.ShapeDtypeStruct((3, 6), np.float32), names=("tensor", "data")),
+            "b": jax.ShapeDtypeStruct((3,), np.float32)}
+    s = param_shardings(tree, mesh)
+    assert s["a"].spec == P("tensor", "data")
+    assert s["odd"].spec == P(None, "data")
+    assert s["b"].spec == P()
