@@ -129,9 +129,13 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
             if x_next.shape != x.shape:
                 raise ValueError(f"step_hook returned shape {x_next.shape}; expected {x.shape}.")
             x_next = x_next.astype(dtype)
-        return (x_next, x0.astype(dtype)), None
+        # Only the multistep solver carries the previous x0 (float32); the others carry a
+        # scalar, so no second video-sized buffer lives across steps.
+        return (x_next, x0 if multistep else x0_prev), None
 
-    (x_final, _), _ = jax.lax.scan(body, (x_start, jnp.zeros_like(x_start)), steps)
+    multistep = sampler == "dpmpp_2m"
+    x0_init = jnp.zeros(x_start.shape, jnp.float32) if multistep else jnp.zeros((), jnp.float32)
+    (x_final, _), _ = jax.lax.scan(body, (x_start, x0_init), steps)
     return x_final
 
 

@@ -1,0 +1,154 @@
+"""Per-step sampler overhead relative to one model forward, on the tiny STUNet.
+
+    python benchmarks/sampler_overhead.py [--steps 32 --batch 1 --frames 8 --size 16 ...]
+
+For each sampler (DDIM, DDPM ancestral, DPM-Solver++ 2M, and DDIM with classifier-free
+guidance) prints one JSON object:
+  overhead = (time of an N-step jitted `sample` / N - time of one jitted forward)
+             / time of one forward,
+where "one forward" is the model call a step makes (batch 2B for guidance). Times are
+medians of `--repeats` runs after a warm-up, with `block_until_ready`, sample and
+forward runs interleaved so load drift on a shared machine hits both alike. Also prints the
+forward's FLOPs (`cost_analysis`), achieved FLOP/s against a jitted-matmul peak measured in
+the same run, and the compiled sampler's / forward's temp memory (`memory_analysis`).
+Random-init weights (`init_params`), nothing downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lumiere_jax.diffusion.guidance import classifier_free_guidance
+from lumiere_jax.diffusion.samplers import sample
+from lumiere_jax.diffusion.schedules import cosine_schedule
+from lumiere_jax.models import UNet, init_params
+from lumiere_jax.models.configs import tiny_stunet
+
+
+def median_time(fn, *args, repeats: int) -> float:
+    """Median wall time of fn(*args) over `repeats` runs after one warm-up."""
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interleaved_medians(calls: dict, repeats: int) -> dict:
+    """Median wall time per named (fn, args) pair, runs interleaved so that load drift on a
+    shared machine hits every figure alike; one warm-up each."""
+    for fn, fn_args in calls.values():
+        jax.block_until_ready(fn(*fn_args))
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, (fn, fn_args) in calls.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(*fn_args))
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a jitted n x n float32 matmul: the peak used for utilization."""
+    a = jnp.ones((n, n), jnp.float32)
+    return 2 * n ** 3 / median_time(jax.jit(lambda a: a @ a), a, repeats=repeats)
+
+
+def compiled_stats(fn, *args) -> dict:
+    """FLOPs and temp / argument bytes of jit(fn) compiled for args."""
+    compiled = fn.lower(*args).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    mem = compiled.memory_analysis()
+    return dict(flops=float(cost.get("flops", float("nan"))),
+                temp_bytes=int(getattr(mem, "temp_size_in_bytes", -1)),
+                argument_bytes=int(getattr(mem, "argument_size_in_bytes", -1)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--size", type=int, default=16)
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--text-len", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--samplers", default="ddim,ddpm,dpmpp_2m,ddim_cfg")
+    args = parser.parse_args()
+
+    config = tiny_stunet(channels=args.channels, image_size=args.size, num_frames=args.frames)
+    model = UNet(config)
+    params = nn.meta.unbox(init_params(config, jax.random.key(0)))
+    schedule = cosine_schedule(args.size, args.size)
+    rng = np.random.default_rng(0)
+    b = args.batch
+    x = jnp.asarray(rng.standard_normal((b, args.frames, args.size, args.size, 3)), jnp.float32)
+    text = jnp.asarray(rng.standard_normal((b, args.text_len, config.text_dim)), jnp.float32)
+    mask = jnp.ones((b, args.text_len), bool)
+    null_text, null_mask = jnp.zeros_like(text), jnp.zeros_like(mask)
+    key = jax.random.key(1)
+
+    def forward(params, x, t, text, mask):
+        return model.apply({"params": params}, x, t, text, mask)
+
+    def make_sampler(name: str):
+        sampler = name.removesuffix("_cfg")
+        guided = name.endswith("_cfg")
+
+        def run(params, x, text, mask, key):
+            if guided:
+                cfg = classifier_free_guidance(
+                    lambda x, t, c: forward(params, x, t, c[0], c[1]), scale=5.0)
+                denoise = lambda x, t: cfg(x, t, (text, mask), (null_text, null_mask))
+            else:
+                denoise = lambda x, t: forward(params, x, t, text, mask)
+            return sample(denoise, x, key, schedule=schedule, sampler=sampler,
+                          num_steps=args.steps, prediction="v")
+
+        return jax.jit(run), guided
+
+    fwd = jax.jit(forward)
+    peak = matmul_peak()
+    geometry = dict(model="tiny_stunet", batch=b, frames=args.frames, size=args.size,
+                    channels=args.channels, steps=args.steps, repeats=args.repeats,
+                    backend=jax.default_backend(), device=str(jax.devices()[0].device_kind))
+    for name in args.samplers.split(","):
+        run, guided = make_sampler(name)
+        mult = 2 if guided else 1
+        # The forward a step makes: batch B, or 2B with classifier-free guidance.
+        xf, tf = jnp.concatenate([x] * mult), jnp.full((mult * b,), 0.5, jnp.float32)
+        textf, maskf = jnp.concatenate([text] * mult), jnp.concatenate([mask] * mult)
+        fwd_stats = compiled_stats(fwd, params, xf, tf, textf, maskf)
+        run_stats = compiled_stats(run, params, x, text, mask, key)
+        # One sample per round against `steps` forwards per round, interleaved.
+        medians = interleaved_medians(
+            dict(sample=(run, (params, x, text, mask, key)),
+                 forward=(fwd, (params, xf, tf, textf, maskf))), repeats=args.repeats)
+        t_sample, t_fwd = medians["sample"], medians["forward"]
+        per_step = t_sample / args.steps
+        print(json.dumps(dict(
+            figure="sampler_per_step_overhead", sampler=name, guidance_batch=mult * b,
+            sample_ms=1e3 * t_sample, per_step_ms=1e3 * per_step, forward_ms=1e3 * t_fwd,
+            overhead=(per_step - t_fwd) / t_fwd,
+            forward_flops=fwd_stats["flops"],
+            forward_achieved_flops_per_s=fwd_stats["flops"] / t_fwd,
+            step_achieved_flops_per_s=fwd_stats["flops"] / per_step,
+            matmul_peak_flops_per_s=peak,
+            forward_utilization=fwd_stats["flops"] / t_fwd / peak,
+            forward_temp_bytes=fwd_stats["temp_bytes"], sampler_temp_bytes=run_stats["temp_bytes"],
+            **geometry)))
+
+
+if __name__ == "__main__":
+    main()
