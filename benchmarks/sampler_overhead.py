@@ -6,7 +6,11 @@ For each sampler (DDIM, DDPM ancestral, DPM-Solver++ 2M, and DDIM with classifie
 guidance) prints one JSON object:
   overhead = (time of an N-step jitted `sample` / N - time of one jitted forward)
              / time of one forward,
-where "one forward" is the model call a step makes (batch 2B for guidance). Times are
+where "one forward" is the model call a step makes (batch 2B for guidance), jitted and
+called on its own. A standalone call also pays Python dispatch (flattening the params
+tree), which the scan pays once, so the script also reports
+`overhead_vs_forward_in_scan` = (sample time - time of N chained forwards in one lax.scan
+without sampler math) / that time: the sampler's own arithmetic. Times are
 medians of `--repeats` runs after a warm-up, with `block_until_ready`, sample and
 forward runs interleaved so load drift on a shared machine hits both alike. Also prints the
 forward's FLOPs (`cost_analysis`), achieved FLOP/s against a jitted-matmul peak measured in
@@ -118,11 +122,28 @@ def main() -> None:
 
         return jax.jit(run), guided
 
+    def make_forward_loop(mult: int):
+        """N forwards chained in one lax.scan with no sampler math: isolates the per-call
+        dispatch cost of a standalone forward from the sampler's own arithmetic."""
+        def loop(params, x, text, mask):
+            xf, textf = jnp.concatenate([x] * mult), jnp.concatenate([text] * mult)
+            maskf = jnp.concatenate([mask] * mult)
+
+            def body(x, t):
+                out = forward(params, x, jnp.full((x.shape[0],), t), textf, maskf)
+                return out, None
+
+            ts = jnp.linspace(1.0, 0.0, args.steps, endpoint=False)
+            return jax.lax.scan(body, xf, ts)[0]
+
+        return jax.jit(loop)
+
     fwd = jax.jit(forward)
     peak = matmul_peak()
     geometry = dict(model="tiny_stunet", batch=b, frames=args.frames, size=args.size,
                     channels=args.channels, steps=args.steps, repeats=args.repeats,
                     backend=jax.default_backend(), device=str(jax.devices()[0].device_kind))
+    loops = {1: make_forward_loop(1), 2: make_forward_loop(2)}
     for name in args.samplers.split(","):
         run, guided = make_sampler(name)
         mult = 2 if guided else 1
@@ -134,13 +155,17 @@ def main() -> None:
         # One sample per round against `steps` forwards per round, interleaved.
         medians = interleaved_medians(
             dict(sample=(run, (params, x, text, mask, key)),
-                 forward=(fwd, (params, xf, tf, textf, maskf))), repeats=args.repeats)
-        t_sample, t_fwd = medians["sample"], medians["forward"]
+                 forward=(fwd, (params, xf, tf, textf, maskf)),
+                 forward_loop=(loops[mult], (params, x, text, mask))),
+            repeats=args.repeats)
+        t_sample, t_fwd, t_loop = medians["sample"], medians["forward"], medians["forward_loop"]
         per_step = t_sample / args.steps
         print(json.dumps(dict(
             figure="sampler_per_step_overhead", sampler=name, guidance_batch=mult * b,
             sample_ms=1e3 * t_sample, per_step_ms=1e3 * per_step, forward_ms=1e3 * t_fwd,
             overhead=(per_step - t_fwd) / t_fwd,
+            forward_in_scan_ms=1e3 * t_loop / args.steps,
+            overhead_vs_forward_in_scan=(t_sample - t_loop) / t_loop,
             forward_flops=fwd_stats["flops"],
             forward_achieved_flops_per_s=fwd_stats["flops"] / t_fwd,
             step_achieved_flops_per_s=fwd_stats["flops"] / per_step,
