@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lumiere_jax.diffusion.samplers import replacement_hook, sample
-from lumiere_jax.diffusion.schedules import cosine_schedule
+from lumiere_jax.diffusion.schedules import cosine_schedule, ddpm_betas, discrete_schedule
 
 SCHEDULE = cosine_schedule()
 D = 8
@@ -21,10 +21,10 @@ MU = np.linspace(-0.8, 0.8, D).astype(np.float32)
 STD = np.linspace(0.3, 1.0, D).astype(np.float32)
 
 
-def gaussian_denoiser(prediction):
+def gaussian_denoiser(prediction, schedule=SCHEDULE):
     """The optimal denoiser for N(MU, diag(STD^2)) data, x: (B, D), as eps / v / x0 output."""
     def denoise(x, t):
-        a, sig = SCHEDULE.alpha_sigma(t)
+        a, sig = schedule.alpha_sigma(t)
         a, sig = a[:, None], sig[:, None]
         x0 = MU + a * STD ** 2 / (a ** 2 * STD ** 2 + sig ** 2) * (x - a * MU)
         eps = (x - a * x0) / sig
@@ -71,6 +71,19 @@ def test_gaussian_data_reproduces_mean_and_std(sampler, prediction, steps, eta, 
                          num_steps=steps, prediction=prediction, eta=eta))
     np.testing.assert_allclose(out.mean(0), MU, atol=0.05)
     np.testing.assert_allclose(out.std(0) / STD, 1.0, atol=std_tol)
+
+
+def test_discrete_ddpm_schedule_and_bfloat16():
+    """The DDPM linear-beta schedule drives the samplers too; bf16 inputs stay bf16."""
+    schedule = discrete_schedule(ddpm_betas("linear", 1000))
+    x1 = normal(20, (N, D)).astype(jnp.bfloat16)
+    f = jax.jit(lambda x, k: sample(gaussian_denoiser("eps", schedule), x, k, schedule=schedule,
+                                    sampler="dpmpp_2m", num_steps=50, prediction="eps"))
+    out = f(x1, jax.random.key(21))
+    assert out.dtype == jnp.bfloat16
+    out = np.asarray(out, np.float32)
+    np.testing.assert_allclose(out.mean(0), MU, atol=0.05)
+    np.testing.assert_allclose(out.std(0) / STD, 1.0, atol=0.06)
 
 
 def test_sdedit_start_from_noisy_data():
