@@ -1,0 +1,74 @@
+"""The full set of training config fields with defaults; `configs/*.py` start from here."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from lumiere_jax.models import UNetConfig
+
+
+def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
+    """Every field `train.py` reads. `model` fills `config.model` (all UNetConfig fields)."""
+    c = ml_collections.ConfigDict()
+    c.stage = stage                      # 't2i' | 'stunet' | 'ssr'
+    c.seed = 0
+    c.init_rng_impl = "rbg"              # param init key ('rbg' compiles fast on CPU)
+    c.model = ml_collections.ConfigDict(dataclasses.asdict(model))
+    c.text = ml_collections.ConfigDict(dict(
+        width=model.text_dim, depth=2, num_heads=2, max_length=32,
+        trainable=stage != "stunet"))    # trained jointly with the T2I / SSR U-Net
+    c.data = ml_collections.ConfigDict(dict(
+        name="moving_shapes/f16_s32", split="train", data_dir="",
+        batch_size=8,                    # global, over all processes
+        num_shards=0,                    # data shards in all (0: one per process)
+        num_threads=4, prefetch=4))
+    c.diffusion = ml_collections.ConfigDict(dict(
+        prediction="v", weighting="plain", schedule_base_size=model.image_size,
+        text_dropout=0.1, ssr_low_res=model.image_size // 4, ssr_max_aug=0.3))
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=1e-4, warmup_steps=100, decay_steps=10_000, end_lr_factor=0.1, b1=0.9, b2=0.99,
+        eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999))
+    c.train = ml_collections.ConfigDict(dict(
+        num_steps=10_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3,
+        max_nonfinite=10, init_from="", init_from_ema=True, progress=True))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.sample = ml_collections.ConfigDict(dict(
+        every=0, num_steps=32, guidance=3.0, sampler="ddim",
+        prompts=("a small red circle moving slowly left on a black background",
+                 "a large blue square moving quickly up on a white background")))
+    c.tensorboard = False
+    c.xla_options = ml_collections.ConfigDict()  # e.g. {'xla_backend_optimization_level': 0}
+    return c
+
+
+def tiny_model(**overrides) -> UNetConfig:
+    """The smallest useful STUNet-compatible U-Net (8 px, width 8): compiles in seconds."""
+    from lumiere_jax.models import configs as model_configs
+
+    return model_configs.tiny_stunet(
+        channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(),
+        cross_attention_levels=(1,), norm_groups=4, text_dim=16, image_size=8, num_frames=4,
+        temporal_downsample=(True,)).replace(**overrides)
+
+
+def tiny_config(stage: str, **model_overrides) -> ml_collections.ConfigDict:
+    """A seconds-per-run config for tests and smoke checks (`configs/tiny_*.py`)."""
+    if stage == "t2i":
+        model_overrides = dict(temporal=False, temporal_downsample=(), **model_overrides)
+    if stage == "ssr":
+        model_overrides = dict(temporal_downsample=(False,), cond_channels=3,
+                               cond_level_embedding=True, **model_overrides)
+    c = base_config(stage, tiny_model(**model_overrides))
+    c.text.update(width=16, depth=1, num_heads=2, max_length=16)
+    c.data.update(name="moving_shapes/f16_s32", batch_size=8, num_threads=1, prefetch=1)
+    c.diffusion.update(ssr_low_res=4)
+    c.optim.update(lr=1e-3, warmup_steps=2, decay_steps=100, ema_decay=0.9)
+    c.train.update(num_steps=8, log_every=4, checkpoint_every=4, progress=False)
+    c.mesh.update(data=1, fsdp=1, tensor=1)
+    # CPU compile time dominates tiny runs: LLVM -O0 compiles ~3x faster.
+    c.xla_options.update(xla_backend_optimization_level=0, xla_llvm_disable_expensive_passes=True)
+    c.sample.update(num_steps=2, guidance=2.0,
+                    prompts=("a small red circle moving slowly left on a black background",))
+    return c

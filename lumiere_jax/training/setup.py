@@ -1,0 +1,232 @@
+"""Config -> model, text encoder, data, parameters: the pieces `train.py` wires together."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Iterator
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from lumiere_jax.diffusion.schedules import cosine_schedule
+from lumiere_jax.models import UNet, UNetConfig, dummy_inputs, inflate_params, trainable_mask
+from lumiere_jax.parallel import DEFAULT_RULES, param_shardings
+from lumiere_jax.parallel.mesh import mesh_rules
+from lumiere_jax.text import ByteTokenizer, TextEncoder, TextEncoderConfig
+from lumiere_jax.training.step import STAGES, StepConfig
+
+# Config keys that do not change what a checkpoint means: a run may be extended, moved,
+# re-meshed or logged differently and still resume.
+FINGERPRINT_EXCLUDE = ("train.num_steps", "train.log_every", "train.checkpoint_every",
+                       "train.keep_checkpoints", "train.max_nonfinite", "train.progress",
+                       "mesh", "sample", "tensorboard", "data.data_dir", "data.num_threads",
+                       "data.prefetch", "xla_options")
+
+
+class NonFiniteError(RuntimeError):
+    """Too many consecutive non-finite steps; the last complete checkpoint is untouched."""
+
+
+def unet_config(config: Any) -> UNetConfig:
+    """`UNetConfig` from `config.model` (every field of the dataclass may be overridden)."""
+    fields = {f.name for f in dataclasses.fields(UNetConfig)}
+    raw = config.model.to_dict()
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ValueError(f"config.model has unknown fields {unknown}; valid: {sorted(fields)}")
+    return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def text_config(config: Any) -> TextEncoderConfig:
+    t = config.text
+    return TextEncoderConfig(width=t.width, depth=t.depth, num_heads=t.num_heads,
+                             max_length=t.max_length)
+
+
+def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
+    d = config.diffusion
+    return StepConfig(stage=config.stage,
+                      schedule=cosine_schedule(model_cfg.image_size, d.schedule_base_size),
+                      prediction=d.prediction, weighting=d.weighting,
+                      text_dropout=d.text_dropout, ema_decay=config.optim.ema_decay,
+                      ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug)
+
+
+def check_config(config: Any) -> None:
+    """Early `ValueError`s for inconsistent stage / model / data fields."""
+    if config.stage not in STAGES:
+        raise ValueError(f"config.stage={config.stage!r}; valid: {STAGES}")
+    video = config.stage != "t2i"
+    if video != bool(config.model.temporal):
+        raise ValueError(f"config.stage={config.stage!r} needs config.model.temporal={video}")
+    if config.stage == "stunet" and not config.train.init_from:
+        raise ValueError("config.stage='stunet' inflates a T2I checkpoint: set "
+                         "config.train.init_from to the T2I run's checkpoint folder "
+                         "(<t2i workdir>/checkpoints)")
+    if config.stage == "ssr" and not config.model.cond_channels:
+        raise ValueError("config.stage='ssr' needs config.model.cond_channels=3 (low-res input)")
+    if config.model.text_dim != config.text.width:
+        raise ValueError(f"config.model.text_dim={config.model.text_dim} must equal "
+                         f"config.text.width={config.text.width}")
+    if config.data.batch_size % jax.process_count():
+        raise ValueError(f"config.data.batch_size={config.data.batch_size} (global) must be "
+                         f"divisible by the {jax.process_count()} processes")
+
+
+def tokenizer(config: Any) -> ByteTokenizer:
+    return ByteTokenizer(max_length=config.text.max_length)
+
+
+def num_shards(config: Any) -> int:
+    """Data shards over all processes: `config.data.num_shards`, or one per process."""
+    n = config.data.num_shards or jax.process_count()
+    if n % jax.process_count() or config.data.batch_size % n:
+        raise ValueError(f"config.data.num_shards={n} must be a multiple of the "
+                         f"{jax.process_count()} processes and divide config.data.batch_size="
+                         f"{config.data.batch_size}")
+    return n
+
+
+class ShardedBatches:
+    """This process's data: `num_shards / process_count` grain iterators, concatenated.
+
+    The global batch is a function of the config alone (not of the process count): with
+    `data.num_shards = 2`, one process reading shards 0 and 1 sees exactly the global
+    batches two processes see together. `get_state()` / `set_state()`: JSON-able.
+    """
+
+    def __init__(self, config: Any):
+        from lumiere_jax.data import load_source, make_dataset
+
+        d, mcfg, n = config.data, config.model, num_shards(config)
+        per_process = n // jax.process_count()
+        source = load_source(d.name, d.split, data_dir=d.data_dir or None)
+        first = jax.process_index() * per_process
+        self._its = [iter(make_dataset(
+            source, batch_size=d.batch_size // n, seed=config.seed,
+            num_frames=None if config.stage == "t2i" else mcfg.num_frames,
+            size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
+            prefetch_buffer_size=d.prefetch, shard_index=i, shard_count=n))
+            for i in range(first, first + per_process)]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        parts = [next(it) for it in self._its]
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+    def get_state(self) -> list:
+        return [it.get_state() for it in self._its]
+
+    def set_state(self, state: list) -> None:
+        if len(state) != len(self._its):
+            raise ValueError(f"data state holds {len(state)} shard states but this process "
+                             f"reads {len(self._its)} shards")
+        for it, s in zip(self._its, state):
+            it.set_state(s)
+
+
+def host_batch(batch: dict, tok: ByteTokenizer) -> dict:
+    """A grain batch -> {'pixels': uint8, 'ids': int32 (B, L), 'mask': bool (B, L)}."""
+    pixels = batch["image"] if "image" in batch else batch["video"]
+    ids, mask = tok.encode([c.decode() if isinstance(c, bytes) else str(c)
+                            for c in batch["caption"]])
+    return dict(pixels=np.asarray(pixels, np.uint8), ids=ids.astype(np.int32),
+                mask=mask.astype(bool))
+
+
+def compiler_options(config: Any) -> dict | None:
+    """XLA options for every compile of the run (`config.xla_options`), None if empty."""
+    opts = config.get("xla_options", None)
+    opts = dict(opts.to_dict() if hasattr(opts, "to_dict") else opts or {})
+    return opts or None
+
+
+def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
+    """Global batch as `ShapeDtypeStruct`s (no sharding)."""
+    b, s = config.data.batch_size, model_cfg.image_size
+    lead = (b,) if config.stage == "t2i" else (b, model_cfg.num_frames)
+    return dict(pixels=jax.ShapeDtypeStruct(lead + (s, s, 3), jnp.uint8),
+                ids=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.int32),
+                mask=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.bool_))
+
+
+def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):
+    """`init_fn(key) -> {'unet': boxed params, 'text': boxed params}` on dummy inputs."""
+    mcfg, length = model.config, config.text.max_length
+
+    def init_fn(key):
+        k_unet, k_text = jax.random.split(key)
+        dummy = dummy_inputs(mcfg, batch=1, text_len=length)
+        ids = jnp.zeros((1, length), jnp.int32)
+        return {"unet": model.init(k_unet, **dummy)["params"],
+                "text": encoder.init(k_text, ids, jnp.ones((1, length), bool))["params"]}
+
+    return init_fn
+
+
+def trainable_tree(config: Any, params: Any) -> dict:
+    """Pytree of bool: which weights train in this stage."""
+    const = lambda tree, v: jax.tree.map(lambda _: v, nn.meta.unbox(tree))
+    unet = (trainable_mask(params["unet"]) if config.stage == "stunet"
+            else const(params["unet"], True))
+    return {"unet": unet, "text": const(params["text"], bool(config.text.trainable))}
+
+
+def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
+                rules=DEFAULT_RULES) -> tuple[dict, dict]:
+    """Sharded parameters (born sharded) and their shardings; stunet inflates a T2I run.
+
+    The init key is `jax.random.key(config.seed, impl=config.init_rng_impl)` ('rbg'
+    compiles much faster on CPU than threefry).
+    """
+    init_fn = make_init_fn(model, encoder, config)
+    key = jax.random.key(config.seed, impl=config.init_rng_impl)
+    with mesh_rules(mesh, rules):  # as parallel.init_sharded, with the run's XLA options
+        shardings = param_shardings(jax.eval_shape(init_fn, key), mesh, rules)
+        params = jax.jit(init_fn, out_shardings=shardings).lower(key).compile(
+            compiler_options(config))(key)
+    params = nn.meta.unbox(params)
+    if config.stage == "stunet":
+        t2i = load_t2i_params(config.train.init_from, config.train.init_from_ema)
+        params = {"unet": inflate_params(t2i["unet"], params["unet"]), "text": t2i["text"]}
+        params = jax.device_put(params, shardings)
+    return params, shardings
+
+
+def load_t2i_params(directory: str, use_ema: bool = True) -> dict:
+    """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a T2I run."""
+    from lumiere_jax.checkpoint import Checkpointer
+    from lumiere_jax.training.state import merge_params
+
+    with Checkpointer(directory, config_fingerprint=None) as ckpt:
+        if ckpt.latest_step() is None:
+            raise ValueError(f"config.train.init_from={directory!r} holds no complete "
+                             "checkpoint; train the t2i stage first")
+        saved, meta = ckpt.restore()
+    if meta.get("metadata", {}).get("stage") not in (None, "t2i"):
+        raise ValueError(f"config.train.init_from={directory!r} is a "
+                         f"{meta['metadata']['stage']!r} run; stunet inflates a 't2i' run")
+    trained = saved["state"]["ema" if use_ema else "params"]
+    params = merge_params(trained, saved.get("frozen", {}))
+    return jax.tree.map(np.asarray, params)
+
+
+def check_nonfinite(rows: list[dict], max_nonfinite: int, last_checkpoint: int | None) -> None:
+    """Raise `NonFiniteError` if any row shows `max_nonfinite` consecutive skipped steps."""
+    for r in rows:
+        if r["nonfinite"] >= max_nonfinite:
+            raise NonFiniteError(
+                f"step {r['step']}: {r['nonfinite']} consecutive steps had a non-finite loss or "
+                f"gradient (limit config.train.max_nonfinite={max_nonfinite}); their updates "
+                f"were skipped. Stopping. The last good checkpoint (step {last_checkpoint}) is "
+                "intact: lower config.optim.lr, raise warmup, check the data, then resume.")
+
+
+def batches(it: Iterator[dict], tok: ByteTokenizer) -> Iterator[dict]:
+    for b in it:
+        yield host_batch(b, tok)

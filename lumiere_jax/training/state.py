@@ -1,0 +1,71 @@
+"""Train state: trainable weights, their EMA and optimizer state; frozen weights apart.
+
+The state is a plain dict (orbax saves and restores it as is):
+  step (int32), params (trainable subtree), ema (same structure), opt_state (optax, for
+  the trainable subtree only), rng (typed threefry key), nonfinite (consecutive skipped
+  steps), skipped (total skipped steps).
+Frozen weights never enter the state: they are a separate argument of the step, not
+differentiated and not updated (stunet: the whole T2I U-Net and text encoder).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from lumiere_jax.parallel import shardings_like_params
+
+PyTree = Any
+
+
+def split_params(params: PyTree, mask: PyTree) -> tuple[dict, dict]:
+    """(trainable, frozen) nested dicts: leaves of `params` where `mask` is True / False.
+
+    params: nested dict of arrays (or shardings / structs); mask: same structure of bool.
+    """
+    flat = traverse_util.flatten_dict(nn.meta.unbox(params))
+    flat_mask = traverse_util.flatten_dict(mask)
+    if set(flat) != set(flat_mask):
+        raise ValueError("mask and params have different structures: "
+                         f"{sorted(set(flat) ^ set(flat_mask))[:5]}")
+    train = {p: v for p, v in flat.items() if flat_mask[p]}
+    frozen = {p: v for p, v in flat.items() if not flat_mask[p]}
+    return traverse_util.unflatten_dict(train), traverse_util.unflatten_dict(frozen)
+
+
+def merge_params(trainable: PyTree, frozen: PyTree) -> dict:
+    """Inverse of `split_params`."""
+    flat = dict(traverse_util.flatten_dict(frozen))
+    flat.update(traverse_util.flatten_dict(trainable))
+    return traverse_util.unflatten_dict(flat)
+
+
+def ema_update(ema: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:
+    """`ema <- decay * ema + (1 - decay) * params`, leafwise (float32 accumulation)."""
+    return jax.tree.map(
+        lambda e, p: (decay * e.astype(jnp.float32)
+                      + (1.0 - decay) * p.astype(jnp.float32)).astype(e.dtype), ema, params)
+
+
+def init_state(trainable: PyTree, tx: optax.GradientTransformation, key: jax.Array) -> dict:
+    """A fresh state for `trainable` weights; `key` (threefry) seeds every in-step draw."""
+    return dict(step=jnp.zeros((), jnp.int32), params=trainable,
+                ema=jax.tree.map(jnp.copy, trainable), opt_state=tx.init(trainable), rng=key,
+                nonfinite=jnp.zeros((), jnp.int32), skipped=jnp.zeros((), jnp.int32))
+
+
+def state_shardings(trainable_shardings: PyTree, tx: optax.GradientTransformation,
+                    abstract_trainable: PyTree, mesh: Mesh) -> dict:
+    """Shardings of `init_state(...)`: params / ema / optimizer moments like the weights,
+    counters and the key replicated."""
+    replicated = NamedSharding(mesh, P())
+    abstract_opt = jax.eval_shape(tx.init, abstract_trainable)
+    return dict(step=replicated, params=trainable_shardings, ema=trainable_shardings,
+                opt_state=shardings_like_params(abstract_opt, trainable_shardings, mesh),
+                rng=replicated, nonfinite=replicated, skipped=replicated)

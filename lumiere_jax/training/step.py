@@ -1,0 +1,166 @@
+"""The loss / update step and the sampling function the training loop jits.
+
+A device batch is a dict:
+  pixels: uint8 (B, H, W, 3) images (t2i) or (B, T, H, W, 3) videos (stunet, ssr),
+  ids:    int32 (B, L) caption token ids, mask: bool (B, L).
+Parameters are `{'unet': ..., 'text': ...}`, split into a trainable subtree (in the state,
+differentiated) and a frozen subtree (a plain argument, never differentiated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lumiere_jax.diffusion.guidance import classifier_free_guidance, noise_augment
+from lumiere_jax.diffusion.objectives import diffusion_loss
+from lumiere_jax.diffusion.samplers import sample
+from lumiere_jax.diffusion.schedules import Schedule
+from lumiere_jax.models import UNet
+from lumiere_jax.text.cache import drop_to_null
+from lumiere_jax.training.state import ema_update, merge_params
+
+STAGES = ("t2i", "stunet", "ssr")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """Static options of the train step (hashable).
+
+    stage: 't2i' | 'stunet' | 'ssr'. prediction / weighting: see `diffusion_loss`.
+    text_dropout: probability of replacing a caption by the null caption (CFG training).
+    ema_decay: EMA of the trainable weights, applied on every optimizer update.
+    ssr_low_res: the SSR's conditioning is the clip resized to this size and back.
+    ssr_max_aug: noise augmentation level of that conditioning, t_aug ~ U(0, max).
+    """
+
+    stage: str
+    schedule: Schedule
+    prediction: str = "v"
+    weighting: str = "plain"
+    text_dropout: float = 0.1
+    ema_decay: float = 0.999
+    ssr_low_res: int = 8
+    ssr_max_aug: float = 0.3
+
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise ValueError(f"stage={self.stage!r}; valid: {STAGES}")
+        if not 0.0 <= self.text_dropout < 1.0:
+            raise ValueError(f"text_dropout={self.text_dropout}; must be in [0, 1)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay={self.ema_decay}; must be in [0, 1)")
+
+
+def to_float(pixels: jax.Array) -> jax.Array:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return pixels.astype(jnp.float32) / 127.5 - 1.0
+
+
+def low_res_cond(x: jax.Array, size: int) -> jax.Array:
+    """SSR conditioning: `x (B, T, H, W, C)` resized to `size` px and back (bilinear)."""
+    lead, (h, w, c) = x.shape[:-3], x.shape[-3:]
+    small = jax.image.resize(x, lead + (size, size, c), "linear")
+    return jax.image.resize(small, lead + (h, w, c), "linear")
+
+
+def _model_kwargs(cfg: StepConfig, x0: jax.Array, key: jax.Array) -> dict:
+    if cfg.stage != "ssr":
+        return {}
+    cond, level = noise_augment(low_res_cond(x0, cfg.ssr_low_res), key, cfg.schedule,
+                                cfg.ssr_max_aug)
+    return dict(cond=cond, cond_level=level)
+
+
+def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
+                    lr_schedule: Callable[[Any], Any], cfg: StepConfig,
+                    null_ids: np.ndarray, null_mask: np.ndarray
+                    ) -> Callable[[dict, dict, dict], tuple[dict, dict]]:
+    """`step(state, frozen, batch) -> (state, metrics)`, pure; jit it with shardings.
+
+    Gradients flow only into `state['params']`; a non-finite loss or gradient norm leaves
+    params, EMA and optimizer state untouched and bumps `nonfinite` (consecutive) and
+    `skipped` (total). null_ids / null_mask: (L,) tokens of the empty caption.
+    metrics: loss, grad_norm, lr, finite, nonfinite, skipped (scalars).
+    """
+    null_ids, null_mask = np.asarray(null_ids, np.int32), np.asarray(null_mask, bool)
+
+    def loss_fn(trainable, frozen, batch, key):
+        params = merge_params(trainable, frozen)
+        k_drop, k_loss, k_cond, k_dropout = jax.random.split(key, 4)
+        states, mask = encoder.apply({"params": params["text"]}, batch["ids"], batch["mask"])
+        null_states, null_m = encoder.apply({"params": params["text"]}, null_ids[None],
+                                            null_mask[None])
+        states, mask = drop_to_null(states, mask, null_states[0], null_m[0], k_drop,
+                                    cfg.text_dropout)
+        x0 = to_float(batch["pixels"])
+        extra = _model_kwargs(cfg, x0, k_cond)
+
+        def denoise(x_t, t):
+            return model.apply({"params": params["unet"]}, x_t, t, states, mask, train=True,
+                               rngs={"dropout": k_dropout}, **extra)
+
+        return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction, cfg.weighting)
+
+    def step(state: dict, frozen: dict, batch: dict) -> tuple[dict, dict]:
+        key = jax.random.fold_in(state["rng"], state["step"])
+        loss, grads = jax.value_and_grad(loss_fn)(state["params"], frozen, batch, key)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        ema = jax.tree.map(lambda new, old: jnp.where(tx.has_updated(opt_state), new, old),
+                           ema_update(state["ema"], params, cfg.ema_decay), state["ema"])
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+        new_state = dict(
+            step=state["step"] + 1,
+            params=keep(params, state["params"]),
+            ema=keep(ema, state["ema"]),
+            opt_state=keep(opt_state, state["opt_state"]),
+            rng=state["rng"],
+            nonfinite=jnp.where(finite, 0, state["nonfinite"] + 1).astype(jnp.int32),
+            skipped=(state["skipped"] + (~finite).astype(jnp.int32)).astype(jnp.int32),
+        )
+        metrics = dict(loss=loss, grad_norm=grad_norm,
+                       lr=jnp.asarray(lr_schedule(state["opt_state"].gradient_step), jnp.float32),
+                       finite=finite, nonfinite=new_state["nonfinite"],
+                       skipped=new_state["skipped"])
+        return new_state, metrics
+
+    return step
+
+
+def make_sample_fn(model: UNet, encoder: Any, cfg: StepConfig, *, num_steps: int,
+                   guidance: float, sampler: str = "ddim") -> Callable[..., jax.Array]:
+    """`fn(params, ids, mask, null_ids, null_mask, noise, key, pixels) -> uint8 samples`.
+
+    params: merged `{'unet', 'text'}` (e.g. EMA weights); ids / mask: (B, L) prompts;
+    null_ids / null_mask: (L,); noise: (B, [T,] H, W, 3) float start; pixels: uint8 batch
+    used only by 'ssr' (its low-res version is the conditioning). Classifier-free guidance
+    with `guidance` (1 = conditional only). Returns uint8 of noise's shape.
+    """
+
+    def fn(params, ids, mask, null_ids, null_mask, noise, key, pixels):
+        states, smask = encoder.apply({"params": params["text"]}, ids, mask)
+        nstates, nmask = encoder.apply({"params": params["text"]}, null_ids[None], null_mask[None])
+        extra = {}
+        if cfg.stage == "ssr":
+            extra = dict(cond=low_res_cond(to_float(pixels), cfg.ssr_low_res),
+                         cond_level=jnp.zeros((noise.shape[0],), jnp.float32))
+
+        def model_fn(x, t, text):
+            ex = {k: jnp.concatenate([v] * (x.shape[0] // v.shape[0])) for k, v in extra.items()}
+            return model.apply({"params": params["unet"]}, x, t, text[0], text[1], **ex)
+
+        guided = classifier_free_guidance(model_fn, guidance)
+        denoise = lambda x, t: guided(x, t, (states, smask), (nstates, nmask))
+        out = sample(denoise, noise, key, schedule=cfg.schedule, sampler=sampler,
+                     num_steps=num_steps, prediction=cfg.prediction, clip="static")
+        return jnp.clip(jnp.round((out + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+    return fn

@@ -1,0 +1,176 @@
+"""Train a Lumiere stage (t2i, stunet, ssr) from a config file.
+
+    python train.py --config configs/t2i.py --workdir runs/t2i [--config.optim.lr=3e-4]
+    python train.py --config configs/stunet.py --workdir runs/stunet \
+        --config.train.init_from=runs/t2i/checkpoints
+
+Multi-host: pass --coordinator host:port --num_processes N --process_id i (or set
+JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); every process runs this
+same script and feeds its own shard of the batch.
+Reads top to bottom: config -> distributed init -> mesh -> data -> model -> state ->
+jitted step -> loop (log, checkpoint, sample).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import numpy as np
+from absl import app, flags
+from jax.sharding import NamedSharding, PartitionSpec as P
+from ml_collections import config_flags
+
+from lumiere_jax.checkpoint import Checkpointer, config_fingerprint
+from lumiere_jax.models import UNet
+from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, initialize_distributed,
+                                  make_mesh, shard_batch)
+from lumiere_jax.parallel.mesh import mesh_rules
+from lumiere_jax.text import TextEncoder
+from lumiere_jax.training import (MetricWriter, init_state, make_optimizer, make_sample_fn,
+                                  make_train_step, merge_params, split_params, state_shardings)
+from lumiere_jax.training import setup
+
+config_flags.DEFINE_config_file("config", None, "configs/NAME.py", lock_config=True)
+flags.DEFINE_string("workdir", None, "run folder: checkpoints/, metrics.jsonl, samples/")
+flags.DEFINE_string("coordinator", None, "multi-host: host:port of process 0")
+flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
+flags.DEFINE_integer("process_id", None, "multi-host: this process's index")
+
+
+def train(config, workdir: str) -> dict:
+    """Runs (or resumes) the run in `workdir`; returns the final state (host-side use)."""
+    # --- config, mesh ------------------------------------------------------------------
+    setup.check_config(config)
+    lead = jax.process_index() == 0
+    mesh = make_mesh(config.mesh.to_dict())
+    replicated = NamedSharding(mesh, P())
+    xla_options = setup.compiler_options(config)
+    # Refuses a workdir holding checkpoints of another config before anything compiles.
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                        config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
+                        max_to_keep=config.train.keep_checkpoints)
+
+    # --- model, optimizer, parameters (born sharded; stunet inflates the T2I run) -------
+    model_cfg = setup.unet_config(config)
+    model, encoder = UNet(model_cfg), TextEncoder(setup.text_config(config))
+    step_cfg = setup.step_config(config, model_cfg)
+    tx, lr_schedule = make_optimizer(config.optim)
+    params, shardings = setup.init_params(config, model, encoder, mesh)
+    mask = setup.trainable_tree(config, params)
+    trainable, frozen = split_params(params, mask)
+    train_sh, frozen_sh = split_params(shardings, mask)
+    del params
+
+    # --- train state ---------------------------------------------------------------------
+    state_sh = state_shardings(train_sh, tx, jax.eval_shape(lambda t: t, trainable), mesh)
+    key = jax.random.key(config.seed + 1, impl="threefry2x32")  # in-step draws
+    state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh).lower(
+        trainable, key).compile(xla_options)(trainable, key)
+    del trainable
+
+    # --- resume from the latest complete checkpoint ---------------------------------------
+    tree = lambda s, f: {"state": s, "frozen": f} if f else {"state": s}
+    data_state, start = None, 0
+    if ckpt.latest_step() is not None:
+        restored, meta = ckpt.restore(target=tree(state, frozen))
+        state, frozen = restored["state"], restored.get("frozen", frozen)
+        start, data_state = int(meta["step"]), meta["data_state"]
+
+    # --- data: this process's shard, resumed at the checkpoint's position ---------------
+    it = setup.ShardedBatches(config)
+    if data_state is not None:
+        it.set_state(data_state)
+    tok = setup.tokenizer(config)
+    null_ids, null_mask = (a[0] for a in tok.encode([""]))
+
+    # --- the jitted step (compiled once, FLOPs from its cost analysis) ------------------
+    step_fn = make_train_step(model, encoder, tx, lr_schedule, step_cfg, null_ids, null_mask)
+    batch_sh = jax.tree.map(lambda _: batch_sharding(mesh),
+                            setup.abstract_batch_shapes(config, model_cfg))
+    metrics_sh = replicated
+    with mesh_rules(mesh, DEFAULT_RULES):
+        train_step = jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
+                             out_shardings=(state_sh, metrics_sh), donate_argnums=(0,))
+        compiled = train_step.lower(state, frozen, setup.abstract_batch_shapes(config, model_cfg)
+                                    ).compile(xla_options)
+    flops = float((compiled.cost_analysis() or {}).get("flops", 0.0))
+    sample_fn = None
+    if config.sample.every:
+        sample_fn = jax.jit(make_sample_fn(model, encoder, step_cfg,
+                                           num_steps=config.sample.num_steps,
+                                           guidance=config.sample.guidance,
+                                           sampler=config.sample.sampler),
+                            out_shardings=replicated, compiler_options=xla_options)
+
+    # --- loop: step, log, checkpoint, sample -------------------------------------------
+    writer = MetricWriter(workdir, enabled=lead, resume_step=start,
+                          tensorboard=config.tensorboard, total_steps=config.train.num_steps,
+                          progress=config.train.progress and lead)
+    pending, t_last, last_saved = [], time.perf_counter(), ckpt.latest_step()
+    with mesh_rules(mesh, DEFAULT_RULES):
+        for step in range(start, config.train.num_steps):
+            host = setup.host_batch(next(it), tok)
+            state, metrics = compiled(state, frozen, shard_batch(host, mesh))
+            pending.append((step + 1, metrics))
+            done = step + 1 == config.train.num_steps
+            save = done or (step + 1) % config.train.checkpoint_every == 0
+            if save or done or (step + 1) % config.train.log_every == 0:
+                rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
+                elapsed = (time.perf_counter() - t_last) / len(rows)
+                for r in rows:
+                    r.update(step_time_s=elapsed,
+                             examples_per_s=config.data.batch_size / elapsed,
+                             flops_per_s=flops / elapsed)
+                writer.write(rows)
+                pending, t_last = [], time.perf_counter()
+                setup.check_nonfinite(rows, config.train.max_nonfinite, last_saved)
+            if save and int(jax.device_get(state["nonfinite"])) == 0:
+                ckpt.save(step + 1, tree(state, frozen), data_state=it.get_state(),
+                          metadata={"stage": config.stage})
+                last_saved = step + 1
+            if sample_fn is not None and ((step + 1) % config.sample.every == 0 or done):
+                write_samples(config, workdir, sample_fn, state, frozen, host, tok,
+                              null_ids, null_mask, step + 1, mesh, lead)
+    ckpt.close()
+    writer.close()
+    return state
+
+
+def write_samples(config, workdir, sample_fn, state, frozen, host, tok, null_ids, null_mask,
+                  step, mesh, lead) -> None:
+    """EMA samples for `config.sample.prompts` -> `<workdir>/samples/step_<step>.gif`."""
+    from lumiere_jax.data.video_io import write_video
+
+    prompts = list(config.sample.prompts)
+    ids, mask = tok.encode(prompts)
+    mcfg, n = config.model, len(prompts)
+    lead_shape = (n,) if config.stage == "t2i" else (n, mcfg.num_frames)
+    key = jax.random.key(config.seed + 2, impl="threefry2x32")
+    noise = np.asarray(jax.random.normal(key, lead_shape + (mcfg.image_size,) * 2 + (3,)))
+    pixels = np.resize(host["pixels"], lead_shape + host["pixels"].shape[len(lead_shape):])
+    rep = NamedSharding(mesh, P())
+    put = lambda a: jax.make_array_from_process_local_data(rep, np.asarray(a))
+    out = sample_fn(merge_params(state["ema"], frozen), put(ids), put(mask), put(null_ids),
+                    put(null_mask), put(noise), key, put(pixels))
+    out = np.asarray(out.addressable_data(0))
+    if not lead:
+        return
+    if out.ndim == 4:                     # images: one frame, prompts side by side
+        out = out[:, None]
+    grid = np.concatenate(list(out), axis=2)  # (T, H, n*W, 3)
+    os.makedirs(os.path.join(workdir, "samples"), exist_ok=True)
+    write_video(os.path.join(workdir, "samples", f"step_{step:07d}.gif"), grid, fps=8)
+
+
+def main(argv) -> None:
+    del argv
+    initialize_distributed(flags.FLAGS.coordinator, flags.FLAGS.num_processes,
+                           flags.FLAGS.process_id)
+    train(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
