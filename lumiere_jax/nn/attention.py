@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from einops import rearrange
 
-from lumiere_jax.nn.layers import Dtype, dense, group_norm, zeros_init
+from lumiere_jax.nn.layers import Dtype, default_kernel_init, dense, group_norm, zeros_init
 
 
 class MultiHeadAttention(nn.Module):
@@ -41,7 +41,7 @@ class MultiHeadAttention(nn.Module):
         attn_mask = None if mask is None else rearrange(mask.astype(bool), "n l -> n 1 1 l")
         out = jax.nn.dot_product_attention(q, k, v.astype(q.dtype), mask=attn_mask)
         out = rearrange(out, "n s h d -> n s (h d)")
-        out_init = zeros_init if self.zero_init_output else nn.initializers.lecun_normal()
+        out_init = zeros_init if self.zero_init_output else default_kernel_init
         return dense(channels, name="out", kernel_init=out_init, **kw)(out)
 
 
