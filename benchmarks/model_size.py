@@ -21,8 +21,8 @@ from lumiere_jax.models.configs import CONFIGS, get_config
 
 
 def abstract_params(config, inputs):
-    init = lambda key: nn.meta.unbox(UNet(config).init(key, **inputs)["params"])
-    return jax.eval_shape(init, jax.random.key(0))
+    init = lambda key, i: nn.meta.unbox(UNet(config).init(key, **i)["params"])
+    return jax.eval_shape(init, jax.random.key(0), inputs)
 
 
 def forward_flops(config, params, inputs) -> float:
