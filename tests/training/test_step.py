@@ -1,0 +1,169 @@
+"""Train step: sharded meshes match one device; non-finite steps are skipped; only the
+trainable subtree has gradients / optimizer state."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import traverse_util
+
+from lumiere_jax.models import UNet
+from lumiere_jax.parallel import DEFAULT_RULES, batch_sharding, make_mesh, param_shardings
+from lumiere_jax.parallel.mesh import mesh_rules
+from lumiere_jax.text import TextEncoder
+from lumiere_jax.training import (init_state, make_optimizer, make_train_step, split_params,
+                                  state_shardings)
+from lumiere_jax.training import setup
+from lumiere_jax.training.defaults import tiny_config
+
+NUM_STEPS, BATCH = 3, 8
+CAPTIONS = ["a small red circle moving slowly left on a black background",
+            "a large blue square moving quickly up on a white background", "", "x"]
+
+
+class Run:
+    """Everything one t2i train step needs, built once (host-side initial state)."""
+
+    def __init__(self, stage: str = "t2i"):
+        self.config = c = tiny_config(stage)
+        c.data.batch_size = BATCH
+        # Weights whose exact gradient is 0 (attention key biases) get rounding-noise
+        # gradients that differ by mesh; Adam's default eps=1e-8 would blow that noise up
+        # to +-lr steps. eps=1e-6 keeps such updates ~1e-7 and real ones unchanged.
+        c.optim.eps = 1e-6
+        self.model_cfg = setup.unet_config(c)
+        self.model, self.encoder = UNet(self.model_cfg), TextEncoder(setup.text_config(c))
+        self.tx, self.lr = make_optimizer(c.optim)
+        self.init_fn = setup.make_init_fn(self.model, self.encoder, c)
+        self.key = jax.random.key(c.seed, impl=c.init_rng_impl)
+        tok = setup.tokenizer(c)
+        null_ids, null_mask = (a[0] for a in tok.encode([""]))
+        self.step_fn = make_train_step(self.model, self.encoder, self.tx, self.lr,
+                                       setup.step_config(c, self.model_cfg), null_ids, null_mask)
+        rng = np.random.default_rng(0)
+        self.batches = []
+        for _ in range(NUM_STEPS):
+            ids, mask = tok.encode([CAPTIONS[i] for i in rng.integers(0, 4, BATCH)])
+            self.batches.append(dict(
+                pixels=rng.integers(0, 256, (BATCH, 8, 8, 3), dtype=np.uint8),
+                ids=ids.astype(np.int32), mask=mask))
+
+    def host_state(self):
+        params = nn.meta.unbox(jax.jit(self.init_fn)(self.key))
+        mask = setup.trainable_tree(self.config, params)
+        trainable, frozen = split_params(params, mask)
+        state = jax.device_get(init_state(trainable, self.tx, jax.random.key(1)))
+        state["rng"] = np.asarray(jax.random.key_data(state["rng"]))  # host copy
+        return state, jax.device_get(frozen), mask
+
+    def device_state(self, host_state, state_sh):
+        """A fresh device copy (the step donates it); the key is re-wrapped each time."""
+        host = dict(host_state, rng=jax.random.wrap_key_data(host_state["rng"]))
+        return jax.device_put(host, state_sh, may_alias=False)
+
+    def compile(self, mesh, mask):
+        with mesh_rules(mesh, DEFAULT_RULES):
+            shardings = param_shardings(jax.eval_shape(self.init_fn, self.key), mesh)
+        train_sh, frozen_sh = split_params(shardings, mask)
+        abstract_train = jax.eval_shape(lambda: split_params(
+            nn.meta.unbox(jax.eval_shape(self.init_fn, self.key)), mask)[0])
+        state_sh = state_shardings(train_sh, self.tx, abstract_train, mesh)
+        batch_sh = jax.tree.map(lambda _: batch_sharding(mesh), self.batches[0])
+        with mesh_rules(mesh, DEFAULT_RULES):
+            step = jax.jit(self.step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
+                           out_shardings=(state_sh, None), donate_argnums=(0,),
+                           compiler_options=setup.compiler_options(self.config))
+        return step, state_sh, frozen_sh, batch_sh
+
+
+@pytest.fixture(scope="module")
+def run():
+    r = Run()
+    r.state0, r.frozen0, r.mask = r.host_state()
+    return r
+
+
+def train_on(run: Run, mesh):
+    step, state_sh, frozen_sh, batch_sh = run.compile(mesh, run.mask)
+    state = run.device_state(run.state0, state_sh)
+    frozen = jax.device_put(run.frozen0, frozen_sh)
+    losses = []
+    with mesh_rules(mesh, DEFAULT_RULES):
+        for b in run.batches:
+            state, metrics = step(state, frozen, jax.device_put(b, batch_sh))
+            losses.append(float(metrics["loss"]))
+    return np.array(losses), jax.device_get(state["params"]), step, (state_sh, frozen_sh, batch_sh)
+
+
+@pytest.fixture(scope="module")
+def one_device(run):
+    return train_on(run, make_mesh({"data": 1}, devices=jax.devices()[:1]))
+
+
+@pytest.mark.parametrize("shape", [(8, 1, 1), (4, 2, 1), (2, 2, 2)])
+def test_meshes_match_one_device(run, one_device, shape):
+    """Tolerance: losses to 1e-5 relative, weights after 3 AdamW steps to 1e-5 absolute."""
+    mesh = make_mesh(dict(zip(("data", "fsdp", "tensor"), shape)))
+    losses, params, _, _ = train_on(run, mesh)
+    ref_losses, ref_params, _, _ = one_device
+    assert np.all(np.isfinite(ref_losses)) and len(set(ref_losses.tolist())) == NUM_STEPS
+    np.testing.assert_allclose(losses, ref_losses, rtol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params),
+                            jax.tree.leaves(ref_params)):
+        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=jax.tree_util.keystr(path))
+    # The weights moved: an update that did nothing would also "match".
+    moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(params),
+                                                    jax.tree.leaves(run.state0["params"]))]
+    assert max(moved) > 1e-4
+
+
+def test_nonfinite_step_is_skipped(run, one_device):
+    _, _, step, (state_sh, frozen_sh, batch_sh) = one_device
+    poisoned = jax.tree.map(np.copy, run.state0)
+    leaf = poisoned["params"]["unet"]["out_conv"]["kernel"]
+    leaf[0, 0, 0, 0] = np.nan
+    state = run.device_state(poisoned, state_sh)
+    frozen = jax.device_put(run.frozen0, frozen_sh)
+    batch = jax.device_put(run.batches[0], batch_sh)
+    before = jax.device_get(state)
+    for expected in (1, 2):
+        state, metrics = step(state, frozen, batch)  # same shardings: no recompile
+        assert not bool(metrics["finite"]) and int(metrics["nonfinite"]) == expected
+    after = jax.device_get(state)
+    assert int(after["step"]) == 2 and int(after["skipped"]) == 2
+    for name in ("params", "ema", "opt_state"):
+        for a, b in zip(jax.tree.leaves(after[name]), jax.tree.leaves(before[name])):
+            np.testing.assert_array_equal(a, b)  # bit-identical (NaN == NaN here)
+    rows = [dict(step=i + 1, nonfinite=i + 1) for i in range(2)]
+    setup.check_nonfinite(rows[:1], 2, last_checkpoint=0)  # 1 in a row: keep going
+    with pytest.raises(setup.NonFiniteError, match=r"2 consecutive .*last good checkpoint "
+                                                   r"\(step 0\) is intact"):
+        setup.check_nonfinite(rows, 2, last_checkpoint=0)
+
+
+def test_only_trainable_weights_get_optimizer_state():
+    """stunet: the optimizer state covers exactly the temporal_* weights (abstractly)."""
+    r = Run.__new__(Run)
+    c = tiny_config("stunet")
+    model, encoder = UNet(setup.unet_config(c)), TextEncoder(setup.text_config(c))
+    init_fn = setup.make_init_fn(model, encoder, c)
+    params = nn.meta.unbox(jax.eval_shape(init_fn, jax.random.key(0)))
+    mask = setup.trainable_tree(c, params)
+    trainable, frozen = split_params(params, mask)
+    tx, _ = make_optimizer(c.optim)
+    opt = jax.eval_shape(tx.init, trainable)
+    flat_train = traverse_util.flatten_dict(trainable)
+    flat_frozen = traverse_util.flatten_dict(frozen)
+    assert flat_train and flat_frozen
+    assert all(any(p.startswith("temporal_") for p in path) for path in flat_train)
+    assert not any(any(p.startswith("temporal_") for p in path) for path in flat_frozen)
+    assert all(path[0] == "unet" for path in flat_train)  # the text encoder is frozen
+    n_train = sum(np.prod(x.shape) for x in flat_train.values())
+    n_opt = sum(np.prod(x.shape) for x in jax.tree.leaves(opt) if x.ndim > 0)
+    # MultiSteps: accumulator + Adam mu + nu, each the size of the trainable weights only.
+    assert n_opt == 3 * n_train
+    del r
