@@ -1,4 +1,4 @@
-"""Lumiere applications (paper sec. 5): stylized generation, the 7-channel conditional input
+"""Lumiere applications: stylized generation, the 7-channel conditional input
 (image-to-video, inpainting, cinemagraphs), SDEdit video-to-video, conditional sampling."""
 
 from lumiere_jax.applications.conditional import sample_conditional, unet_model_fn

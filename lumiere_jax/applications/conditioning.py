@@ -1,4 +1,4 @@
-"""The conditioning input `<C, M>` of Lumiere's conditional STUNet (sec. 5.2).
+"""The `<C, M>` conditioning input of Lumiere's conditional STUNet.
 
 A conditional model sees `<J, C, M>`: the noisy video J (3 channels), a masked
 conditioning video C (3) and a binary mask M (1), 7 channels in all; J is the model's `x`,

@@ -1,4 +1,4 @@
-"""Video-to-video editing with SDEdit (Meng et al. 2022; Lumiere sec. 5.2).
+"""Video-to-video editing with SDEdit (Meng et al. 2022), as in Lumiere.
 
 A real video x0 is noised part way, `x_t = alpha(t) x0 + sigma(t) eps` with t = `strength`,
 and denoised from there under a (new) prompt: small strengths keep the input's layout and

@@ -1,6 +1,6 @@
 """Stylized generation by interpolating the spatial (T2I) weights of a STUNet.
 
-Lumiere (sec. 5.1): a STUNet's frozen T2I weights `W_orig` are blended with those of a
+As in Lumiere, a STUNet's frozen T2I weights `W_orig` are blended with those of a
 style-fine-tuned T2I model `W_style`, `W = alpha W_style + (1 - alpha) W_orig`
 (the paper uses alpha in [0.5, 1]); the temporal weights, trained against `W_orig`,
 stay untouched, so the motion prior carries over to the new style.

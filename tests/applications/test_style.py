@@ -65,7 +65,8 @@ def test_linear_in_alpha_matches_numpy(trees):
     spatial = [p for p in orig if not trains(p)]
     assert len(spatial) > 10
     for path in spatial:
-        expected = alpha * sty[path].astype(np.float64) + (1 - alpha) * orig[path].astype(np.float64)
+        o, s = orig[path].astype(np.float64), sty[path].astype(np.float64)
+        expected = alpha * s + (1 - alpha) * o
         np.testing.assert_allclose(np.asarray(out[path]), expected, rtol=1e-6, atol=1e-6,
                                    err_msg=str(path))
     # Traced alpha (one jit serves every alpha) gives the same result.
@@ -96,3 +97,14 @@ def test_trees_that_do_not_fit_name_paths(trees):
     extra = dict(style, extra_layer={"kernel": np.zeros(3, np.float32)})
     with pytest.raises(ValueError, match="not in stunet_params: extra_layer/kernel"):
         interpolate_spatial_weights(stunet, extra, 0.5)
+
+
+def test_full_stunet_as_style_tree_leaves_its_temporal_weights_unused(trees):
+    """A style-fine-tuned STUNet works too; only its spatial weights are used."""
+    stunet, _ = trees
+    rng = np.random.default_rng(3)
+    style = jax.tree.map(lambda v: rng.standard_normal(v.shape).astype(v.dtype), stunet)
+    out, orig, sty = (flat(t) for t in (interpolate_spatial_weights(stunet, style, 1.0),
+                                        stunet, style))
+    for path in orig:
+        np.testing.assert_array_equal(out[path], orig[path] if trains(path) else sty[path])

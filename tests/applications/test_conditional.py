@@ -1,0 +1,165 @@
+"""Conditional sampling: replacement keeps the known region exactly; the 7-channel STUNet.
+
+Cheap tests drive `sample_conditional` with closed-form denoisers; the model tests share
+one tiny conditional STUNet (NumPy-random weights on a `jax.eval_shape` tree, the cond
+conv zero as at init) and two compiled functions.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from lumiere_jax.applications import (cinemagraph_condition, image_to_video_condition,
+                                      inpainting_condition, sample_conditional, unet_model_fn)
+from lumiere_jax.diffusion.schedules import cosine_schedule
+from lumiere_jax.models import UNet, configs, dummy_inputs
+
+SCHEDULE = cosine_schedule()
+RNG = np.random.default_rng(0)
+
+
+# ---------------------------------------------------------------- closed-form denoisers
+
+SHAPE = (2, 4, 4, 4, 3)                                # (B, T, H, W, C)
+VIDEO = RNG.uniform(-1, 1, SHAPE).astype(np.float32)
+POINT = RNG.uniform(-1, 1, SHAPE).astype(np.float32)
+KNOWN = RNG.uniform(size=SHAPE[:-1] + (1,)) < 0.4
+
+
+def point_oracle(x, t, cond):
+    """x0-prediction of data that is the single video POINT; ignores cond (unconditional)."""
+    return jnp.broadcast_to(POINT, x.shape)
+
+
+@pytest.fixture(scope="module")
+def cheap_sampler():
+    return jax.jit(lambda cond, key, replace: sample_conditional(
+        point_oracle, cond, key, schedule=SCHEDULE, num_steps=6, sampler="ddim",
+        prediction="x0", eta=1.0, replace_known=replace), static_argnums=2)
+
+
+def test_replacement_keeps_known_region_exactly(cheap_sampler):
+    cond = inpainting_condition(VIDEO, KNOWN)
+    out = np.asarray(cheap_sampler(cond, jax.random.key(0), True))
+    known = np.broadcast_to(KNOWN, SHAPE)
+    assert out.shape == SHAPE
+    np.testing.assert_array_equal(out[known], VIDEO[known])
+    # The hole is the model's: the oracle's video exactly (last DDIM step returns x0).
+    np.testing.assert_allclose(out[~known], POINT[~known], atol=1e-6)
+    # Without replacement the known region is the model's too (so the check can fail).
+    free = np.asarray(cheap_sampler(cond, jax.random.key(0), False))
+    np.testing.assert_allclose(free, POINT, atol=1e-6)
+    assert np.max(np.abs(free[known] - VIDEO[known])) > 0.1
+
+
+def test_replacement_with_image_to_video_condition(cheap_sampler):
+    cond = image_to_video_condition(VIDEO[:, 0], SHAPE[1])
+    out = np.asarray(cheap_sampler(cond, jax.random.key(1), True))
+    np.testing.assert_array_equal(out[:, 0], VIDEO[:, 0])
+    np.testing.assert_allclose(out[:, 1:], POINT[:, 1:], atol=1e-6)
+
+
+def test_bad_sample_conditional_input():
+    cond = inpainting_condition(VIDEO, KNOWN)
+    kw = dict(schedule=SCHEDULE, num_steps=2)
+    with pytest.raises(ValueError, match="x_start"):
+        sample_conditional(point_oracle, cond, jax.random.key(0), x_start=jnp.zeros((2, 4)), **kw)
+    with pytest.raises(ValueError, match="cond"):
+        sample_conditional(point_oracle, cond[..., :1], jax.random.key(0), **kw)
+    with pytest.raises(ValueError, match="replace_known"):
+        sample_conditional(point_oracle, cond, jax.random.key(0), replace_known=1, **kw)
+
+
+# ---------------------------------------------------------------- tiny conditional STUNet
+
+# Two levels (temporal conv + down/up-sampling at level 0, temporal attention at level 1),
+# cross-attention, the 4-channel cond conv: about half tiny_stunet's compile time.
+CONFIG = configs.tiny_stunet(channels=8, channel_mults=(1, 2), attention_levels=(),
+                             cross_attention_levels=(1,), temporal_downsample=(True,),
+                             num_frames=4, image_size=8, cond_channels=4)
+B, T, HW = 2, CONFIG.num_frames, CONFIG.image_size
+
+
+def random_params(config, seed):
+    """NumPy weights (fan-in scaled) on the abstract tree; `cond_*` zero, as at init."""
+    inputs = dummy_inputs(config, batch=1)
+    shapes = jax.eval_shape(lambda: nn.meta.unbox(
+        UNet(config).init(jax.random.key(0), **inputs)["params"]))
+    rng = np.random.default_rng(seed)
+    out = {}
+    for path, s in traverse_util.flatten_dict(shapes).items():
+        if path[0].startswith("cond_"):
+            out[path] = np.zeros(s.shape, np.float32)
+        elif path[-1] == "scale":
+            out[path] = (1.0 + 0.1 * rng.standard_normal(s.shape)).astype(np.float32)
+        else:
+            fan_in = int(np.prod(s.shape[:-1])) if len(s.shape) > 1 else 16
+            out[path] = (rng.standard_normal(s.shape) / np.sqrt(fan_in)).astype(np.float32)
+    return traverse_util.unflatten_dict(out)
+
+
+@pytest.fixture(scope="module")
+def model():
+    params = random_params(CONFIG, 1)
+    text = jnp.asarray(RNG.standard_normal((B, 5, CONFIG.text_dim), dtype=np.float32))
+    mask = jnp.asarray(np.arange(5)[None] < np.array([[5], [3]]))
+    null_text, null_mask = jnp.zeros((1, 5, CONFIG.text_dim)), jnp.ones((1, 5), bool)
+
+    def model_out(params, x, t, cond):
+        return unet_model_fn(CONFIG, params, text, mask)(x, t, cond)
+
+    def sample_fn(params, cond, key):
+        fn = unet_model_fn(CONFIG, params, text, mask, guidance_scale=3.0, null_text=null_text,
+                           null_mask=null_mask)
+        return sample_conditional(fn, cond, key, schedule=SCHEDULE, num_steps=2,
+                                  sampler="ddim", prediction="v", clip="static")
+
+    return params, jax.jit(model_out), jax.jit(sample_fn)
+
+
+def test_conditional_model_at_init_ignores_condition(model):
+    """Zero-init cond conv: output on J equals the model without condition (cond = 0, which
+    is exactly the 3-channel model's computation); a trained cond conv changes it."""
+    params, model_out, _ = model
+    x = RNG.standard_normal((B, T, HW, HW, 3), dtype=np.float32)
+    cond = np.asarray(inpainting_condition(RNG.uniform(-1, 1, (B, T, HW, HW, 3)),
+                                           RNG.uniform(size=(B, T, HW, HW, 1)) < 0.5))
+    out_cond = np.asarray(model_out(params, x, jnp.array([0.2, 0.7]), cond))
+    out_zero = np.asarray(model_out(params, x, jnp.array([0.2, 0.7]), np.zeros_like(cond)))
+    assert out_cond.shape == x.shape and np.all(np.isfinite(out_cond))
+    np.testing.assert_allclose(out_cond, out_zero, atol=1e-5, rtol=0)
+    trained = dict(params, cond_input_conv={"kernel": 0.3 * RNG.standard_normal(
+        params["cond_input_conv"]["kernel"].shape).astype(np.float32)})
+    changed = np.asarray(model_out(trained, x, jnp.array([0.2, 0.7]), cond))
+    assert np.max(np.abs(changed - out_cond)) > 1e-2
+
+
+def test_model_sampling_keeps_condition_exactly(model):
+    params, _, sample_fn = model
+    frame = RNG.uniform(-1, 1, (B, HW, HW, 3)).astype(np.float32)
+    i2v = np.asarray(sample_fn(params, image_to_video_condition(frame, T), jax.random.key(3)))
+    assert i2v.shape == (B, T, HW, HW, 3) and np.all(np.isfinite(i2v))
+    np.testing.assert_array_equal(i2v[:, 0], frame)
+    assert np.max(np.abs(i2v[:, 1:] - frame[:, None])) > 0.1
+    still = RNG.uniform(size=(B, HW, HW, 1)) < 0.5
+    cine = np.asarray(sample_fn(params, cinemagraph_condition(frame, still, T),
+                                jax.random.key(4)))
+    region = np.broadcast_to(still[:, None], (B, T, HW, HW, 3))
+    first = np.broadcast_to(frame[:, None], region.shape)
+    np.testing.assert_array_equal(cine[region], first[region])
+    assert np.max(np.abs(cine[~region] - first[~region])) > 0.1
+
+
+def test_unet_model_fn_rejects_bad_configs():
+    text, mask = jnp.zeros((1, 2, CONFIG.text_dim)), jnp.ones((1, 2), bool)
+    with pytest.raises(ValueError, match="cond_level_embedding"):
+        unet_model_fn(configs.tiny_ssr(), {}, text, mask)
+    with pytest.raises(ValueError, match="cond_channels=2"):
+        unet_model_fn(CONFIG.replace(cond_channels=2), {}, text, mask)
+    with pytest.raises(ValueError, match="null_text"):
+        unet_model_fn(CONFIG, {}, text, mask, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="text"):
+        unet_model_fn(CONFIG, {}, text[0], mask)
