@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lumiere_jax.diffusion.objectives import DenoiseFn, bcast
+from lumiere_jax.diffusion.objectives import DenoiseFn
 from lumiere_jax.diffusion.samplers import StepHook, sample
 from lumiere_jax.diffusion.schedules import Schedule
 

@@ -163,3 +163,30 @@ def test_unet_model_fn_rejects_bad_configs():
         unet_model_fn(CONFIG, {}, text, mask, guidance_scale=2.0)
     with pytest.raises(ValueError, match="text"):
         unet_model_fn(CONFIG, {}, text[0], mask)
+
+
+def test_unconditional_unet_traces_through_sdedit_and_repaint():
+    """A 3-channel STUNet with guidance: SDEdit and replacement inpainting (RePaint-lite)
+    trace to the right shapes (`jax.eval_shape`: no XLA compile)."""
+    from lumiere_jax.applications import sdedit
+
+    plain = CONFIG.replace(cond_channels=0)
+    shapes = jax.eval_shape(lambda: nn.meta.unbox(UNet(plain).init(
+        jax.random.key(0), **dummy_inputs(plain, batch=1))["params"]))
+    text = jax.ShapeDtypeStruct((B, 5, plain.text_dim), jnp.float32)
+    video = jax.ShapeDtypeStruct((B, T, HW, HW, 3), jnp.float32)
+    hole = jax.ShapeDtypeStruct((B, T, HW, HW, 1), jnp.float32)
+
+    def run(params, text, video, hole):
+        mask = jnp.ones(text.shape[:2], bool)
+        fn = unet_model_fn(plain, params, text, mask, guidance_scale=2.0,
+                           null_text=jnp.zeros_like(text[:1]), null_mask=mask[:1])
+        edited = sdedit(lambda x, t: fn(x, t, None), video, jax.random.key(0), strength=0.6,
+                        schedule=SCHEDULE, num_steps=2)
+        filled = sample_conditional(fn, inpainting_condition(video, hole), jax.random.key(1),
+                                    schedule=SCHEDULE, num_steps=2)
+        return edited, filled
+
+    edited, filled = jax.eval_shape(run, shapes, text, video, hole)
+    assert edited.shape == filled.shape == (B, T, HW, HW, 3)
+    assert edited.dtype == filled.dtype == jnp.float32
