@@ -50,8 +50,8 @@ def unet_model_fn(config: UNetConfig, params: Any, text: jax.Array, text_mask: j
         raise ValueError(f"config.cond_channels={config.cond_channels}: expected 0 "
                          f"(unconditional) or in_channels + 1 = {config.in_channels + 1} "
                          "(the <C, M> condition).")
-    if not guidance_scale == guidance_scale:
-        raise ValueError("guidance_scale is NaN.")
+    if isinstance(guidance_scale, (int, float)) and guidance_scale != guidance_scale:
+        raise ValueError("guidance_scale is NaN; use a finite scale (1.0 = no guidance).")
     if np.ndim(text) != 3 or np.shape(text_mask) != np.shape(text)[:2]:
         raise ValueError(f"text must be (B, L, D) and text_mask (B, L); got {np.shape(text)} "
                          f"and {np.shape(text_mask)}.")
