@@ -1,0 +1,176 @@
+"""train.py end to end in child processes: exact resume after SIGKILL (mid-training and
+mid-save), a stunet run keeps frozen weights bit-identical, an incompatible workdir is
+refused, two real processes (gloo) match one.
+
+Every child pays a full compile, so all share one persistent XLA compilation cache and
+one uninterrupted run is the reference for every comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from lumiere_jax.checkpoint import Checkpointer
+from lumiere_jax.training.metrics import read_metrics
+from lumiere_jax.training.setup import load_t2i_params
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "tests", "training", "run_train.py")
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    from lumiere_jax.data.moving_shapes import MovingShapes, MovingShapesConfig
+
+    data = tmp_path_factory.mktemp("data")
+    cfg = MovingShapesConfig(name="tiny", num_frames=8, height=8, width=8, num_train=16,
+                             num_test=0)
+    MovingShapes(data_dir=str(data), config=cfg).download_and_prepare()
+    e = dict(os.environ, JAX_PLATFORMS="cpu",
+             JAX_COMPILATION_CACHE_DIR=str(tmp_path_factory.mktemp("xla_cache")),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+             PYTHONPATH=os.pathsep.join([ROOT] + [p for p in os.environ.get(
+                 "PYTHONPATH", "").split(os.pathsep) if p]))
+    for var in ("XLA_FLAGS", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        e.pop(var, None)  # one CPU device per process
+    return dict(env=e, data=str(data / "moving_shapes" / "tiny" / "1.0.0"),
+                tmp=tmp_path_factory)
+
+
+def flags_for(env, workdir, config="configs/tiny_t2i.py", *extra):
+    # data.num_shards=2: the global batch is the same for one process or two.
+    return ["--config", config, "--workdir", str(workdir), f"--config.data.name={env['data']}",
+            "--config.data.num_shards=2", "--config.train.log_every=1",
+            "--config.train.checkpoint_every=2", f"--config.train.num_steps={STEPS}",
+            "--config.train.keep_checkpoints=10", *extra]
+
+
+def launch(env, mode, n, args):
+    return subprocess.Popen([sys.executable, RUNNER, mode, str(n), *args], env=env["env"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def run(env, mode, n, args, expect_rc=0, timeout=300):
+    proc = launch(env, mode, n, args)
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == expect_rc, f"rc={proc.returncode}\n{out[-5000:]}"
+    return out
+
+
+def losses(workdir):
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    return {r["step"]: r["loss"] for r in rows}
+
+
+def restore(workdir, step):
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        state, meta = ckpt.restore(step)
+    return jax.tree.map(np.asarray, state), meta
+
+
+def assert_trees_equal(a, b):
+    la, lb = jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for (path, x), y in zip(la, lb):
+        np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+
+@pytest.fixture(scope="module")
+def reference(env):
+    workdir = env["tmp"].mktemp("reference")
+    run(env, "none", 0, flags_for(env, workdir))
+    return str(workdir)
+
+
+def test_reference_run(reference):
+    ls = losses(reference)
+    assert sorted(ls) == list(range(1, STEPS + 1)) and all(np.isfinite(list(ls.values())))
+    with Checkpointer(os.path.join(reference, "checkpoints")) as ckpt:
+        assert ckpt.all_steps() == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("mode,n", [("kill_after_step", 5), ("kill_in_save", 4)])
+def test_exact_resume_after_sigkill(env, reference, mode, n):
+    workdir = env["tmp"].mktemp(mode)
+    out = run(env, mode, n, flags_for(env, workdir), expect_rc=-signal.SIGKILL)
+    assert "KILLING" in out
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        complete = ckpt.all_steps()
+    assert complete and max(complete) < STEPS
+    if mode == "kill_in_save":
+        assert n not in complete and max(complete) == n - 2  # never a half-written latest
+    run(env, "none", 0, flags_for(env, workdir))             # resume
+    assert losses(workdir) == losses(reference)              # every step, bit for bit
+    state, meta = restore(workdir, STEPS)
+    ref_state, ref_meta = restore(reference, STEPS)
+    assert_trees_equal(state, ref_state)                     # params, EMA, Adam, rng, ...
+    assert meta["data_state"] == ref_meta["data_state"]
+
+
+def test_stunet_run_keeps_frozen_weights(env, reference):
+    workdir = env["tmp"].mktemp("stunet")
+    run(env, "none", 0, flags_for(env, workdir, "configs/tiny_stunet.py",
+                                  f"--config.train.init_from={reference}/checkpoints",
+                                  "--config.train.checkpoint_every=4",
+                                  "--config.sample.every=4"))
+    t2i = load_t2i_params(os.path.join(reference, "checkpoints"), use_ema=True)
+    first, _ = restore(workdir, 4)
+    last, _ = restore(workdir, STEPS)
+    # Every T2I weight (U-Net and text encoder) is frozen, bit-identical to the T2I EMA.
+    assert_trees_equal(last["frozen"], t2i)
+    assert_trees_equal(first["frozen"], t2i)
+    trained = jax.tree_util.tree_leaves_with_path(last["state"]["params"])
+    assert trained and all("temporal_" in jax.tree_util.keystr(p) for p, _ in trained)
+    moved = [np.max(np.abs(a - b)) for a, b in zip(
+        jax.tree.leaves(last["state"]["params"]), jax.tree.leaves(first["state"]["params"]))]
+    assert max(moved) > 0
+    assert os.listdir(os.path.join(workdir, "samples")) == ["step_0000004.gif",
+                                                            "step_0000008.gif"] or sorted(
+        os.listdir(os.path.join(workdir, "samples"))) == ["step_0000004.gif", "step_0000008.gif"]
+
+
+def test_incompatible_workdir_is_refused(env, reference):
+    out = run(env, "none", 0, flags_for(env, reference, "configs/tiny_t2i.py",
+                                        "--config.model.channels=16"), expect_rc=1)
+    assert "IncompatibleCheckpointError" in out and "fresh --workdir" in out
+
+
+def test_two_processes_match_one(env, reference):
+    workdir = env["tmp"].mktemp("two_proc")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = flags_for(env, workdir, "configs/tiny_t2i.py", "--config.mesh.data=2",
+                     "--config.train.num_steps=4", "--config.train.checkpoint_every=4",
+                     "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2")
+    procs = [launch(env, "none", 0, args + ["--process_id", str(i)]) for i in range(2)]
+    outs = []
+    try:
+        for p in procs:
+            outs.append(p.communicate(timeout=300)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for i, p in enumerate(procs):
+        assert p.returncode == 0, f"process {i}:\n{outs[i][-5000:]}"
+    two, one = losses(workdir), losses(reference)
+    assert sorted(two) == [1, 2, 3, 4]
+    np.testing.assert_allclose([two[s] for s in range(1, 5)], [one[s] for s in range(1, 5)],
+                               rtol=1e-5)
+    state, _ = restore(workdir, 4)
+    ref_state, _ = restore(reference, 4)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state["state"]["params"]),
+                            jax.tree.leaves(ref_state["state"]["params"])):
+        np.testing.assert_allclose(a, b, atol=1e-5, err_msg=jax.tree_util.keystr(path))

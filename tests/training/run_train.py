@@ -1,0 +1,57 @@
+"""`train.py` in a child process, optionally killed with SIGKILL at a chosen point.
+
+usage: python run_train.py MODE N [train.py flags...]   (run by tests/test_train_cli.py)
+  MODE none:            an ordinary run.
+  MODE kill_after_step: SIGKILL right after metrics of step N are written (mid-training;
+                        an async checkpoint save may be in flight).
+  MODE kill_in_save:    SIGKILL while checkpoint N is being committed (files written, not
+                        yet renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from absl import app, flags
+
+mode, n = sys.argv[1], int(sys.argv[2])
+argv = [sys.argv[0]] + sys.argv[3:]
+
+
+def die() -> None:
+    print(f"KILLING ({mode} {n})", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if mode == "kill_after_step":
+    from lumiere_jax.training import metrics
+
+    original_write = metrics.MetricWriter.write
+
+    def write(self, rows):
+        original_write(self, rows)
+        if any(r["step"] >= n for r in rows):
+            die()
+
+    metrics.MetricWriter.write = write
+elif mode == "kill_in_save":
+    from orbax.checkpoint._src.path import atomicity
+
+    original_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def finalize(self, *args, **kwargs):
+        if self.get_final().name == str(n):
+            die()
+        return await original_finalize(self, *args, **kwargs)
+
+    atomicity.AtomicRenameTemporaryPath.finalize = finalize
+elif mode != "none":
+    raise SystemExit(f"unknown mode {mode!r}")
+
+sys.path.insert(0, os.getcwd())
+import train  # noqa: E402  (the repository root is the working directory)
+
+flags.mark_flags_as_required(["config", "workdir"])
+app.run(train.main, argv)
