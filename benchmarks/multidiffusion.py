@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import flax.linen as nn
 import jax
@@ -26,6 +24,7 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, dummy_inputs
 from lumiere_jax.models.configs import tiny_ssr
+from timing import matmul_peak, median_time  # benchmarks/timing.py
 
 
 def random_params(config, seed: int = 0):
@@ -44,20 +43,6 @@ def random_params(config, seed: int = 0):
     return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
-def median_time(fn, *args, repeats: int) -> float:
-    jax.block_until_ready(fn(*args))  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    a = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a: a @ a)
-    return 2 * n ** 3 / median_time(f, a, repeats=repeats)
 
 
 def ssr_step_fn(config, params, num_frames, window, stride, chunk_size, text_len=8):

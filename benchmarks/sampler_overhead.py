@@ -35,17 +35,8 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, init_params
 from lumiere_jax.models.configs import tiny_stunet
+from timing import matmul_peak, median_time  # benchmarks/timing.py
 
-
-def median_time(fn, *args, repeats: int) -> float:
-    """Median wall time of fn(*args) over `repeats` runs after one warm-up."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def interleaved_medians(calls: dict, repeats: int) -> dict:
@@ -61,11 +52,6 @@ def interleaved_medians(calls: dict, repeats: int) -> dict:
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
-
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a jitted n x n float32 matmul: the peak used for utilization."""
-    a = jnp.ones((n, n), jnp.float32)
-    return 2 * n ** 3 / median_time(jax.jit(lambda a: a @ a), a, repeats=repeats)
 
 
 def compiled_stats(fn, *args) -> dict:
