@@ -1,0 +1,171 @@
+"""Train-step throughput (T2I, STUNet) and the paper-scale STUNet step's memory.
+
+    python benchmarks/train_step.py                # step time, FLOPs, FLOP/s vs matmul peak
+    python benchmarks/train_step.py --paper-memory # needs 8 devices, e.g.
+        XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/train_step.py --paper-memory
+
+Default: 32 px, 16 frames, U-Net base width 32, batch 4, fp32, no remat, one device.
+FLOPs are `cost_analysis()['flops']` of the compiled train step (forward, backward,
+AdamW). The peak is a jitted 2048^3 fp32 matmul timed in the same run.
+--paper-memory: `paper_stunet` (80 frames, 128 px, bf16 compute, fp32 master weights,
+remat on), batch 1 per device, fsdp over all devices, compiled from ShapeDtypeStructs
+(nothing materialized); prints `memory_analysis()` per device. The text encoder in the
+step is a 1-layer, width-4096 stand-in for T5-XXL (whose outputs would be cached).
+One JSON object per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lumiere_jax.models import UNet
+from lumiere_jax.models import configs as model_configs
+from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, make_mesh, memory_report,
+                                  param_shardings, with_shardings)
+from lumiere_jax.parallel.mesh import mesh_rules
+from lumiere_jax.text import TextEncoder
+from lumiere_jax.training import (init_state, make_optimizer, make_train_step, split_params,
+                                  state_shardings)
+from lumiere_jax.training import setup
+from lumiere_jax.training.defaults import base_config
+
+
+def median_time(fn, *args, n: int = 5) -> float:
+    out = fn(*args)
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def matmul_peak(size: int = 2048) -> float:
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    return 2 * size**3 / median_time(f, a, a, n=10)
+
+
+def build(config, mesh):
+    """Abstract (sharded ShapeDtypeStruct) state, frozen weights and batch + jitted step."""
+    mcfg = setup.unet_config(config)
+    model, encoder = UNet(mcfg), TextEncoder(setup.text_config(config))
+    tx, lr = make_optimizer(config.optim)
+    init_fn = setup.make_init_fn(model, encoder, config)
+    key = jax.random.key(0)
+    with mesh_rules(mesh, DEFAULT_RULES):
+        boxed = jax.eval_shape(init_fn, key)
+        shardings = param_shardings(boxed, mesh)
+    params = nn.meta.unbox(boxed)
+    mask = setup.trainable_tree(config, params)
+    trainable, frozen = split_params(params, mask)
+    train_sh, frozen_sh = split_params(shardings, mask)
+    state_sh = state_shardings(train_sh, tx, trainable, mesh)
+    state = with_shardings(jax.eval_shape(lambda t: init_state(t, tx, jax.random.key(0)),
+                                          trainable), state_sh)
+    frozen = with_shardings(frozen, frozen_sh)
+    batch = setup.abstract_batch_shapes(config, mcfg)
+    batch_sh = jax.tree.map(lambda _: batch_sharding(mesh), batch)
+    batch = with_shardings(batch, batch_sh)
+    ids, mask_ = (a[0] for a in setup.tokenizer(config).encode([""]))
+    step = make_train_step(model, encoder, tx, lr, setup.step_config(config, mcfg), ids, mask_)
+    jitted = jax.jit(step, in_shardings=(state_sh, frozen_sh, batch_sh),
+                     out_shardings=(state_sh, None), donate_argnums=(0,))
+    return jitted, state, frozen, batch, init_fn, mask, tx
+
+
+def bench_config(stage: str, frames: int, size: int, width: int, batch: int):
+    if stage == "t2i":
+        model = model_configs.tiny_t2i(channels=width, image_size=size, text_dim=32)
+    else:
+        model = model_configs.tiny_stunet(channels=width, image_size=size, num_frames=frames,
+                                          text_dim=32)
+    c = base_config(stage, model)
+    c.text.update(width=32, depth=1, num_heads=2, max_length=16, trainable=True)
+    c.data.batch_size = batch
+    return c
+
+
+def throughput(stage: str, peak: float, frames: int, size: int, width: int, batch: int) -> dict:
+    config = bench_config(stage, frames, size, width, batch)
+    mesh = make_mesh({"data": 1}, devices=jax.devices()[:1])
+    jitted, state_a, frozen_a, batch_a, init_fn, mask, tx = build(config, mesh)
+    with mesh_rules(mesh, DEFAULT_RULES):
+        t = time.perf_counter()
+        compiled = jitted.lower(state_a, frozen_a, batch_a).compile()
+        compile_s = time.perf_counter() - t
+    flops = float(compiled.cost_analysis()["flops"])
+    params = nn.meta.unbox(jax.jit(init_fn)(jax.random.key(0, impl="rbg")))
+    trainable, frozen = split_params(params, mask)
+    state = init_state(trainable, tx, jax.random.key(1))
+    rng = np.random.default_rng(0)
+    batch_np = {k: (rng.integers(0, 256, v.shape).astype(v.dtype) if k == "pixels" else
+                    np.ones(v.shape, v.dtype)) for k, v in batch_a.items()}
+    batch_dev = jax.device_put(batch_np, jax.tree.map(lambda x: x.sharding, batch_a))
+    frozen = jax.device_put(frozen, jax.tree.map(lambda x: x.sharding, frozen_a))
+    state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, state_a))
+    times = []
+    for i in range(7):  # the state is donated: thread it through
+        t = time.perf_counter()
+        state, metrics = compiled(state, frozen, batch_dev)
+        jax.block_until_ready((state, metrics))
+        if i >= 2:
+            times.append(time.perf_counter() - t)
+    step_s = float(np.median(times))
+    return dict(figure=f"train_step_{stage}", frames=frames if stage != "t2i" else 1,
+                image_size=size, width=width, batch=batch, step_time_s=step_s,
+                flops_per_step=flops, achieved_flops_per_s=flops / step_s,
+                matmul_peak_flops_per_s=peak, ratio_to_peak=flops / step_s / peak,
+                compile_s=compile_s, device=str(jax.devices()[0].device_kind),
+                loss=float(metrics["loss"]))
+
+
+def paper_memory() -> dict:
+    n = jax.device_count()
+    model = model_configs.paper_stunet(remat=True)
+    c = base_config("stunet", model)
+    c.text.update(width=model.text_dim, depth=1, num_heads=32, max_length=64, trainable=False)
+    c.data.batch_size = n
+    c.train.init_from = "(abstract)"
+    mesh = make_mesh({"fsdp": n})
+    jitted, state_a, frozen_a, batch_a, _, _, _ = build(c, mesh)
+    with mesh_rules(mesh, DEFAULT_RULES):
+        t = time.perf_counter()
+        compiled = jitted.lower(state_a, frozen_a, batch_a).compile()
+        compile_s = time.perf_counter() - t
+    report = memory_report(compiled)
+    count = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+    return dict(figure="paper_stunet_train_step_memory", devices=n, mesh={"fsdp": n},
+                frames=model.num_frames, image_size=model.image_size, batch_per_device=1,
+                remat=True, compute_dtype=model.dtype, trainable_params=count(state_a["params"]),
+                frozen_params=count(frozen_a), per_device=report,
+                fits_80GB=report["total_bytes"] < 80e9, compile_s=compile_s)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--paper-memory", action="store_true")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--width", type=int, default=32)
+    p.add_argument("--batch", type=int, default=4)
+    a = p.parse_args()
+    if a.paper_memory:
+        print(json.dumps(paper_memory()), flush=True)
+        return
+    peak = matmul_peak()
+    print(json.dumps(dict(figure="matmul_peak", flops_per_s=peak)), flush=True)
+    for stage in ("t2i", "stunet"):
+        print(json.dumps(throughput(stage, peak, a.frames, a.size, a.width, a.batch)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
