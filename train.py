@@ -25,7 +25,7 @@ from ml_collections import config_flags
 from lumiere_jax.checkpoint import Checkpointer, config_fingerprint
 from lumiere_jax.models import UNet
 from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, initialize_distributed,
-                                  make_mesh, shard_batch)
+                                  make_mesh, shard_batch, with_shardings)
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.text import TextEncoder
 from lumiere_jax.training import (MetricWriter, init_state, make_optimizer, make_sample_fn,
@@ -57,26 +57,28 @@ def train(config, workdir: str) -> dict:
     model, encoder = UNet(model_cfg), TextEncoder(setup.text_config(config))
     step_cfg = setup.step_config(config, model_cfg)
     tx, lr_schedule = make_optimizer(config.optim)
-    params, shardings = setup.init_params(config, model, encoder, mesh)
+    resume = ckpt.latest_step() is not None  # then only shapes are built, then restored
+    params, shardings = (setup.abstract_params if resume else setup.init_params)(
+        config, model, encoder, mesh)
     mask = setup.trainable_tree(config, params)
     trainable, frozen = split_params(params, mask)
     train_sh, frozen_sh = split_params(shardings, mask)
     del params
 
-    # --- train state ---------------------------------------------------------------------
+    # --- train state: fresh, or restored from the latest complete checkpoint -----------
     state_sh = state_shardings(train_sh, tx, jax.eval_shape(lambda t: t, trainable), mesh)
     key = jax.random.key(config.seed + 1, impl="threefry2x32")  # in-step draws
-    state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh).lower(
-        trainable, key).compile(xla_options)(trainable, key)
-    del trainable
-
-    # --- resume from the latest complete checkpoint ---------------------------------------
+    make_state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh)
     tree = lambda s, f: {"state": s, "frozen": f} if f else {"state": s}
     data_state, start = None, 0
-    if ckpt.latest_step() is not None:
+    if not resume:
+        state = make_state.lower(trainable, key).compile(xla_options)(trainable, key)
+    else:
+        state = with_shardings(jax.eval_shape(make_state, trainable, key), state_sh)
         restored, meta = ckpt.restore(target=tree(state, frozen))
         state, frozen = restored["state"], restored.get("frozen", frozen)
         start, data_state = int(meta["step"]), meta["data_state"]
+    del trainable
 
     # --- data: this process's shard, resumed at the checkpoint's position ---------------
     it = setup.ShardedBatches(config)

@@ -24,7 +24,7 @@ from lumiere_jax.training.setup import load_t2i_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "tests", "training", "run_train.py")
-STEPS = 8
+STEPS = 6
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_reference_run(reference):
     ls = losses(reference)
     assert sorted(ls) == list(range(1, STEPS + 1)) and all(np.isfinite(list(ls.values())))
     with Checkpointer(os.path.join(reference, "checkpoints")) as ckpt:
-        assert ckpt.all_steps() == [2, 4, 6, 8]
+        assert ckpt.all_steps() == [2, 4, 6]
 
 
 @pytest.mark.parametrize("mode,n", [("kill_after_step", 5), ("kill_in_save", 4)])
@@ -107,6 +107,7 @@ def test_exact_resume_after_sigkill(env, reference, mode, n):
     assert "KILLING" in out
     with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
         complete = ckpt.all_steps()
+    # kill_after_step 5: the save of step 4 waited for step 2's, so step 2 is complete.
     assert complete and max(complete) < STEPS
     if mode == "kill_in_save":
         assert n not in complete and max(complete) == n - 2  # never a half-written latest
@@ -135,9 +136,8 @@ def test_stunet_run_keeps_frozen_weights(env, reference):
     moved = [np.max(np.abs(a - b)) for a, b in zip(
         jax.tree.leaves(last["state"]["params"]), jax.tree.leaves(first["state"]["params"]))]
     assert max(moved) > 0
-    assert os.listdir(os.path.join(workdir, "samples")) == ["step_0000004.gif",
-                                                            "step_0000008.gif"] or sorted(
-        os.listdir(os.path.join(workdir, "samples"))) == ["step_0000004.gif", "step_0000008.gif"]
+    gifs = sorted(os.listdir(os.path.join(workdir, "samples")))
+    assert gifs == ["step_0000004.gif", "step_0000006.gif"]  # every 4 steps and at the end
 
 
 def test_incompatible_workdir_is_refused(env, reference):

@@ -198,6 +198,19 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
     return params, shardings
 
 
+def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
+                    rules=DEFAULT_RULES) -> tuple[dict, dict]:
+    """Like `init_params`, but sharded `ShapeDtypeStruct`s: nothing is computed (resume)."""
+    from lumiere_jax.parallel import with_shardings
+
+    init_fn = make_init_fn(model, encoder, config)
+    key = jax.random.key(config.seed, impl=config.init_rng_impl)
+    with mesh_rules(mesh, rules):
+        boxed = jax.eval_shape(init_fn, key)
+        shardings = param_shardings(boxed, mesh, rules)
+    return with_shardings(nn.meta.unbox(boxed), shardings), shardings
+
+
 def load_t2i_params(directory: str, use_ema: bool = True) -> dict:
     """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a T2I run."""
     from lumiere_jax.checkpoint import Checkpointer

@@ -110,7 +110,7 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
     def step(state: dict, frozen: dict, batch: dict) -> tuple[dict, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
         loss, grads = jax.value_and_grad(loss_fn)(state["params"], frozen, batch, key)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)

@@ -96,7 +96,8 @@ def train_on(run: Run, mesh):
         for b in run.batches:
             state, metrics = step(state, frozen, jax.device_put(b, batch_sh))
             losses.append(float(metrics["loss"]))
-    return np.array(losses), jax.device_get(state["params"]), step, (state_sh, frozen_sh, batch_sh)
+    return (np.array(losses), jax.device_get(state["params"]), step,
+            (state_sh, frozen_sh, batch_sh, mesh))
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +123,7 @@ def test_meshes_match_one_device(run, one_device, shape):
 
 
 def test_nonfinite_step_is_skipped(run, one_device):
-    _, _, step, (state_sh, frozen_sh, batch_sh) = one_device
+    _, _, step, (state_sh, frozen_sh, batch_sh, mesh) = one_device
     poisoned = jax.tree.map(np.copy, run.state0)
     leaf = poisoned["params"]["unet"]["out_conv"]["kernel"]
     leaf[0, 0, 0, 0] = np.nan
@@ -131,7 +132,8 @@ def test_nonfinite_step_is_skipped(run, one_device):
     batch = jax.device_put(run.batches[0], batch_sh)
     before = jax.device_get(state)
     for expected in (1, 2):
-        state, metrics = step(state, frozen, batch)  # same shardings: no recompile
+        with mesh_rules(mesh, DEFAULT_RULES):  # same context and shardings: no recompile
+            state, metrics = step(state, frozen, batch)
         assert not bool(metrics["finite"]) and int(metrics["nonfinite"]) == expected
     after = jax.device_get(state)
     assert int(after["step"]) == 2 and int(after["skipped"]) == 2
