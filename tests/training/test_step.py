@@ -149,7 +149,6 @@ def test_nonfinite_step_is_skipped(run, one_device):
 
 def test_only_trainable_weights_get_optimizer_state():
     """stunet: the optimizer state covers exactly the temporal_* weights (abstractly)."""
-    r = Run.__new__(Run)
     c = tiny_config("stunet")
     model, encoder = UNet(setup.unet_config(c)), TextEncoder(setup.text_config(c))
     init_fn = setup.make_init_fn(model, encoder, c)
@@ -168,4 +167,3 @@ def test_only_trainable_weights_get_optimizer_state():
     n_opt = sum(np.prod(x.shape) for x in jax.tree.leaves(opt) if x.ndim > 0)
     # MultiSteps: accumulator + Adam mu + nu, each the size of the trainable weights only.
     assert n_opt == 3 * n_train
-    del r
