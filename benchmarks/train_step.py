@@ -38,23 +38,9 @@ from lumiere_jax.training import (init_state, make_optimizer, make_train_step, s
                                   state_shardings)
 from lumiere_jax.training import setup
 from lumiere_jax.training.defaults import base_config
+from timing import matmul_peak, median_time  # benchmarks/timing.py
 
 
-def median_time(fn, *args, n: int = 5) -> float:
-    out = fn(*args)
-    jax.block_until_ready(out)
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
-def matmul_peak(size: int = 2048) -> float:
-    a = jnp.ones((size, size), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
-    return 2 * size**3 / median_time(f, a, a, n=10)
 
 
 def build(config, mesh):
