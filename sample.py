@@ -24,7 +24,7 @@ from ml_collections import config_flags
 from lumiere_jax.models import UNet
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
 from lumiere_jax.text import TextEncoder
-from lumiere_jax.training import merge_params, setup
+from lumiere_jax.training import setup
 
 config_flags.DEFINE_config_file("base_config", "configs/tiny_stunet.py", "base STUNet run config")
 config_flags.DEFINE_config_file("ssr_config", "configs/tiny_ssr.py", "SSR run config")
@@ -52,17 +52,7 @@ def load_stage(config, ckpt: str, use_ema: bool, name: str, key: jax.Array) -> d
     if not ckpt:
         logging.warning("%s: no checkpoint given: RANDOM weights, the output is noise.", name)
         return nn.meta.unbox(jax.jit(setup.make_init_fn(model, encoder, config))(key))
-    from lumiere_jax.checkpoint import Checkpointer
-
-    with Checkpointer(ckpt, config_fingerprint=None) as checkpointer:
-        if checkpointer.latest_step() is None:
-            raise ValueError(f"--{name}_ckpt={ckpt!r} holds no complete checkpoint")
-        saved, meta = checkpointer.restore()
-    stage = meta.get("metadata", {}).get("stage")
-    if stage not in (None, config.stage):
-        raise ValueError(f"--{name}_ckpt={ckpt!r} is a {stage!r} run, expected {config.stage!r}")
-    params = merge_params(saved["state"]["ema" if use_ema else "params"], saved.get("frozen", {}))
-    return jax.tree.map(np.asarray, params)
+    return setup.load_run_params(ckpt, config.stage, use_ema, field=f"--{name}_ckpt")
 
 
 def main(argv) -> None:

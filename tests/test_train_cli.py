@@ -174,3 +174,12 @@ def test_two_processes_match_one(env, reference):
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(state["state"]["params"]),
                             jax.tree.leaves(ref_state["state"]["params"])):
         np.testing.assert_allclose(a, b, atol=1e-5, err_msg=jax.tree_util.keystr(path))
+
+
+def test_loading_a_run_of_the_wrong_stage_is_refused(reference):
+    from lumiere_jax.training.setup import load_run_params
+
+    with pytest.raises(ValueError, match=r"--base_ckpt=.* is a 't2i' run; expected a 'stunet'"):
+        load_run_params(os.path.join(reference, "checkpoints"), "stunet", field="--base_ckpt")
+    params = load_run_params(os.path.join(reference, "checkpoints"), "t2i")
+    assert set(params) == {"unet", "text"}

@@ -211,22 +211,32 @@ def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
     return with_shardings(nn.meta.unbox(boxed), shardings), shardings
 
 
-def load_t2i_params(directory: str, use_ema: bool = True) -> dict:
-    """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a T2I run."""
+def load_run_params(directory: str, stage: str, use_ema: bool = True,
+                    field: str = "checkpoint folder") -> dict:
+    """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a `stage` run.
+
+    `field` names the flag or config entry that gave `directory`, for error messages.
+    """
     from lumiere_jax.checkpoint import Checkpointer
     from lumiere_jax.training.state import merge_params
 
     with Checkpointer(directory, config_fingerprint=None) as ckpt:
         if ckpt.latest_step() is None:
-            raise ValueError(f"config.train.init_from={directory!r} holds no complete "
-                             "checkpoint; train the t2i stage first")
+            raise ValueError(f"{field}={directory!r} holds no complete checkpoint; train the "
+                             f"{stage} stage first")
         saved, meta = ckpt.restore()
-    if meta.get("metadata", {}).get("stage") not in (None, "t2i"):
-        raise ValueError(f"config.train.init_from={directory!r} is a "
-                         f"{meta['metadata']['stage']!r} run; stunet inflates a 't2i' run")
+    saved_stage = meta.get("metadata", {}).get("stage")
+    if saved_stage not in (None, stage):
+        raise ValueError(f"{field}={directory!r} is a {saved_stage!r} run; expected a "
+                         f"{stage!r} run")
     trained = saved["state"]["ema" if use_ema else "params"]
     params = merge_params(trained, saved.get("frozen", {}))
     return jax.tree.map(np.asarray, params)
+
+
+def load_t2i_params(directory: str, use_ema: bool = True) -> dict:
+    """The T2I run that a `stunet` run inflates (`config.train.init_from`)."""
+    return load_run_params(directory, "t2i", use_ema, field="config.train.init_from")
 
 
 def check_nonfinite(rows: list[dict], max_nonfinite: int, last_checkpoint: int | None) -> None:
