@@ -2,9 +2,8 @@
 
 from lumiere_jax.models.config import UNetConfig, check_input_shape
 from lumiere_jax.models.inflate import (count_params, inflate_params, is_trainable_path,
-                                        merge_trainable, split_trainable, trainable_mask)
+                                        trainable_mask)
 from lumiere_jax.models.unet import UNet, dummy_inputs, init_params
 
 __all__ = ["UNet", "UNetConfig", "check_input_shape", "count_params", "dummy_inputs",
-           "inflate_params", "init_params", "is_trainable_path", "merge_trainable",
-           "split_trainable", "trainable_mask"]
+           "inflate_params", "init_params", "is_trainable_path", "trainable_mask"]

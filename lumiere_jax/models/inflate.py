@@ -53,21 +53,5 @@ def inflate_params(t2i_params: PyTree, stunet_params: PyTree) -> PyTree:
     return traverse_util.unflatten_dict(merged)
 
 
-def split_trainable(params: PyTree, prefixes: tuple[str, ...] = TRAINABLE_PREFIXES
-                    ) -> tuple[dict, dict]:
-    """Split a params tree into (trainable, frozen) flat-path dicts' nested trees."""
-    flat = _flat(params)
-    train = {p: v for p, v in flat.items() if is_trainable_path(p, prefixes)}
-    frozen = {p: v for p, v in flat.items() if not is_trainable_path(p, prefixes)}
-    return traverse_util.unflatten_dict(train), traverse_util.unflatten_dict(frozen)
-
-
-def merge_trainable(trainable: PyTree, frozen: PyTree) -> PyTree:
-    """Inverse of `split_trainable`."""
-    flat = dict(traverse_util.flatten_dict(frozen))
-    flat.update(traverse_util.flatten_dict(trainable))
-    return traverse_util.unflatten_dict(flat)
-
-
 def count_params(params: PyTree) -> int:
     return int(sum(x.size for x in jax.tree_util.tree_leaves(nn.meta.unbox(params))))

@@ -167,5 +167,10 @@ def dummy_inputs(config: UNetConfig, batch: int = 1, num_frames: int | None = No
 
 
 def init_params(config: UNetConfig, key: jax.Array, **dummy_kwargs):
-    """Initialise `UNet(config)` on dummy inputs; returns the (boxed) `params` collection."""
-    return UNet(config).init(key, **dummy_inputs(config, **dummy_kwargs))["params"]
+    """Initialise `UNet(config)` (jitted) on dummy inputs; returns the boxed `params`.
+
+    Video input for temporal configs, so the temporal layers exist.
+    `flax.linen.meta.unbox` gives plain arrays.
+    """
+    inputs = dummy_inputs(config, **dummy_kwargs)
+    return jax.jit(lambda k, i: UNet(config).init(k, **i)["params"])(key, inputs)

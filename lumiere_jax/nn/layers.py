@@ -112,6 +112,3 @@ def frames_per_item(x: jax.Array, batch: int) -> int:
         raise ValueError(f"leading axis {x.shape[0]} is not a multiple of batch {batch}")
     return x.shape[0] // batch
 
-
-def cast(x: jax.Array, dtype: Dtype) -> jax.Array:
-    return jnp.asarray(x, dtype)
