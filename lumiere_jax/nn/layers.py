@@ -14,6 +14,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from einops import rearrange
 
 Dtype = Any
 Initializer = Callable[..., jax.Array]
@@ -112,3 +113,12 @@ def frames_per_item(x: jax.Array, batch: int) -> int:
         raise ValueError(f"leading axis {x.shape[0]} is not a multiple of batch {batch}")
     return x.shape[0] // batch
 
+
+def to_pixel_sequences(x: jax.Array, batch: int) -> jax.Array:
+    """`(B*T, H, W, C)` -> `(B*H*W, T, C)`: one temporal sequence per pixel."""
+    return rearrange(x, "(b t) h w c -> (b h w) t c", b=batch)
+
+
+def from_pixel_sequences(seq: jax.Array, batch: int, height: int, width: int) -> jax.Array:
+    """`(B*H*W, T, C)` -> `(B*T, H, W, C)`."""
+    return rearrange(seq, "(b h w) t c -> (b t) h w c", b=batch, h=height, w=width)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from einops import rearrange, repeat
+from einops import repeat
 
-from lumiere_jax.nn.layers import Dtype, conv, frames_per_item
+from lumiere_jax.nn.layers import (Dtype, conv, frames_per_item, from_pixel_sequences,
+                                   to_pixel_sequences)
 
 SMOOTHING_TAPS = (0.25, 0.5, 0.25)
 
@@ -65,7 +66,7 @@ class _TemporalResample(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         frames = frames_per_item(x, self.batch)
         height, width = x.shape[1], x.shape[2]
-        seq = rearrange(x, "(b t) h w c -> (b h w) t c", b=self.batch)
+        seq = to_pixel_sequences(x, self.batch)
         if self.factor_up:
             seq = repeat(seq, "n t c -> n (t two) c", two=2)
         seq = jnp.pad(seq, ((0, 0), (1, 1), (0, 0)), mode="edge")
@@ -74,7 +75,7 @@ class _TemporalResample(nn.Module):
                    param_dtype=self.param_dtype)(seq)
         out_frames = frames * 2 if self.factor_up else frames // 2
         assert seq.shape[1] == out_frames, (seq.shape, out_frames)
-        return rearrange(seq, "(b h w) t c -> (b t) h w c", b=self.batch, h=height, w=width)
+        return from_pixel_sequences(seq, self.batch, height, width)
 
 
 class TemporalDownsample(nn.Module):

@@ -9,21 +9,11 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from einops import rearrange
 
 from lumiere_jax.nn.attention import MultiHeadAttention
 from lumiere_jax.nn.embeddings import sinusoidal_embedding
-from lumiere_jax.nn.layers import Dtype, conv, group_norm, zeros_init
-
-
-def to_pixel_sequences(x: jax.Array, batch: int) -> jax.Array:
-    """`(B*T, H, W, C)` -> `(B*H*W, T, C)`: one temporal sequence per pixel."""
-    return rearrange(x, "(b t) h w c -> (b h w) t c", b=batch)
-
-
-def from_pixel_sequences(seq: jax.Array, batch: int, height: int, width: int) -> jax.Array:
-    """`(B*H*W, T, C)` -> `(B*T, H, W, C)`."""
-    return rearrange(seq, "(b h w) t c -> (b t) h w c", b=batch, h=height, w=width)
+from lumiere_jax.nn.layers import (Dtype, conv, from_pixel_sequences, group_norm,
+                                   to_pixel_sequences, zeros_init)
 
 
 class TemporalConvBlock(nn.Module):
