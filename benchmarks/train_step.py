@@ -11,9 +11,11 @@ AdamW). The peak is a jitted 2048^3 fp32 matmul timed in the same run.
 remat on), batch 1 per device, fsdp over all devices, compiled from ShapeDtypeStructs
 (nothing materialized); prints `memory_analysis()` per device. The text encoder in the
 step is a 1-layer, width-4096 stand-in for T5-XXL (whose outputs would be cached).
-A `remat_probe` figure comes first: XLA:CPU's buffer assignment does not honour
-`jax.checkpoint` (temp memory does not drop), so on CPU the paper figure is an upper
-bound that ignores rematerialization; compile on the target accelerator for the real one.
+Compiled with `parallel.remat_compiler_options()`: on XLA:CPU the optimization barriers
+that keep `jax.checkpoint`'s recomputation apart are otherwise removed before a CSE pass
+that merges it back (no memory saved); GPU/TPU remove them only after scheduling.
+A `remat_probe` figure comes first: a 10-layer MLP's gradient, temp memory without remat,
+with remat under default options, and with remat under those options.
 One JSON object per figure.
 """
 
@@ -31,7 +33,7 @@ import numpy as np
 from lumiere_jax.models import UNet
 from lumiere_jax.models import configs as model_configs
 from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, make_mesh, memory_report,
-                                  param_shardings, with_shardings)
+                                  param_shardings, remat_compiler_options, with_shardings)
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.text import TextEncoder
 from lumiere_jax.training import (init_state, make_optimizer, make_train_step, split_params,
@@ -129,11 +131,12 @@ def remat_probe() -> dict:
 
     ws = [jax.ShapeDtypeStruct((512, 512), jnp.float32)] * 10
     x = jax.ShapeDtypeStruct((8192, 512), jnp.float32)
-    temp = {r: jax.jit(jax.grad(lambda w, h: loss(w, h, r))).lower(ws, x).compile()
-            .memory_analysis().temp_size_in_bytes for r in (False, True)}
-    return dict(figure="remat_probe", backend=jax.default_backend(),
-                temp_bytes_no_remat=int(temp[False]), temp_bytes_remat=int(temp[True]),
-                remat_reduces_temp=bool(temp[True] < temp[False]))
+    temp = lambda remat, options: int(jax.jit(jax.grad(lambda w, h: loss(w, h, remat))).lower(
+        ws, x).compile(options).memory_analysis().temp_size_in_bytes)
+    options = remat_compiler_options()
+    return dict(figure="remat_probe", backend=jax.default_backend(), compiler_options=options,
+                temp_bytes_no_remat=temp(False, None), temp_bytes_remat_default=temp(True, None),
+                temp_bytes_remat=temp(True, options))
 
 
 def paper_memory() -> dict:
@@ -147,13 +150,14 @@ def paper_memory() -> dict:
     jitted, state_a, frozen_a, batch_a, _, _, _ = build(c, mesh)
     with mesh_rules(mesh, DEFAULT_RULES):
         t = time.perf_counter()
-        compiled = jitted.lower(state_a, frozen_a, batch_a).compile()
+        compiled = jitted.lower(state_a, frozen_a, batch_a).compile(remat_compiler_options())
         compile_s = time.perf_counter() - t
     report = memory_report(compiled)
     count = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
     return dict(figure="paper_stunet_train_step_memory", devices=n, mesh={"fsdp": n},
                 frames=model.num_frames, image_size=model.image_size, batch_per_device=1,
-                remat=True, compute_dtype=model.dtype, trainable_params=count(state_a["params"]),
+                remat=True, compiler_options=remat_compiler_options(), compute_dtype=model.dtype,
+                trainable_params=count(state_a["params"]),
                 frozen_params=count(frozen_a), per_device=report,
                 fits_80GB=report["total_bytes"] < 80e9, compile_s=compile_s)
 

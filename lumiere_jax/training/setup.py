@@ -13,7 +13,7 @@ from jax.sharding import Mesh
 
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, UNetConfig, dummy_inputs, inflate_params, trainable_mask
-from lumiere_jax.parallel import DEFAULT_RULES, param_shardings
+from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.text import ByteTokenizer, TextEncoder, TextEncoderConfig
 from lumiere_jax.training.step import STAGES, StepConfig
@@ -140,9 +140,13 @@ def host_batch(batch: dict, tok: ByteTokenizer) -> dict:
 
 
 def compiler_options(config: Any) -> dict | None:
-    """XLA options for every compile of the run (`config.xla_options`), None if empty."""
+    """XLA options for every compile of the run: `config.xla_options` plus
+    `parallel.remat_compiler_options()` (so `model.remat` saves memory on CPU too);
+    None if empty. Disabled-pass lists are merged, not overwritten."""
     opts = config.get("xla_options", None)
     opts = dict(opts.to_dict() if hasattr(opts, "to_dict") else opts or {})
+    for key, value in remat_compiler_options().items():
+        opts[key] = ",".join(p for p in (opts.get(key), value) if p)
     return opts or None
 
 

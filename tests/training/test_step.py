@@ -167,3 +167,13 @@ def test_only_trainable_weights_get_optimizer_state():
     n_opt = sum(np.prod(x.shape) for x in jax.tree.leaves(opt) if x.ndim > 0)
     # MultiSteps: accumulator + Adam mu + nu, each the size of the trainable weights only.
     assert n_opt == 3 * n_train
+
+
+def test_compiler_options_merge_user_options_with_remat_ones():
+    config = tiny_config("t2i")
+    config.xla_options.update(xla_disable_hlo_passes="algsimp")
+    opts = setup.compiler_options(config)
+    assert opts["xla_backend_optimization_level"] == 0
+    assert opts["xla_disable_hlo_passes"] == "algsimp,cse_barrier_expander"  # CPU test backend
+    config.xla_options = {}
+    assert setup.compiler_options(config) == {"xla_disable_hlo_passes": "cse_barrier_expander"}
