@@ -9,6 +9,12 @@ Both stages run inside ONE jitted function: the base STUNet samples all frames a
 noise-augmented to `cond_noise_level`, and the SSR network denoises the full clip through
 `multidiffusion_denoiser` (overlapping temporal windows merged at every step) in a second
 `lax.scan`. Any checkpoints that fit the two `UNetConfig`s work.
+
+The paper's applications replace the base stage (the SSR stage is shared):
+`image_to_video`, `inpaint` and `cinemagraph` sample it from the `<C, M>` condition
+(a conditional STUNet, `cond_channels=4`, reads it; a plain one is steered by replacement),
+`edit` runs SDEdit on a given video. With `replace_known`, the known region is also
+replaced during the SSR stage, so the output equals the given content there.
 """
 
 from __future__ import annotations
@@ -22,16 +28,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lumiere_jax.diffusion.guidance import CLIP_MODES, classifier_free_guidance, noise_augment
+from lumiere_jax.applications.conditional import sample_conditional, unet_model_fn
+from lumiere_jax.applications.conditioning import (cinemagraph_condition,
+                                                   image_to_video_condition,
+                                                   inpainting_condition, split_condition)
+from lumiere_jax.applications.sdedit import check_strength, sdedit
+from lumiere_jax.diffusion.guidance import CLIP_MODES, noise_augment
 from lumiere_jax.diffusion.multidiffusion import WEIGHT_KINDS, multidiffusion_denoiser, window_starts
 from lumiere_jax.diffusion.objectives import check_prediction
-from lumiere_jax.diffusion.samplers import SAMPLERS, sample
+from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
-from lumiere_jax.models import UNet, UNetConfig, check_input_shape
+from lumiere_jax.models import UNetConfig, check_input_shape
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
-__all__ = ["SamplingConfig", "LumierePipeline", "to_uint8", "save_video"]
+__all__ = ["SamplingConfig", "LumierePipeline", "check_prompts", "to_uint8", "save_video"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +58,8 @@ class SamplingConfig:
     window_weights: 'uniform' | 'tapered'. cond_noise_level: the noise-augmentation time
       applied to the upsampled low-res video (the SSR's `cond_level`).
     resize_method: `jax.image.resize` method for the low-res video.
+    replace_known: conditional modes overwrite the known region (M = 1) after every step
+      of both stages (replacement conditioning), so the output keeps it exactly.
     base_schedule / ssr_schedule: None -> shifted cosine, `cosine_schedule(size, base_size)`
       with the base resolution as reference for both.
     """
@@ -65,6 +78,7 @@ class SamplingConfig:
     window_weights: str = "uniform"
     cond_noise_level: float = 0.1
     resize_method: str = "cubic"
+    replace_known: bool = True
     base_schedule: Schedule | None = None
     ssr_schedule: Schedule | None = None
 
@@ -121,6 +135,14 @@ def save_video(path: str | os.PathLike, video: np.ndarray, fps: float = 16.0) ->
         raise ValueError(f"path suffix {suffix!r} not supported; use .mp4 or .gif.")
 
 
+def check_prompts(prompts: Sequence[str] | str) -> list[str]:
+    """A prompt or a non-empty list of them -> list[str] (ValueError otherwise)."""
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("prompts must be a non-empty list of strings.")
+    return prompts
+
+
 class LumierePipeline:
     """Text -> low-res video (base STUNet, all frames at once) -> high-res video (SSR).
 
@@ -148,9 +170,11 @@ class LumierePipeline:
             if cfg.in_channels != 3 or cfg.out_channels != 3:
                 raise ValueError(f"{name} must map 3 -> 3 channels, got in_channels="
                                  f"{cfg.in_channels}, out_channels={cfg.out_channels}.")
-        if base_config.cond_channels:
-            raise ValueError("base_config.cond_channels must be 0 for text-to-video "
-                             f"(got {base_config.cond_channels}).")
+        if base_config.cond_channels not in (0, 4) or base_config.cond_level_embedding:
+            raise ValueError("base_config must be a plain STUNet (cond_channels=0) or a "
+                             "conditional one (cond_channels=4, the <C, M> input), without "
+                             f"cond_level_embedding; got cond_channels={base_config.cond_channels},"
+                             f" cond_level_embedding={base_config.cond_level_embedding}.")
         if ssr_config.cond_channels != 3:
             raise ValueError("ssr_config.cond_channels must be 3 (the upsampled low-res RGB "
                              f"video), got {ssr_config.cond_channels}.")
@@ -176,7 +200,7 @@ class LumierePipeline:
         # Fails early on bad image sizes / window frame counts for either network.
         check_input_shape(base_config, (1, base_config.num_frames, low, low, 3))
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
-        self._jitted = jax.jit(self._generate, static_argnames=("num_frames",))
+        self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "mode"))
 
     # ------------------------------------------------------------------ validation
 
@@ -190,54 +214,55 @@ class LumierePipeline:
 
     # ------------------------------------------------------------------ jitted cascade
 
-    def _denoiser(self, config: UNetConfig, params: Any, text: jax.Array, mask: jax.Array,
-                  null_text: jax.Array, null_mask: jax.Array, scale: float,
-                  **extra: jax.Array) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        """(x (B, T, H, W, 3), t (B,)) -> model output, with classifier-free guidance."""
-        model = UNet(config)
-
-        def model_fn(x, t, c):
-            return model.apply({"params": params}, x, t, c["text"], c["mask"], **c["extra"])
-
-        cond = dict(text=text, mask=mask, extra=extra)
-        if scale == 1.0:
-            return lambda x, t: model_fn(x, t, cond)
-        null = dict(text=null_text, mask=null_mask, extra=extra)
-        guided = classifier_free_guidance(model_fn, scale)
-        return lambda x, t: guided(x, t, cond, null)
-
     def _generate(self, base_params: Any, ssr_params: Any, text: jax.Array, mask: jax.Array,
-                  null_text: jax.Array, null_mask: jax.Array, key: jax.Array, *,
-                  num_frames: int) -> tuple[jax.Array, jax.Array]:
+                  null_text: jax.Array, null_mask: jax.Array, key: jax.Array,
+                  inputs: dict[str, jax.Array], *, num_frames: int, mode: str
+                  ) -> tuple[jax.Array, jax.Array]:
+        """mode 'text': inputs {}; 'conditional': {'cond_low', 'cond_high'} (B, T, h, w, 4)
+        at the two resolutions; 'edit': {'video_low' (B, T, h, w, 3), 'strength' ()}."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
         batch, low, high = text.shape[0], base_cfg.image_size, ssr_cfg.image_size
         k_base, k_base_sample, k_aug, k_ssr, k_ssr_sample = jax.random.split(key, 5)
+        guide = dict(null_text=null_text, null_mask=null_mask)
+        common = dict(sampler=s.sampler, prediction=s.prediction)
 
         # Stage 1: the STUNet denoises all frames at once.
-        base_fn = self._denoiser(base_cfg, base_params, text, mask, null_text, null_mask,
-                                 s.base_guidance)
-        x_base = jax.random.normal(k_base, (batch, num_frames, low, low, 3), jnp.float32)
-        low_res = sample(base_fn, x_base, k_base_sample, schedule=self.base_schedule,
-                         sampler=s.sampler, num_steps=s.base_steps, prediction=s.prediction,
-                         clip=s.base_clip)
+        base_fn = unet_model_fn(base_cfg, base_params, text, mask,
+                                guidance_scale=s.base_guidance, **guide)
+        base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
+                       **common)
+        shape = (batch, num_frames, low, low, 3)
+        # A conditional STUNet without a condition sees M = 0 everywhere.
+        empty = jnp.zeros(shape[:-1] + (4,)) if base_cfg.cond_channels else None
+        if mode == "conditional":
+            low_res = sample_conditional(base_fn, inputs["cond_low"], k_base_sample,
+                                         replace_known=s.replace_known, **base_kw)
+        elif mode == "edit":
+            low_res = sdedit(lambda x, t: base_fn(x, t, empty), inputs["video_low"],
+                             k_base_sample, strength=inputs["strength"], **base_kw)
+        else:
+            low_res = sample(lambda x, t: base_fn(x, t, empty),
+                             jax.random.normal(k_base, shape, jnp.float32), k_base_sample,
+                             **base_kw)
         low_res = jnp.clip(low_res, -1.0, 1.0)
 
         # Stage 2: SSR on overlapping temporal windows, merged by MultiDiffusion each step.
         up = jax.image.resize(low_res, (batch, num_frames, high, high, 3), s.resize_method)
         cond, cond_level = noise_augment(up, k_aug, self.ssr_schedule, t=s.cond_noise_level)
-        extra = dict(cond_level=cond_level) if ssr_cfg.cond_level_embedding else {}
 
         def window_fn(x_w, t, cond_w):
-            fn = self._denoiser(ssr_cfg, ssr_params, text, mask, null_text, null_mask,
-                                s.ssr_guidance, cond=cond_w, **extra)
-            return fn(x_w, t)
+            return unet_model_fn(ssr_cfg, ssr_params, text, mask, guidance_scale=s.ssr_guidance,
+                                 cond_level=cond_level, **guide)(x_w, t, cond_w)
 
         ssr_fn = multidiffusion_denoiser(window_fn, num_frames, self.window, self.stride,
                                          s.chunk_size, s.window_weights)
+        hook = None
+        if mode == "conditional" and s.replace_known:
+            hook = replacement_hook(*split_condition(inputs["cond_high"]))
         x_ssr = jax.random.normal(k_ssr, (batch, num_frames, high, high, 3), jnp.float32)
         high_res = sample(lambda x, t: ssr_fn(x, t, cond), x_ssr, k_ssr_sample,
-                          schedule=self.ssr_schedule, sampler=s.sampler, num_steps=s.ssr_steps,
-                          prediction=s.prediction, clip=s.ssr_clip)
+                          schedule=self.ssr_schedule, num_steps=s.ssr_steps, clip=s.ssr_clip,
+                          step_hook=hook, **common)
         return to_uint8(low_res), to_uint8(high_res)
 
     # ------------------------------------------------------------------ public API
@@ -254,28 +279,143 @@ class LumierePipeline:
                              f"text_dim={self.base_config.text_dim}.")
         return states, mask
 
-    def __call__(self, prompts: Sequence[str] | str, key: jax.Array, *,
-                 num_frames: int | None = None, return_low_res: bool = False
-                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Generate one video per prompt.
-
-        Returns uint8 (B, T, ssr_size, ssr_size, 3); with `return_low_res`, also the base
-        stage's uint8 (B, T, base_size, base_size, 3) as a first element.
-        """
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError("prompts must be a non-empty list of strings.")
-        num_frames = self.base_config.num_frames if num_frames is None else num_frames
-        self.check_num_frames(num_frames)
+    def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,
+             return_low_res: bool, mode: str, inputs: dict[str, jax.Array]
+             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         text, mask = self.encode_text(prompts)
         null_text, null_mask = self.encode_text([""])
         if null_text.shape[1] != text.shape[1]:
             raise ValueError("text_encoder must pad every prompt to one length L (the null "
                              f"prompt gave L={null_text.shape[1]}, the prompts L={text.shape[1]}).")
         low, high = self._jitted(self.base_params, self.ssr_params, text, mask, null_text,
-                                 null_mask, key, num_frames=num_frames)
+                                 null_mask, key, inputs, num_frames=num_frames, mode=mode)
         high = np.asarray(jax.device_get(high))
         return (np.asarray(jax.device_get(low)), high) if return_low_res else high
+
+    def __call__(self, prompts: Sequence[str] | str, key: jax.Array, *,
+                 num_frames: int | None = None, return_low_res: bool = False
+                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Text-to-video: one video per prompt.
+
+        Returns uint8 (B, T, ssr_size, ssr_size, 3); with `return_low_res`, also the base
+        stage's uint8 (B, T, base_size, base_size, 3) as a first element.
+        """
+        prompts = check_prompts(prompts)
+        num_frames = self._frames(num_frames)
+        return self._run(prompts, key, num_frames, return_low_res, "text", {})
+
+    def image_to_video(self, prompts: Sequence[str] | str, image: Any, key: jax.Array, *,
+                       num_frames: int | None = None, return_low_res: bool = False):
+        """Animate `image` (the first frame): (H, W, 3) or (B, H, W, 3), uint8 or float in
+        [-1, 1], any size (resized to each stage). Returns as `__call__`."""
+        prompts = check_prompts(prompts)
+        num_frames = self._frames(num_frames)
+        image = self._pixels("image", image, 4, len(prompts))
+        conds = {f"cond_{r}": image_to_video_condition(self._resize(image, size), num_frames)
+                 for r, size in self._sizes()}
+        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+
+    def cinemagraph(self, prompts: Sequence[str] | str, image: Any, still_mask: Any,
+                    key: jax.Array, *, num_frames: int | None = None,
+                    return_low_res: bool = False):
+        """Animate only part of `image`: still_mask (H', W') or (B, H', W'), 1 where the
+        image stays still (bool or float in [0, 1], any size). Returns as `__call__`."""
+        prompts = check_prompts(prompts)
+        num_frames = self._frames(num_frames)
+        image = self._pixels("image", image, 4, len(prompts))
+        still = self._mask("still_mask", still_mask, 3, len(prompts))
+        conds = {f"cond_{r}": cinemagraph_condition(self._resize(image, size),
+                                                    self._resize(still, size), num_frames)
+                 for r, size in self._sizes()}
+        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+
+    def inpaint(self, prompts: Sequence[str] | str, video: Any, known_mask: Any,
+                key: jax.Array, *, return_low_res: bool = False):
+        """Fill the unknown region of `video` ((T, H, W, 3) or (B, T, H, W, 3), uint8 or
+        float in [-1, 1]); known_mask (H', W'), (T, H', W') or (B, T, H', W'), 1 = keep.
+        Returns as `__call__`, with the video's T frames."""
+        prompts = check_prompts(prompts)
+        video = self._pixels("video", video, 5, len(prompts))
+        num_frames = self._frames(video.shape[1])
+        known = self._mask("known_mask", known_mask, 4, len(prompts), num_frames)
+        conds = {f"cond_{r}": inpainting_condition(self._resize(video, size),
+                                                   self._resize(known, size))
+                 for r, size in self._sizes()}
+        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+
+    def edit(self, prompts: Sequence[str] | str, video: Any, key: jax.Array, *,
+             strength: float = 0.6, return_low_res: bool = False):
+        """SDEdit `video` ((T, H, W, 3) or (B, T, H, W, 3), uint8 or float in [-1, 1]) under
+        the prompts: noise it to t = strength in (0, 1], denoise. Returns as `__call__`."""
+        prompts = check_prompts(prompts)
+        check_strength(strength)
+        video = self._pixels("video", video, 5, len(prompts))
+        num_frames = self._frames(video.shape[1])
+        inputs = dict(video_low=self._resize(video, self.base_config.image_size),
+                      strength=jnp.float32(strength))
+        return self._run(prompts, key, num_frames, return_low_res, "edit", inputs)
+
+    # ------------------------------------------------------------------ input helpers
+
+    def _frames(self, num_frames: int | None) -> int:
+        num_frames = self.base_config.num_frames if num_frames is None else num_frames
+        self.check_num_frames(num_frames)
+        return num_frames
+
+    def _sizes(self) -> tuple[tuple[str, int], tuple[str, int]]:
+        return ("low", self.base_config.image_size), ("high", self.ssr_config.image_size)
+
+    def _resize(self, x: jax.Array, size: int) -> jax.Array:
+        """Pixels (..., H, W, 3) or masks (..., H, W, 1) -> (..., size, size, C); masks
+        resize linearly (soft edges), pixels with `resize_method` (antialiased shrinking)."""
+        shape = x.shape[:-3] + (size, size, x.shape[-1])
+        is_mask = x.shape[-1] == 1
+        out = jax.image.resize(x, shape, "linear" if is_mask else self.sampling.resize_method)
+        return jnp.clip(out, 0.0 if is_mask else -1.0, 1.0)
+
+    @staticmethod
+    def _pixels(name: str, x: Any, rank: int, batch: int) -> jax.Array:
+        """uint8 [0, 255] or float [-1, 1] pixels, optionally without the batch axis ->
+        float32 (batch, ..., 3) in [-1, 1]; rank counts the batch axis (4: images, 5: videos)."""
+        arr = np.asarray(x)
+        if arr.ndim == rank - 1:
+            arr = arr[None]
+        if arr.ndim != rank or arr.shape[-1] != 3 or arr.shape[0] not in (1, batch):
+            layout = "(H, W, 3)" if rank == 4 else "(T, H, W, 3)"
+            raise ValueError(f"{name} must be {layout} or with a leading batch of 1 or "
+                             f"{batch} (one per prompt), got shape {arr.shape}.")
+        if arr.dtype == np.uint8:
+            arr = arr.astype(np.float32) / 127.5 - 1.0
+        elif not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(f"{name} must be uint8 [0, 255] or float [-1, 1], got {arr.dtype}.")
+        elif arr.size and (np.nanmin(arr) < -1.0 - 1e-3 or np.nanmax(arr) > 1.0 + 1e-3
+                           or not np.all(np.isfinite(arr))):
+            raise ValueError(f"float {name} must be finite and in [-1, 1] (got values in "
+                             f"[{np.nanmin(arr)}, {np.nanmax(arr)}]); pass uint8 for [0, 255].")
+        return jnp.broadcast_to(jnp.asarray(arr, jnp.float32), (batch,) + arr.shape[1:])
+
+    @staticmethod
+    def _mask(name: str, m: Any, rank: int, batch: int, num_frames: int | None = None
+              ) -> jax.Array:
+        """bool / [0, 1] mask without channel axis -> float32 (batch, ..., 1); rank counts
+        the batch axis (3: (B, H, W); 4: (B, T, H, W), where T may be 1 for all frames)."""
+        arr = np.asarray(m)
+        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
+            raise ValueError(f"{name} must be bool or numeric in [0, 1], got {arr.dtype}.")
+        arr = arr.astype(np.float32)
+        while arr.ndim < rank:
+            arr = arr[None]
+        frames_ok = rank == 3 or arr.shape[1] in (1, num_frames)
+        if arr.ndim != rank or arr.shape[0] not in (1, batch) or not frames_ok:
+            raise ValueError(f"{name} has shape {np.shape(m)}; expected "
+                             + ("(H, W) or (B, H, W)" if rank == 3 else
+                                f"(H, W), (T, H, W) or (B, T, H, W) with T = 1 or {num_frames}")
+                             + f" and B = 1 or {batch}.")
+        if arr.size and not (np.all(arr >= 0.0) and np.all(arr <= 1.0)):
+            raise ValueError(f"{name} must hold values in [0, 1] (1 = given / still), got "
+                             f"[{arr.min()}, {arr.max()}].")
+        arr = np.broadcast_to(arr, (batch,) + arr.shape[1:])
+        return jnp.asarray(arr)[..., None]
 
     @staticmethod
     def save_mp4(video: np.ndarray, path: str | os.PathLike, fps: float = 16.0) -> None:

@@ -1,4 +1,4 @@
-"""End-to-end text-to-video cascade with tiny random-init models (CPU, ~1 min)."""
+"""End-to-end cascade (text-to-video and the applications) with tiny random-weight models."""
 
 import flax.linen as nn
 import imageio.v2 as imageio
@@ -149,3 +149,114 @@ def test_bad_settings_raise_before_tracing(parts, pipe):
         SamplingConfig(sampler="euler")
     with pytest.raises(ValueError, match="text_dim"):
         LumierePipeline(parts[0], parts[1], tiny_ssr(text_dim=8), parts[3], parts[4])
+
+
+# --- applications: the base stage from a condition or a video, the SSR stage shared ------
+# Random weights: these tests check what must hold for ANY weights, i.e. that the given
+# content survives exactly (replacement in both stages) and that SDEdit stays near its input.
+
+HIGH = 32  # tiny_ssr's output size; inputs given at this size skip the final resize
+
+
+def _image(seed):
+    return np.random.default_rng(seed).integers(0, 256, (HIGH, HIGH, 3), dtype=np.uint8)
+
+
+def _smooth_image(seed):
+    """Low-frequency colour waves: any sane 2x downsampling is close to 2x2 block means."""
+    rng = np.random.default_rng(seed)
+    y, x = np.meshgrid(np.arange(HIGH), np.arange(HIGH), indexing="ij")
+    phase, freq = rng.uniform(0, 2 * np.pi, (2, 3)), rng.uniform(0.05, 0.15, (2, 3))
+    waves = np.sin(freq[0] * x[..., None] + phase[0]) * np.cos(freq[1] * y[..., None] + phase[1])
+    return np.round(127.5 * (1 + 0.9 * waves)).astype(np.uint8)
+
+
+def _close(a, b):
+    """uint8 arrays equal up to one level (the resize / float round trip)."""
+    return np.max(np.abs(a.astype(int) - b.astype(int))) <= 1
+
+
+def test_image_to_video_keeps_the_first_frame(pipe):
+    image = _smooth_image(5)
+    low, high = pipe.image_to_video("a cat turns", image, jax.random.key(2), return_low_res=True)
+    assert high.shape == (1, 8, HIGH, HIGH, 3) and low.shape == (1, 8, 16, 16, 3)
+    assert _close(high[0, 0], image)
+    assert np.abs(high[0, 1:].astype(int) - image.astype(int)).mean() > 20  # the rest is sampled
+    # Low-res frame 0 is the image shrunk to 16 px: close to its 2x2 block means.
+    blocks = image.reshape(16, 2, 16, 2, 3).mean(axis=(1, 3))
+    assert np.abs(low[0, 0] - blocks).mean() < 3
+
+
+def test_cinemagraph_keeps_the_still_region_on_every_frame(pipe):
+    image = _image(6)
+    still = np.zeros((HIGH, HIGH), bool)
+    still[:, :HIGH // 2] = True  # left half still, right half animated
+    out = pipe.cinemagraph(["water flows"], image, still, jax.random.key(3))[0]
+    for frame in out:
+        assert _close(frame[:, :HIGH // 2], image[:, :HIGH // 2])
+    assert np.abs(out[:, :, HIGH // 2 + 2:].astype(int)
+                  - image[None, :, HIGH // 2 + 2:].astype(int)).mean() > 20
+
+
+def test_inpaint_keeps_the_known_region(pipe):
+    video = np.stack([_image(10 + i) for i in range(8)])
+    known = np.ones((HIGH, HIGH), bool)
+    known[8:24, 8:24] = False  # a hole in the middle of every frame
+    out = pipe.inpaint("a dog", video, known, jax.random.key(4))[0]
+    keep = np.broadcast_to(known[None, :, :, None], video.shape)
+    assert _close(out[keep], video[keep])
+    hole = ~keep
+    hole[:, 7:25, 7:25] &= False
+    hole[:, 9:23, 9:23] = True  # the hole's interior, away from the soft edge
+    assert np.abs(out[hole].astype(int) - video[hole].astype(int)).mean() > 20
+
+
+def test_edit_stays_near_the_input_for_small_strength(pipe):
+    video = np.stack([_smooth_image(20 + i) for i in range(8)])
+    low_input = video.reshape(8, 16, 2, 16, 2, 3).mean(axis=(2, 4))
+    dist = {}
+    for strength in (0.01, 1.0):
+        low, _ = pipe.edit("snow", video, jax.random.key(5), strength=strength,
+                           return_low_res=True)
+        dist[strength] = np.abs(low[0] - low_input).mean()
+    assert dist[0.01] < 8 < 30 < dist[1.0], dist
+
+
+def test_application_inputs_are_checked_before_tracing(pipe):
+    def boom(*a, **k):
+        raise AssertionError("traced despite bad inputs")
+
+    pipe_jit, pipe._jitted = pipe._jitted, boom
+    image = _image(7)
+    try:
+        with pytest.raises(ValueError, match="image must be"):
+            pipe.image_to_video("a", image[..., :2], jax.random.key(0))
+        with pytest.raises(ValueError, match="one per prompt"):
+            pipe.image_to_video(["a", "b"], np.stack([image] * 3), jax.random.key(0))
+        with pytest.raises(ValueError, match=r"in \[-1, 1\]"):
+            pipe.image_to_video("a", image.astype(np.float32), jax.random.key(0))
+        with pytest.raises(ValueError, match="uint8"):
+            pipe.image_to_video("a", image.astype(np.int32), jax.random.key(0))
+        with pytest.raises(ValueError, match=r"still_mask must hold values in \[0, 1\]"):
+            pipe.cinemagraph("a", image, np.full((HIGH, HIGH), 2.0), jax.random.key(0))
+        with pytest.raises(ValueError, match="known_mask has shape"):
+            pipe.inpaint("a", np.stack([image] * 8), np.ones((3, HIGH, HIGH)), jax.random.key(0))
+        with pytest.raises(ValueError, match="num_temporal_downsamples"):
+            pipe.inpaint("a", np.stack([image] * 7), np.ones((HIGH, HIGH)), jax.random.key(0))
+        with pytest.raises(ValueError, match="strength"):
+            pipe.edit("a", np.stack([image] * 8), jax.random.key(0), strength=0.0)
+    finally:
+        pipe._jitted = pipe_jit
+
+
+def test_conditional_stunet_runs_every_mode(parts):
+    """A 7-channel STUNet (cond_channels=4) reads <C, M>; text-to-video feeds it M = 0."""
+    base_cfg = parts[0].replace(cond_channels=4)
+    sampling = SamplingConfig(base_steps=2, ssr_steps=1, base_guidance=2.0, stride=2)
+    pipe = LumierePipeline(base_cfg, _random_params(base_cfg, 3), *parts[2:], sampling=sampling)
+    image = _image(8)
+    out = pipe.image_to_video("a", image, jax.random.key(6))
+    assert _close(out[0, 0], image)
+    assert pipe("a", jax.random.key(7)).shape == (1, 8, HIGH, HIGH, 3)
+    with pytest.raises(ValueError, match="cond_channels=0"):
+        LumierePipeline(parts[0].replace(cond_channels=3), *parts[1:])

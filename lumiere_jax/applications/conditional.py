@@ -33,23 +33,25 @@ __all__ = ["sample_conditional", "unet_model_fn"]
 
 def unet_model_fn(config: UNetConfig, params: Any, text: jax.Array, text_mask: jax.Array, *,
                   guidance_scale: float = 1.0, null_text: jax.Array | None = None,
-                  null_mask: jax.Array | None = None) -> ModelFn:
-    """`model_fn(x, t, cond)` for a base `UNet` under a prompt, with optional guidance.
+                  null_mask: jax.Array | None = None,
+                  cond_level: jax.Array | None = None) -> ModelFn:
+    """`model_fn(x, t, cond)` for a `UNet` under a prompt, with optional guidance.
 
-    config: a base (STUNet / T2I) config, `cond_channels` 0 (the condition is ignored:
-    use replacement, `replace_known=True`) or K + 1 (a conditional model, fed `cond`).
+    The one UNet + classifier-free-guidance wrapper: the cascade's base and SSR stages and
+    the applications all sample through it.
+    config: any UNet config. With `cond_channels` 0 the condition is ignored (a base model:
+      use replacement, `replace_known=True`); otherwise `cond` is fed to the model (K + 1
+      channels `<C, M>` for a conditional base model, the low-res video for an SSR one).
     text: (B, L, D) float, text_mask: (B, L) bool. guidance_scale != 1 needs null_text
-    (1 or B, L, D) and null_mask (1 or B, L), the empty prompt's encoding.
-    The returned function maps x (B, T, H, W, K), t (B,), cond (B, T, H, W, K + 1) or None
-    to the model's prediction, x's shape, float32.
+      (1 or B, L, D) and null_mask (1 or B, L), the empty prompt's encoding; the null pass
+      drops the text and keeps the condition.
+    cond_level: (B,) noise-augmentation level, required iff `config.cond_level_embedding`.
+    The returned function maps x (B, T, H, W, K), t (B,), cond (B, T, H, W, cond_channels)
+    or None to the model's prediction, x's shape, float32.
     """
-    if config.cond_level_embedding:
-        raise ValueError("config.cond_level_embedding=True is an SSR network; unet_model_fn "
-                         "drives a base model (cond_channels 0 or K + 1, no cond_level).")
-    if config.cond_channels not in (0, config.in_channels + 1):
-        raise ValueError(f"config.cond_channels={config.cond_channels}: expected 0 "
-                         f"(unconditional) or in_channels + 1 = {config.in_channels + 1} "
-                         "(the <C, M> condition).")
+    if config.cond_level_embedding and cond_level is None:
+        raise ValueError("config.cond_level_embedding=True (an SSR network): pass cond_level "
+                         "(B,), the noise-augmentation level of its conditioning video.")
     if isinstance(guidance_scale, (int, float)) and guidance_scale != guidance_scale:
         raise ValueError("guidance_scale is NaN; use a finite scale (1.0 = no guidance).")
     if np.ndim(text) != 3 or np.shape(text_mask) != np.shape(text)[:2]:
@@ -62,12 +64,15 @@ def unet_model_fn(config: UNetConfig, params: Any, text: jax.Array, text_mask: j
         cond = c["cond"] if conditional else None
         if conditional and cond is None:
             raise ValueError(f"config.cond_channels={config.cond_channels}: pass cond "
-                             "(B, T, H, W, K + 1); build it with lumiere_jax.applications "
-                             "conditioning helpers.")
-        return model.apply({"params": params}, x, t, c["text"], c["mask"], cond=cond)
+                             f"(B, T, H, W, {config.cond_channels}); for <C, M> build it with "
+                             "the lumiere_jax.applications conditioning helpers.")
+        return model.apply({"params": params}, x, t, c["text"], c["mask"], cond=cond,
+                           cond_level=c["cond_level"])
 
-    def pack(text_, mask_, cond):
-        return dict(text=text_, mask=mask_, cond=cond if conditional else None)
+    level = cond_level if config.cond_level_embedding else None
+
+    def pack(text_, mask_, cond):  # batched together for the guided pass
+        return dict(text=text_, mask=mask_, cond=cond if conditional else None, cond_level=level)
 
     if isinstance(guidance_scale, (int, float)) and guidance_scale == 1.0:
         return lambda x, t, cond: apply(x, t, pack(text, text_mask, cond))

@@ -153,12 +153,13 @@ def test_model_sampling_keeps_condition_exactly(model):
     assert np.max(np.abs(cine[~region] - first[~region])) > 0.1
 
 
-def test_unet_model_fn_rejects_bad_configs():
+def test_unet_model_fn_rejects_bad_inputs():
     text, mask = jnp.zeros((1, 2, CONFIG.text_dim)), jnp.ones((1, 2), bool)
     with pytest.raises(ValueError, match="cond_level_embedding"):
         unet_model_fn(configs.tiny_ssr(), {}, text, mask)
-    with pytest.raises(ValueError, match="cond_channels=2"):
-        unet_model_fn(CONFIG.replace(cond_channels=2), {}, text, mask)
+    x, t = jnp.zeros((1, T, HW, HW, 3)), jnp.zeros((1,))
+    with pytest.raises(ValueError, match="cond_channels=4: pass cond"):
+        unet_model_fn(CONFIG, {}, text, mask)(x, t, None)
     with pytest.raises(ValueError, match="null_text"):
         unet_model_fn(CONFIG, {}, text, mask, guidance_scale=2.0)
     with pytest.raises(ValueError, match="text"):
