@@ -7,7 +7,7 @@
 
 `--*_config` are the train.py config files of the two runs (`--base_config.model.x=...`
 overrides work as in train.py); `--*_ckpt` their checkpoint folders (EMA weights by
-default). The text encoder of the base run feeds both stages. Without a checkpoint a
+default); each stage reads prompts with its own run's text encoder. Without a checkpoint a
 stage runs with random weights (noise video; a smoke test of the whole path) and says so.
 
 Applications (`--mode`; inputs are resized to each stage, masks are images, white = 1):
@@ -76,6 +76,13 @@ def load_stage(config, ckpt: str, use_ema: bool, name: str, key: jax.Array) -> d
     return setup.load_run_params(ckpt, config.stage, use_ema, field=f"--{name}_ckpt")
 
 
+def text_encoder_fn(config, text_params):
+    """A run's tokenizer + text encoder: prompts -> (states (B, L, D), mask (B, L))."""
+    tok, encoder = setup.tokenizer(config), TextEncoder(setup.text_config(config))
+    encode = jax.jit(lambda p, ids, mask: encoder.apply({"params": p}, ids, mask))
+    return lambda prompts: encode(text_params, *tok.encode(prompts))
+
+
 def read_image(path: str, flag: str, size: int) -> np.ndarray:
     """An image file -> uint8 (size, size, 3), center-cropped to a square and resized."""
     try:
@@ -135,6 +142,9 @@ def main(argv) -> None:
         if cfg.stage != stage:
             raise ValueError(f"--{name} is a {cfg.stage!r} config; expected a {stage!r} one")
     check_mode_inputs(f)
+    if base_cfg.diffusion.prediction != ssr_cfg.diffusion.prediction:
+        raise ValueError(f"the base run predicts {base_cfg.diffusion.prediction!r} but the SSR "
+                         f"run {ssr_cfg.diffusion.prediction!r}; the sampler needs one kind")
     k_base, k_ssr, k_sample = jax.random.split(jax.random.key(f.seed), 3)
     base = load_stage(base_cfg, f.base_ckpt, f.ema, "base", k_base)
     ssr = load_stage(ssr_cfg, f.ssr_ckpt, f.ema, "ssr", k_ssr)
@@ -144,17 +154,14 @@ def main(argv) -> None:
         logging.info("style: spatial weights = %.2f style + %.2f base", f.style_alpha,
                      1 - f.style_alpha)
 
-    tok = setup.tokenizer(base_cfg)
-    encoder = TextEncoder(setup.text_config(base_cfg))
-    encode = jax.jit(lambda p, ids, mask: encoder.apply({"params": p}, ids, mask))
-    text_encoder = lambda prompts: encode(base["text"], *tok.encode(prompts))
-
+    base_text, ssr_text = (text_encoder_fn(cfg, run["text"]) for cfg, run in
+                           ((base_cfg, base), (ssr_cfg, ssr)))
     sampling = SamplingConfig(base_steps=f.base_steps, ssr_steps=f.ssr_steps, sampler=f.sampler,
                               prediction=base_cfg.diffusion.prediction,
                               base_guidance=f.guidance, window=f.window or None,
                               stride=f.stride or None, chunk_size=f.chunk_size or None)
     pipe = LumierePipeline(setup.unet_config(base_cfg), base["unet"], setup.unet_config(ssr_cfg),
-                           ssr["unet"], text_encoder, sampling)
+                           ssr["unet"], base_text, sampling, ssr_text_encoder=ssr_text)
     start = time.perf_counter()
     videos = np.asarray(generate(pipe, f, list(f.prompt), k_sample))
     logging.info("sampled %s in %.1f s (compile included)", videos.shape,

@@ -1,4 +1,4 @@
-"""Stage 3: spatial super-resolution 8 -> 32 px on short (4-frame) windows.
+"""Stage 3: spatial super-resolution 16 -> 32 px (the base STUNet's size) on 4-frame windows.
 
 Command:
     python train.py --config configs/ssr.py --workdir runs/ssr
@@ -18,7 +18,7 @@ from lumiere_jax.training.defaults import base_config
 def get_config():
     model = model_configs.tiny_ssr(channels=32, text_dim=64, image_size=32, num_frames=4)
     c = base_config("ssr", model)
-    c.diffusion.ssr_low_res = 8
+    c.diffusion.ssr_low_res = 16  # = configs/stunet.py model.image_size
     c.data.batch_size = 16
     c.optim.lr = 1e-4
     c.optim.warmup_steps = 500

@@ -5,7 +5,7 @@ Command (after configs/t2i.py):
         --config.train.init_from=runs/t2i/checkpoints
 
 The T2I weights (EMA) and its text encoder are loaded and frozen: gradients and optimizer
-state exist only for `temporal_*` weights (`trainable_mask`). 16 frames at 32 px, two
+state exist only for `temporal_*` weights (`trainable_mask`). 16 frames at 16 px, two
 temporal downsamplings (16 -> 8 -> 4 frames at the coarsest level).
 Expected run time: 20k steps at global batch 16; not timed on an accelerator here.
 Expected result: the loss starts at the inflated T2I model's per-frame loss (the STUNet
@@ -18,7 +18,7 @@ from lumiere_jax.training.defaults import base_config
 
 
 def get_config():
-    model = model_configs.tiny_stunet(channels=64, text_dim=64, image_size=32, num_frames=16)
+    model = model_configs.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16)
     c = base_config("stunet", model)
     c.data.batch_size = 16
     c.optim.lr = 1e-4

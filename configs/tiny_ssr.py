@@ -1,4 +1,4 @@
-"""A seconds-scale SSR run (4 -> 8 px, 4-frame windows).
+"""A seconds-scale SSR run (8 -> 16 px, 4-frame windows; the tiny STUNet makes 8 px).
 
 Command:
     python train.py --config configs/tiny_ssr.py --workdir /tmp/tiny_ssr \

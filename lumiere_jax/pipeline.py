@@ -153,8 +153,10 @@ class LumierePipeline:
         video, optional `cond_level_embedding`); `ssr_config.image_size` is the output
         resolution, `ssr_config.num_frames` the default MultiDiffusion window.
       text_encoder: `text_encoder(prompts: list[str]) -> (states (B, L, D), mask (B, L))`,
-        D = both configs' `text_dim` (e.g. a tokenizer + `T5Encoder`). It runs outside the
+        D = the configs' `text_dim` (e.g. a tokenizer + `T5Encoder`). It runs outside the
         jitted sampler; the empty prompt "" is the null condition for guidance.
+      ssr_text_encoder: the SSR stage's encoder when it differs from the base stage's
+        (e.g. two runs that each trained their own small encoder); None: `text_encoder`.
       sampling: `SamplingConfig`.
     Params may carry flax partitioning metadata (they are unboxed) and may be sharded.
     Raises ValueError at construction for configs or settings that cannot work.
@@ -162,7 +164,8 @@ class LumierePipeline:
 
     def __init__(self, base_config: UNetConfig, base_params: Any, ssr_config: UNetConfig,
                  ssr_params: Any, text_encoder: TextEncoderFn,
-                 sampling: SamplingConfig = SamplingConfig()):
+                 sampling: SamplingConfig = SamplingConfig(),
+                 ssr_text_encoder: TextEncoderFn | None = None):
         if not base_config.temporal:
             raise ValueError("base_config must be a temporal (STUNet) UNetConfig; got "
                              "temporal=False.")
@@ -181,16 +184,16 @@ class LumierePipeline:
         if ssr_config.image_size < base_config.image_size:
             raise ValueError(f"ssr_config.image_size={ssr_config.image_size} must be >= "
                              f"base_config.image_size={base_config.image_size}.")
-        if base_config.text_dim != ssr_config.text_dim:
+        if ssr_text_encoder is None and base_config.text_dim != ssr_config.text_dim:
             raise ValueError(f"base_config.text_dim={base_config.text_dim} and "
                              f"ssr_config.text_dim={ssr_config.text_dim} must match (one text "
-                             "encoder feeds both).")
+                             "encoder feeds both; pass ssr_text_encoder otherwise).")
         if not isinstance(sampling, SamplingConfig):
             raise ValueError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
         self.base_config, self.ssr_config, self.sampling = base_config, ssr_config, sampling
         self.base_params = nn.meta.unbox(base_params)
         self.ssr_params = nn.meta.unbox(ssr_params)
-        self.text_encoder = text_encoder
+        self.text_encoders = dict(base=text_encoder, ssr=ssr_text_encoder or text_encoder)
         self.window = sampling.window if sampling.window is not None else ssr_config.num_frames
         self.stride = sampling.stride if sampling.stride is not None else max(self.window // 2, 1)
         window_starts(self.window, self.window, self.stride)  # window >= 1, 1 <= stride <= window
@@ -214,21 +217,21 @@ class LumierePipeline:
 
     # ------------------------------------------------------------------ jitted cascade
 
-    def _generate(self, base_params: Any, ssr_params: Any, text: jax.Array, mask: jax.Array,
-                  null_text: jax.Array, null_mask: jax.Array, key: jax.Array,
-                  inputs: dict[str, jax.Array], *, num_frames: int, mode: str
+    def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
+                  key: jax.Array, inputs: dict[str, jax.Array], *, num_frames: int, mode: str
                   ) -> tuple[jax.Array, jax.Array]:
-        """mode 'text': inputs {}; 'conditional': {'cond_low', 'cond_high'} (B, T, h, w, 4)
-        at the two resolutions; 'edit': {'video_low' (B, T, h, w, 3), 'strength' ()}."""
+        """texts: per stage ('base', 'ssr') the `unet_model_fn` text arguments (text,
+        text_mask, null_text, null_mask). mode 'text': inputs {}; 'conditional':
+        {'cond_low', 'cond_high'} (B, T, h, w, 4) at the two resolutions; 'edit':
+        {'video_low' (B, T, h, w, 3), 'strength' ()}."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
-        batch, low, high = text.shape[0], base_cfg.image_size, ssr_cfg.image_size
+        batch, low, high = texts["base"]["text"].shape[0], base_cfg.image_size, ssr_cfg.image_size
         k_base, k_base_sample, k_aug, k_ssr, k_ssr_sample = jax.random.split(key, 5)
-        guide = dict(null_text=null_text, null_mask=null_mask)
         common = dict(sampler=s.sampler, prediction=s.prediction)
 
         # Stage 1: the STUNet denoises all frames at once.
-        base_fn = unet_model_fn(base_cfg, base_params, text, mask,
-                                guidance_scale=s.base_guidance, **guide)
+        base_fn = unet_model_fn(base_cfg, base_params, guidance_scale=s.base_guidance,
+                                **texts["base"])
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
                        **common)
         shape = (batch, num_frames, low, low, 3)
@@ -251,8 +254,8 @@ class LumierePipeline:
         cond, cond_level = noise_augment(up, k_aug, self.ssr_schedule, t=s.cond_noise_level)
 
         def window_fn(x_w, t, cond_w):
-            return unet_model_fn(ssr_cfg, ssr_params, text, mask, guidance_scale=s.ssr_guidance,
-                                 cond_level=cond_level, **guide)(x_w, t, cond_w)
+            return unet_model_fn(ssr_cfg, ssr_params, guidance_scale=s.ssr_guidance,
+                                 cond_level=cond_level, **texts["ssr"])(x_w, t, cond_w)
 
         ssr_fn = multidiffusion_denoiser(window_fn, num_frames, self.window, self.stride,
                                          s.chunk_size, s.window_weights)
@@ -267,28 +270,39 @@ class LumierePipeline:
 
     # ------------------------------------------------------------------ public API
 
-    def encode_text(self, prompts: Sequence[str]) -> tuple[jax.Array, jax.Array]:
-        """prompts -> (states (B, L, D) float32, mask (B, L) bool), checked against text_dim."""
-        states, mask = self.text_encoder(list(prompts))
+    def encode_text(self, prompts: Sequence[str], stage: str = "base"
+                    ) -> tuple[jax.Array, jax.Array]:
+        """prompts -> (states (B, L, D) float32, mask (B, L) bool) from `stage`'s encoder
+        ('base' | 'ssr'), checked against that stage's `text_dim`."""
+        states, mask = self.text_encoders[stage](list(prompts))
         states, mask = jnp.asarray(states, jnp.float32), jnp.asarray(mask).astype(bool)
         if states.ndim != 3 or mask.shape != states.shape[:2]:
             raise ValueError(f"text_encoder must return states (B, L, D) and mask (B, L); got "
                              f"{states.shape} and {mask.shape}.")
-        if states.shape[-1] != self.base_config.text_dim:
-            raise ValueError(f"text_encoder states have D={states.shape[-1]} but the configs' "
-                             f"text_dim={self.base_config.text_dim}.")
+        text_dim = (self.base_config if stage == "base" else self.ssr_config).text_dim
+        if states.shape[-1] != text_dim:
+            raise ValueError(f"the {stage} stage's text encoder gives D={states.shape[-1]} but "
+                             f"its config's text_dim={text_dim}.")
         return states, mask
 
     def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,
              return_low_res: bool, mode: str, inputs: dict[str, jax.Array]
              ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        text, mask = self.encode_text(prompts)
-        null_text, null_mask = self.encode_text([""])
-        if null_text.shape[1] != text.shape[1]:
-            raise ValueError("text_encoder must pad every prompt to one length L (the null "
-                             f"prompt gave L={null_text.shape[1]}, the prompts L={text.shape[1]}).")
-        low, high = self._jitted(self.base_params, self.ssr_params, text, mask, null_text,
-                                 null_mask, key, inputs, num_frames=num_frames, mode=mode)
+        texts = {}
+        for stage in ("base", "ssr"):
+            if stage == "ssr" and self.text_encoders["ssr"] is self.text_encoders["base"]:
+                texts["ssr"] = texts["base"]
+                continue
+            text, mask = self.encode_text(prompts, stage)
+            null_text, null_mask = self.encode_text([""], stage)
+            if null_text.shape[1] != text.shape[1]:
+                raise ValueError("text encoders must pad every prompt to one length L (the null "
+                                 f"prompt gave L={null_text.shape[1]}, the prompts "
+                                 f"L={text.shape[1]}).")
+            texts[stage] = dict(text=text, text_mask=mask, null_text=null_text,
+                                null_mask=null_mask)
+        low, high = self._jitted(self.base_params, self.ssr_params, texts, key, inputs,
+                                 num_frames=num_frames, mode=mode)
         high = np.asarray(jax.device_get(high))
         return (np.asarray(jax.device_get(low)), high) if return_low_res else high
 

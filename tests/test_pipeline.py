@@ -260,3 +260,15 @@ def test_conditional_stunet_runs_every_mode(parts):
     assert pipe("a", jax.random.key(7)).shape == (1, 8, HIGH, HIGH, 3)
     with pytest.raises(ValueError, match="cond_channels=0"):
         LumierePipeline(parts[0].replace(cond_channels=3), *parts[1:])
+
+
+def test_ssr_stage_reads_prompts_with_its_own_encoder(parts, pipe):
+    """ssr_text_encoder changes only the SSR stage: same low-res clip, other high-res one."""
+    base_encoder = parts[4]
+    other = LumierePipeline(*parts, sampling=pipe.sampling,
+                            ssr_text_encoder=lambda ps: base_encoder([p[::-1] for p in ps]))
+    key = jax.random.key(9)
+    low_a, high_a = pipe("a red ball bounces", key, return_low_res=True)
+    low_b, high_b = other("a red ball bounces", key, return_low_res=True)
+    np.testing.assert_array_equal(low_a, low_b)
+    assert np.abs(high_a.astype(int) - high_b.astype(int)).max() > 0

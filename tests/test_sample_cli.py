@@ -39,7 +39,7 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "RANDOM weights" in r.stderr  # no checkpoint given: says so
     video = read_video(out)
-    assert video.shape == (4, 8, 8, 3)  # configs/tiny_*: 4 frames, 8 px
+    assert video.shape == (4, 16, 16, 3)  # configs/tiny_*: 4 frames, 8 -> 16 px
 
 
 @pytest.mark.parametrize("args, message", [

@@ -57,13 +57,13 @@ def tiny_config(stage: str, **model_overrides) -> ml_collections.ConfigDict:
     """A seconds-per-run config for tests and smoke checks (`configs/tiny_*.py`)."""
     if stage == "t2i":
         model_overrides = dict(temporal=False, temporal_downsample=(), **model_overrides)
-    if stage == "ssr":
+    if stage == "ssr":  # 8 -> 16 px: the tiny STUNet's 8 px clips are its input
         model_overrides = dict(temporal_downsample=(False,), cond_channels=3,
-                               cond_level_embedding=True, **model_overrides)
+                               cond_level_embedding=True, image_size=16, **model_overrides)
     c = base_config(stage, tiny_model(**model_overrides))
     c.text.update(width=16, depth=1, num_heads=2, max_length=16)
     c.data.update(name="moving_shapes/f16_s32", batch_size=8, num_threads=1, prefetch=1)
-    c.diffusion.update(ssr_low_res=4)
+    c.diffusion.update(ssr_low_res=8)
     # eps=1e-6: weights with an exactly-zero gradient (attention key biases) see rounding
     # noise that differs by mesh; eps=1e-8 would turn it into +-lr steps.
     c.optim.update(lr=1e-3, warmup_steps=2, decay_steps=100, ema_decay=0.9, eps=1e-6)

@@ -1,0 +1,53 @@
+"""The shipped configs/: valid, and each trio (t2i -> stunet -> ssr) forms a cascade."""
+
+import importlib.util
+import os
+
+import flax.linen as nn
+import jax
+import pytest
+from flax import traverse_util
+
+from lumiere_jax.models import UNet, dummy_inputs
+from lumiere_jax.training import setup
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIG_DIR, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def param_shapes(config):
+    model_cfg = setup.unet_config(config)
+    tree = jax.eval_shape(lambda: UNet(model_cfg).init(
+        jax.random.key(0), **dummy_inputs(model_cfg))["params"])
+    return {p: v.shape for p, v in traverse_util.flatten_dict(nn.meta.unbox(tree)).items()}
+
+
+def test_every_config_file_is_loaded_here():
+    names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
+    assert names == ["ssr", "stunet", "t2i", "tiny_ssr", "tiny_stunet", "tiny_t2i"]
+
+
+@pytest.mark.parametrize("prefix", ["", "tiny_"])
+def test_configs_form_a_cascade(prefix):
+    t2i, stunet, ssr = (load(prefix + s) for s in ("t2i", "stunet", "ssr"))
+    assert (t2i.stage, stunet.stage, ssr.stage) == ("t2i", "stunet", "ssr")
+    stunet.train.init_from = "runs/t2i/checkpoints"  # given on the command line
+    for c in (t2i, stunet, ssr):
+        setup.check_config(c)
+    # stunet inflates t2i: every T2I weight exists in the STUNet with its shape, and the
+    # STUNet's other weights are all temporal (trainable_mask).
+    t2i_shapes, stunet_shapes = param_shapes(t2i), param_shapes(stunet)
+    for path, shape in t2i_shapes.items():
+        assert stunet_shapes.get(path) == shape, path
+    extra = set(stunet_shapes) - set(t2i_shapes)
+    assert extra and all(any(p.startswith("temporal_") for p in path) for path in extra)
+    assert t2i.text.to_dict() == {**stunet.text.to_dict(), "trainable": True}  # frozen copy
+    # ssr super-resolves the STUNet's clips.
+    assert ssr.diffusion.ssr_low_res == stunet.model.image_size < ssr.model.image_size
+    assert ssr.diffusion.prediction == stunet.diffusion.prediction
