@@ -3,6 +3,7 @@
     python benchmarks/train_step.py                # step time, FLOPs, FLOP/s vs matmul peak
     python benchmarks/train_step.py --paper-memory # needs 8 devices, e.g.
         XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/train_step.py --paper-memory
+    ... --paper-memory --no-remat                  # the same step without rematerialization
 
 Default: 32 px, 16 frames, U-Net base width 32, batch 4, fp32, no remat, one device.
 FLOPs are `cost_analysis()['flops']` of the compiled train step (forward, backward,
@@ -139,9 +140,9 @@ def remat_probe() -> dict:
                 temp_bytes_remat=temp(True, options))
 
 
-def paper_memory() -> dict:
+def paper_memory(remat: bool = True) -> dict:
     n = jax.device_count()
-    model = model_configs.paper_stunet(remat=True)
+    model = model_configs.paper_stunet(remat=remat)
     c = base_config("stunet", model)
     c.text.update(width=model.text_dim, depth=1, num_heads=32, max_length=64, trainable=False)
     c.data.batch_size = n
@@ -156,7 +157,7 @@ def paper_memory() -> dict:
     count = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
     return dict(figure="paper_stunet_train_step_memory", devices=n, mesh={"fsdp": n},
                 frames=model.num_frames, image_size=model.image_size, batch_per_device=1,
-                remat=True, compiler_options=remat_compiler_options(), compute_dtype=model.dtype,
+                remat=remat, compiler_options=remat_compiler_options(), compute_dtype=model.dtype,
                 trainable_params=count(state_a["params"]),
                 frozen_params=count(frozen_a), per_device=report,
                 fits_80GB=report["total_bytes"] < 80e9, compile_s=compile_s)
@@ -165,6 +166,7 @@ def paper_memory() -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--paper-memory", action="store_true")
+    p.add_argument("--no-remat", action="store_true", help="--paper-memory without remat")
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--width", type=int, default=32)
@@ -172,7 +174,7 @@ def main() -> None:
     a = p.parse_args()
     if a.paper_memory:
         print(json.dumps(remat_probe()), flush=True)
-        print(json.dumps(paper_memory()), flush=True)
+        print(json.dumps(paper_memory(remat=not a.no_remat)), flush=True)
         return
     peak = matmul_peak()
     print(json.dumps(dict(figure="matmul_peak", flops_per_s=peak)), flush=True)
