@@ -288,6 +288,11 @@ class LumierePipeline:
     def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,
              return_low_res: bool, mode: str, inputs: dict[str, jax.Array]
              ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        if mode == "conditional" and not (self.base_config.cond_channels
+                                          or self.sampling.replace_known):
+            raise ValueError("a plain STUNet (cond_channels=0) sees the given content only "
+                             "through replacement: set SamplingConfig.replace_known=True or "
+                             "use a conditional STUNet (cond_channels=4).")
         texts = {}
         for stage in ("base", "ssr"):
             if stage == "ssr" and self.text_encoders["ssr"] is self.text_encoders["base"]:

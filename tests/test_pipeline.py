@@ -1,5 +1,7 @@
 """End-to-end cascade (text-to-video and the applications) with tiny random-weight models."""
 
+import dataclasses
+
 import flax.linen as nn
 import imageio.v2 as imageio
 import imageio.v3 as iio
@@ -222,6 +224,11 @@ def test_edit_stays_near_the_input_for_small_strength(pipe):
     assert dist[0.01] < 8 < 30 < dist[1.0], dist
 
 
+def pipe_parts(pipe):
+    return (pipe.base_config, pipe.base_params, pipe.ssr_config, pipe.ssr_params,
+            pipe.text_encoders["base"])
+
+
 def test_application_inputs_are_checked_before_tracing(pipe):
     def boom(*a, **k):
         raise AssertionError("traced despite bad inputs")
@@ -245,6 +252,11 @@ def test_application_inputs_are_checked_before_tracing(pipe):
             pipe.inpaint("a", np.stack([image] * 7), np.ones((HIGH, HIGH)), jax.random.key(0))
         with pytest.raises(ValueError, match="strength"):
             pipe.edit("a", np.stack([image] * 8), jax.random.key(0), strength=0.0)
+        blind = LumierePipeline(*pipe_parts(pipe), sampling=dataclasses.replace(
+            pipe.sampling, replace_known=False))
+        blind._jitted = boom
+        with pytest.raises(ValueError, match="replace_known=True"):
+            blind.image_to_video("a", image, jax.random.key(0))
     finally:
         pipe._jitted = pipe_jit
 
