@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lumiere_jax.diffusion.guidance import classifier_free_guidance, noise_augment
+from lumiere_jax.applications.conditional import unet_model_fn
+from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.objectives import diffusion_loss
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import Schedule
@@ -148,19 +149,16 @@ def make_sample_fn(model: UNet, encoder: Any, cfg: StepConfig, *, num_steps: int
     def fn(params, ids, mask, null_ids, null_mask, noise, key, pixels):
         states, smask = encoder.apply({"params": params["text"]}, ids, mask)
         nstates, nmask = encoder.apply({"params": params["text"]}, null_ids[None], null_mask[None])
-        extra = {}
+        cond = cond_level = None
         if cfg.stage == "ssr":
-            extra = dict(cond=low_res_cond(to_float(pixels), cfg.ssr_low_res),
-                         cond_level=jnp.zeros((noise.shape[0],), jnp.float32))
-
-        def model_fn(x, t, text):
-            ex = {k: jnp.concatenate([v] * (x.shape[0] // v.shape[0])) for k, v in extra.items()}
-            return model.apply({"params": params["unet"]}, x, t, text[0], text[1], **ex)
-
-        guided = classifier_free_guidance(model_fn, guidance)
-        denoise = lambda x, t: guided(x, t, (states, smask), (nstates, nmask))
-        out = sample(denoise, noise, key, schedule=cfg.schedule, sampler=sampler,
-                     num_steps=num_steps, prediction=cfg.prediction, clip="static")
+            cond = low_res_cond(to_float(pixels), cfg.ssr_low_res)
+            cond_level = jnp.zeros((noise.shape[0],), jnp.float32)
+        model_fn = unet_model_fn(model.config, params["unet"], states, smask,
+                                 guidance_scale=guidance, null_text=nstates, null_mask=nmask,
+                                 cond_level=cond_level)
+        out = sample(lambda x, t: model_fn(x, t, cond), noise, key, schedule=cfg.schedule,
+                     sampler=sampler, num_steps=num_steps, prediction=cfg.prediction,
+                     clip="static")
         return jnp.clip(jnp.round((out + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
     return fn

@@ -209,3 +209,29 @@ def test_bf16_compute_keeps_fp32_master_weights(one_device):
     moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(params),
                                                     jax.tree.leaves(r.state0["params"]))]
     assert max(moved) > 1e-4
+
+
+def test_ssr_sample_fn_reads_the_low_res_video():
+    """The periodic-sample function of an ssr run: uint8 clips of the noise's shape that
+    depend on the conditioning pixels exactly when the cond conv is non-zero."""
+    from lumiere_jax.training.step import make_sample_fn
+
+    r = Run("ssr")
+    params = nn.meta.unbox(jax.jit(r.init_fn)(r.key))
+    fn = jax.jit(make_sample_fn(r.model, r.encoder, setup.step_config(r.config, r.model_cfg),
+                                num_steps=2, guidance=2.0))
+    tok = setup.tokenizer(r.config)
+    ids, mask = tok.encode(CAPTIONS[:2])
+    null_ids, null_mask = (a[0] for a in tok.encode([""]))
+    rng = np.random.default_rng(1)
+    noise = rng.standard_normal((2,) + r.batches[0]["pixels"].shape[1:]).astype(np.float32)
+    a, b = (rng.integers(0, 256, noise.shape, dtype=np.uint8) for _ in range(2))
+    run = lambda p, pixels: np.asarray(fn(p, ids, mask, null_ids, null_mask, noise,
+                                          jax.random.key(0), pixels))
+    out_a = run(params, a)
+    assert out_a.dtype == np.uint8 and out_a.shape == noise.shape
+    np.testing.assert_array_equal(out_a, run(params, b))  # zero-init cond conv: no effect
+    kernel = params["unet"]["cond_input_conv"]["kernel"]
+    params["unet"]["cond_input_conv"]["kernel"] = jnp.asarray(
+        0.3 * rng.standard_normal(kernel.shape), kernel.dtype)
+    assert np.abs(run(params, a).astype(int) - run(params, b).astype(int)).max() > 0
