@@ -38,9 +38,10 @@ from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
 from lumiere_jax.text import TextEncoder
 from lumiere_jax.training import setup
 
-config_flags.DEFINE_config_file("base_config", "configs/tiny_stunet.py", "base STUNet run config")
+config_flags.DEFINE_config_file("base_config", "configs/tiny_stunet.py",
+                                "base run config: a stunet or conditional (7-channel) run")
 config_flags.DEFINE_config_file("ssr_config", "configs/tiny_ssr.py", "SSR run config")
-flags.DEFINE_string("base_ckpt", "", "checkpoint folder of the base (stunet) run")
+flags.DEFINE_string("base_ckpt", "", "checkpoint folder of the base (stunet / conditional) run")
 flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of the SSR run")
 flags.DEFINE_multi_string("prompt", ["a small red circle moving slowly left on a black background"],
                           "prompt(s); repeat the flag for a batch")
@@ -138,9 +139,10 @@ def main(argv) -> None:
     del argv
     f = flags.FLAGS
     base_cfg, ssr_cfg = f.base_config, f.ssr_config
-    for name, cfg, stage in (("base_config", base_cfg, "stunet"), ("ssr_config", ssr_cfg, "ssr")):
-        if cfg.stage != stage:
-            raise ValueError(f"--{name} is a {cfg.stage!r} config; expected a {stage!r} one")
+    for name, cfg, stages in (("base_config", base_cfg, ("stunet", "conditional")),
+                              ("ssr_config", ssr_cfg, ("ssr",))):
+        if cfg.stage not in stages:
+            raise ValueError(f"--{name} is a {cfg.stage!r} config; expected one of {stages}")
     check_mode_inputs(f)
     if base_cfg.diffusion.prediction != ssr_cfg.diffusion.prediction:
         raise ValueError(f"the base run predicts {base_cfg.diffusion.prediction!r} but the SSR "

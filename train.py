@@ -1,8 +1,10 @@
-"""Train a Lumiere stage (t2i, stunet, ssr) from a config file.
+"""Train a Lumiere stage (t2i, stunet, ssr, conditional) from a config file.
 
     python train.py --config configs/t2i.py --workdir runs/t2i [--config.optim.lr=3e-4]
     python train.py --config configs/stunet.py --workdir runs/stunet \
         --config.train.init_from=runs/t2i/checkpoints
+    python train.py --config configs/conditional.py --workdir runs/conditional \
+        --config.train.init_from=runs/stunet/checkpoints
 
 Multi-host: pass --coordinator host:port --num_processes N --process_id i (or set
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); every process runs this

@@ -1,6 +1,6 @@
 """train.py end to end in child processes: exact resume after SIGKILL (mid-training and
-mid-save), a stunet run keeps frozen weights bit-identical, an incompatible workdir is
-refused, two real processes (gloo) match one.
+mid-save), a stunet run keeps frozen weights bit-identical, a conditional run fine-tunes
+it, an incompatible workdir is refused, two real processes (gloo) match one.
 
 Every child pays a full compile, so all share one persistent XLA compilation cache and
 one uninterrupted run is the reference for every comparison.
@@ -20,7 +20,7 @@ import pytest
 
 from lumiere_jax.checkpoint import Checkpointer
 from lumiere_jax.training.metrics import read_metrics
-from lumiere_jax.training.setup import load_t2i_params
+from lumiere_jax.training.setup import load_run_params, load_t2i_params
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "tests", "training", "run_train.py")
@@ -119,12 +119,18 @@ def test_exact_resume_after_sigkill(env, reference, mode, n):
     assert meta["data_state"] == ref_meta["data_state"]
 
 
-def test_stunet_run_keeps_frozen_weights(env, reference):
+@pytest.fixture(scope="module")
+def stunet_run(env, reference):
     workdir = env["tmp"].mktemp("stunet")
     run(env, "none", 0, flags_for(env, workdir, "configs/tiny_stunet.py",
                                   f"--config.train.init_from={reference}/checkpoints",
                                   "--config.train.checkpoint_every=4",
                                   "--config.sample.every=4"))
+    return str(workdir)
+
+
+def test_stunet_run_keeps_frozen_weights(reference, stunet_run):
+    workdir = stunet_run
     t2i = load_t2i_params(os.path.join(reference, "checkpoints"), use_ema=True)
     first, _ = restore(workdir, 4)
     last, _ = restore(workdir, STEPS)
@@ -138,6 +144,30 @@ def test_stunet_run_keeps_frozen_weights(env, reference):
     assert max(moved) > 0
     gifs = sorted(os.listdir(os.path.join(workdir, "samples")))
     assert gifs == ["step_0000004.gif", "step_0000006.gif"]  # every 4 steps and at the end
+
+
+def test_conditional_run_fine_tunes_the_stunet_run(env, stunet_run):
+    """conditional: starts from the STUNet run's EMA weights; its spatial weights and text
+    encoder stay bit-identical; the new cond_input_conv (zero at init) and the temporal
+    weights train."""
+    workdir = env["tmp"].mktemp("conditional")
+    run(env, "none", 0, flags_for(env, workdir, "configs/tiny_conditional.py",
+                                  f"--config.train.init_from={stunet_run}/checkpoints",
+                                  "--config.train.checkpoint_every=6",
+                                  "--config.sample.every=6"))
+    ls = losses(workdir)
+    assert sorted(ls) == list(range(1, STEPS + 1)) and all(np.isfinite(list(ls.values())))
+    source = load_run_params(os.path.join(stunet_run, "checkpoints"), "stunet")
+    last, meta = restore(workdir, STEPS)
+    assert meta["metadata"]["stage"] == "conditional"
+    assert_trees_equal(last["frozen"], {"unet": {k: v for k, v in source["unet"].items()
+                                                 if not k.startswith("temporal_")},
+                                        "text": source["text"]})
+    trained = last["state"]["params"]["unet"]
+    assert np.max(np.abs(trained["cond_input_conv"]["kernel"])) > 0
+    assert set(trained) == {"cond_input_conv"} | {k for k in source["unet"]
+                                                   if k.startswith("temporal_")}
+    assert os.listdir(os.path.join(workdir, "samples")) == ["step_0000006.gif"]
 
 
 def test_incompatible_workdir_is_refused(env, reference):

@@ -19,7 +19,8 @@ import numpy as np
 from einops import rearrange, repeat
 
 __all__ = ["make_condition", "split_condition", "image_to_video_condition",
-           "inpainting_condition", "cinemagraph_condition"]
+           "inpainting_condition", "cinemagraph_condition", "random_training_condition",
+           "TRAINING_KINDS"]
 
 
 def _check_mask_values(name: str, mask) -> None:
@@ -119,3 +120,47 @@ def cinemagraph_condition(first_frame: jax.Array, still_mask: jax.Array,
     video = repeat(jnp.asarray(first_frame), "b h w c -> b t h w c", t=num_frames)
     mask = repeat(jnp.asarray(still_mask), "b h w c -> b t h w c", t=num_frames)
     return make_condition(video, mask)
+
+
+TRAINING_KINDS = ("i2v", "inpaint", "cinemagraph", "none")
+
+
+def random_training_condition(video: jax.Array, key: jax.Array,
+                              kinds: tuple[str, ...] = TRAINING_KINDS) -> jax.Array:
+    """A random `<C, M>` per clip for training a conditional STUNet (jit-friendly).
+
+    video: (B, T, H, W, K) float, the clean clip. Each clip draws one of `kinds`:
+      'i2v': its first frame is given; 'inpaint': all but a random box (on every frame)
+      is given; 'cinemagraph': C = its first frame on every frame, given outside a random
+      box (the box moves); 'none': nothing is given (M = 0, plain text-to-video).
+    Boxes cover 1/4 to 3/4 of each side. Returns cond (B, T, H, W, K + 1).
+    """
+    unknown = [k for k in kinds if k not in TRAINING_KINDS]
+    if not kinds or unknown:
+        raise ValueError(f"kinds={kinds!r}; choose a non-empty subset of {TRAINING_KINDS}.")
+    if np.ndim(video) != 5:
+        raise ValueError(f"video must be (B, T, H, W, C), got shape {np.shape(video)}.")
+    video = jnp.asarray(video)
+    b, t, h, w, _ = video.shape
+    k_kind, k_size, k_pos = jax.random.split(key, 3)
+    kind = jnp.asarray([TRAINING_KINDS.index(k) for k in kinds])[
+        jax.random.randint(k_kind, (b,), 0, len(kinds))]
+    # Random boxes: side lengths in [1/4, 3/4] of H / W, placed uniformly.
+    sides = jax.random.uniform(k_size, (b, 2), minval=0.25, maxval=0.75) * jnp.array([h, w])
+    sides = jnp.maximum(jnp.round(sides), 1)
+    starts = jnp.floor(jax.random.uniform(k_pos, (b, 2)) * (jnp.array([h, w]) - sides + 1))
+    rows, cols = jnp.arange(h)[None, :], jnp.arange(w)[None, :]
+    in_rows = (rows >= starts[:, :1]) & (rows < starts[:, :1] + sides[:, :1])
+    in_cols = (cols >= starts[:, 1:]) & (cols < starts[:, 1:] + sides[:, 1:])
+    outside_box = ~(rearrange(in_rows, "b h -> b 1 h 1 1") & rearrange(in_cols, "b w -> b 1 1 w 1"))
+    first_frame_only = rearrange(jnp.arange(t) == 0, "t -> 1 t 1 1 1")
+    per_kind = rearrange(kind, "b -> b 1 1 1 1")
+    mask = jnp.select([per_kind == TRAINING_KINDS.index("i2v"),
+                       per_kind == TRAINING_KINDS.index("inpaint"),
+                       per_kind == TRAINING_KINDS.index("cinemagraph")],
+                      [jnp.broadcast_to(first_frame_only, (b, t, 1, 1, 1)),
+                       jnp.broadcast_to(outside_box, (b, t, h, w, 1)),
+                       jnp.broadcast_to(outside_box, (b, t, h, w, 1))], False)
+    first = repeat(video[:, 0], "b h w c -> b t h w c", t=t)
+    content = jnp.where(per_kind == TRAINING_KINDS.index("cinemagraph"), first, video)
+    return make_condition(content, jnp.broadcast_to(mask, (b, t, h, w, 1)))

@@ -12,13 +12,13 @@ from lumiere_jax.models import UNetConfig
 def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     """Every field `train.py` reads. `model` fills `config.model` (all UNetConfig fields)."""
     c = ml_collections.ConfigDict()
-    c.stage = stage                      # 't2i' | 'stunet' | 'ssr'
+    c.stage = stage                      # 't2i' | 'stunet' | 'ssr' | 'conditional'
     c.seed = 0
     c.init_rng_impl = "rbg"              # param init key ('rbg' compiles fast on CPU)
     c.model = ml_collections.ConfigDict(dataclasses.asdict(model))
     c.text = ml_collections.ConfigDict(dict(
         width=model.text_dim, depth=2, num_heads=2, max_length=32,
-        trainable=stage != "stunet"))    # trained jointly with the T2I / SSR U-Net
+        trainable=stage in ("t2i", "ssr")))  # trained with the T2I / SSR U-Net, else frozen
     c.data = ml_collections.ConfigDict(dict(
         name="moving_shapes/f16_s32", split="train", data_dir="",
         batch_size=8,                    # global, over all processes
@@ -57,6 +57,8 @@ def tiny_config(stage: str, **model_overrides) -> ml_collections.ConfigDict:
     """A seconds-per-run config for tests and smoke checks (`configs/tiny_*.py`)."""
     if stage == "t2i":
         model_overrides = dict(temporal=False, temporal_downsample=(), **model_overrides)
+    if stage == "conditional":  # the tiny STUNet with the <C, M> input
+        model_overrides = dict(cond_channels=4, **model_overrides)
     if stage == "ssr":  # 8 -> 16 px: the tiny STUNet's 8 px clips are its input
         model_overrides = dict(temporal_downsample=(False,), cond_channels=3,
                                cond_level_embedding=True, image_size=16, **model_overrides)

@@ -66,6 +66,11 @@ def check_config(config: Any) -> None:
         raise ValueError("config.stage='stunet' inflates a T2I checkpoint: set "
                          "config.train.init_from to the T2I run's checkpoint folder "
                          "(<t2i workdir>/checkpoints)")
+    if config.stage == "conditional" and (config.model.cond_channels != 4
+                                          or not config.train.init_from):
+        raise ValueError("config.stage='conditional' fine-tunes a STUNet run with the <C, M> "
+                         "input: it needs config.model.cond_channels=4 and "
+                         "config.train.init_from set to the stunet run's checkpoint folder")
     if config.stage == "ssr" and not config.model.cond_channels:
         raise ValueError("config.stage='ssr' needs config.model.cond_channels=3 (low-res input)")
     if config.model.text_dim != config.text.width:
@@ -176,14 +181,15 @@ def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):
 def trainable_tree(config: Any, params: Any) -> dict:
     """Pytree of bool: which weights train in this stage."""
     const = lambda tree, v: jax.tree.map(lambda _: v, nn.meta.unbox(tree))
-    unet = (trainable_mask(params["unet"]) if config.stage == "stunet"
+    unet = (trainable_mask(params["unet"]) if config.stage in ("stunet", "conditional")
             else const(params["unet"], True))
     return {"unet": unet, "text": const(params["text"], bool(config.text.trainable))}
 
 
 def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
                 rules=DEFAULT_RULES) -> tuple[dict, dict]:
-    """Sharded parameters (born sharded) and their shardings; stunet inflates a T2I run.
+    """Sharded parameters (born sharded) and their shardings; stunet inflates a T2I run,
+    conditional a stunet run (adding the zero-init `cond_input_conv`).
 
     The init key is `jax.random.key(config.seed, impl=config.init_rng_impl)` ('rbg'
     compiles much faster on CPU than threefry).
@@ -195,9 +201,14 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
         params = jax.jit(init_fn, out_shardings=shardings).lower(key).compile(
             compiler_options(config))(key)
     params = nn.meta.unbox(params)
-    if config.stage == "stunet":
-        t2i = load_t2i_params(config.train.init_from, config.train.init_from_ema)
-        params = {"unet": inflate_params(t2i["unet"], params["unet"]), "text": t2i["text"]}
+    if config.stage in ("stunet", "conditional"):
+        source = (load_t2i_params(config.train.init_from, config.train.init_from_ema)
+                  if config.stage == "stunet" else
+                  load_run_params(config.train.init_from, "stunet", config.train.init_from_ema,
+                                  field="config.train.init_from"))
+        # Inflation is a pure merge: the new temporal_* / cond_* weights keep their init.
+        params = {"unet": inflate_params(source["unet"], params["unet"]),
+                  "text": source["text"]}
         params = jax.device_put(params, shardings)
     return params, shardings
 

@@ -1,7 +1,7 @@
 """The loss / update step and the sampling function the training loop jits.
 
 A device batch is a dict:
-  pixels: uint8 (B, H, W, 3) images (t2i) or (B, T, H, W, 3) videos (stunet, ssr),
+  pixels: uint8 (B, H, W, 3) images (t2i) or (B, T, H, W, 3) videos (other stages),
   ids:    int32 (B, L) caption token ids, mask: bool (B, L).
 Parameters are `{'unet': ..., 'text': ...}`, split into a trainable subtree (in the state,
 differentiated) and a frozen subtree (a plain argument, never differentiated).
@@ -18,6 +18,8 @@ import numpy as np
 import optax
 
 from lumiere_jax.applications.conditional import unet_model_fn
+from lumiere_jax.applications.conditioning import (image_to_video_condition,
+                                                   random_training_condition)
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.objectives import diffusion_loss
 from lumiere_jax.diffusion.samplers import sample
@@ -26,14 +28,15 @@ from lumiere_jax.models import UNet
 from lumiere_jax.text.cache import drop_to_null
 from lumiere_jax.training.state import ema_update, merge_params
 
-STAGES = ("t2i", "stunet", "ssr")
+STAGES = ("t2i", "stunet", "ssr", "conditional")
 
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     """Static options of the train step (hashable).
 
-    stage: 't2i' | 'stunet' | 'ssr'. prediction / weighting: see `diffusion_loss`.
+    stage: 't2i' | 'stunet' | 'ssr' | 'conditional' (a STUNet with the `<C, M>` input, fed
+      a `random_training_condition` per clip). prediction / weighting: see `diffusion_loss`.
     text_dropout: probability of replacing a caption by the null caption (CFG training).
     ema_decay: EMA of the trainable weights, applied on every optimizer update.
     ssr_low_res: the SSR's conditioning is the clip resized to this size and back.
@@ -71,6 +74,8 @@ def low_res_cond(x: jax.Array, size: int) -> jax.Array:
 
 
 def _model_kwargs(cfg: StepConfig, x0: jax.Array, key: jax.Array) -> dict:
+    if cfg.stage == "conditional":
+        return dict(cond=random_training_condition(x0, key))
     if cfg.stage != "ssr":
         return {}
     cond, level = noise_augment(low_res_cond(x0, cfg.ssr_low_res), key, cfg.schedule,
@@ -142,7 +147,8 @@ def make_sample_fn(model: UNet, encoder: Any, cfg: StepConfig, *, num_steps: int
 
     params: merged `{'unet', 'text'}` (e.g. EMA weights); ids / mask: (B, L) prompts;
     null_ids / null_mask: (L,); noise: (B, [T,] H, W, 3) float start; pixels: uint8 batch
-    used only by 'ssr' (its low-res version is the conditioning). Classifier-free guidance
+    used by 'ssr' (its low-res version is the conditioning) and 'conditional' (its first
+    frames are animated). Classifier-free guidance
     with `guidance` (1 = conditional only). Returns uint8 of noise's shape.
     """
 
@@ -153,6 +159,8 @@ def make_sample_fn(model: UNet, encoder: Any, cfg: StepConfig, *, num_steps: int
         if cfg.stage == "ssr":
             cond = low_res_cond(to_float(pixels), cfg.ssr_low_res)
             cond_level = jnp.zeros((noise.shape[0],), jnp.float32)
+        if cfg.stage == "conditional":  # animate the batch's first frames (image-to-video)
+            cond = image_to_video_condition(to_float(pixels)[:, 0], noise.shape[1])
         model_fn = unet_model_fn(model.config, params["unet"], states, smask,
                                  guidance_scale=guidance, null_text=nstates, null_mask=nmask,
                                  cond_level=cond_level)

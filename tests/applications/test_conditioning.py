@@ -1,10 +1,12 @@
 """The <C, M> condition builders against NumPy constructions."""
 
+import jax
 import numpy as np
 import pytest
 
 from lumiere_jax.applications import (cinemagraph_condition, image_to_video_condition,
-                                      inpainting_condition, make_condition, split_condition)
+                                      inpainting_condition, make_condition,
+                                      random_training_condition, split_condition)
 
 B, T, H, W = 2, 4, 6, 5
 RNG = np.random.default_rng(0)
@@ -75,3 +77,38 @@ def test_cinemagraph_mask_and_content_equal_on_all_frames():
 def test_bad_input_names_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("kind", ["i2v", "inpaint", "cinemagraph", "none"])
+def test_random_training_condition_per_kind(kind):
+    """Each kind, checked with NumPy against the clip it was drawn from."""
+    rng = np.random.default_rng(3)
+    video = rng.uniform(-1, 1, (16, 4, 12, 10, 3)).astype(np.float32)
+    cond = np.asarray(random_training_condition(video, jax.random.key(1), kinds=(kind,)))
+    content, m = cond[..., :3], cond[..., 3:]
+    assert cond.shape == (16, 4, 12, 10, 4) and set(np.unique(m)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(content, np.where(m == 1, content, 0))  # C * M
+    if kind == "none":
+        assert not m.any()
+    if kind == "i2v":
+        assert m[:, 0].all() and not m[:, 1:].any()
+        np.testing.assert_array_equal(content[:, 0], video[:, 0])
+    if kind in ("inpaint", "cinemagraph"):
+        # The same hole on every frame; a box covering 1/4 to 3/4 of each side.
+        np.testing.assert_array_equal(m, np.broadcast_to(m[:, :1], m.shape))
+        hole = m[:, 0, :, :, 0] == 0
+        for h in hole:
+            rows, cols = np.nonzero(h.any(axis=1))[0], np.nonzero(h.any(axis=0))[0]
+            assert h[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].all()  # one rectangle
+            assert 3 <= len(rows) <= 9 and 2 <= len(cols) <= 8
+        source = video if kind == "inpaint" else np.repeat(video[:, :1], 4, axis=1)
+        np.testing.assert_array_equal(content, source * m)
+
+
+def test_random_training_condition_mixes_kinds_and_rejects_unknown():
+    video = np.zeros((64, 2, 4, 4, 3), np.float32)
+    m = np.asarray(random_training_condition(video, jax.random.key(0)))[..., 3]
+    known = m.mean(axis=(1, 2, 3))
+    assert (known == 0).any() and (known == 0.5).any() and ((known > 0) & (known < 1)).any()
+    with pytest.raises(ValueError, match="kinds"):
+        random_training_condition(video, jax.random.key(0), kinds=("outpaint",))
