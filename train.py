@@ -113,32 +113,36 @@ def train(config, workdir: str) -> dict:
                           tensorboard=config.tensorboard, total_steps=config.train.num_steps,
                           progress=config.train.progress and lead)
     pending, t_last, last_saved = [], time.perf_counter(), ckpt.latest_step()
-    with mesh_rules(mesh, DEFAULT_RULES):
-        for step in range(start, config.train.num_steps):
-            host = setup.host_batch(next(it), tok)
-            state, metrics = compiled(state, frozen, shard_batch(host, mesh))
-            pending.append((step + 1, metrics))
-            done = step + 1 == config.train.num_steps
-            save = done or (step + 1) % config.train.checkpoint_every == 0
-            if save or done or (step + 1) % config.train.log_every == 0:
-                rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
-                elapsed = (time.perf_counter() - t_last) / len(rows)
-                for r in rows:
-                    r.update(step_time_s=elapsed,
-                             examples_per_s=config.data.batch_size / elapsed,
-                             flops_per_s=flops / elapsed)
-                writer.write(rows)
-                pending, t_last = [], time.perf_counter()
-                setup.check_nonfinite(rows, config.train.max_nonfinite, last_saved)
-            if save and int(jax.device_get(state["nonfinite"])) == 0:
-                ckpt.save(step + 1, tree(state, frozen), data_state=it.get_state(),
-                          metadata={"stage": config.stage})
-                last_saved = step + 1
-            if sample_fn is not None and ((step + 1) % config.sample.every == 0 or done):
-                write_samples(config, workdir, sample_fn, state, frozen, host, tok,
-                              null_ids, null_mask, step + 1, mesh, lead)
-    ckpt.close()
-    writer.close()
+    # finally: a stop (non-finite steps, Ctrl-C, an error) still finishes the async save
+    # in flight, so the checkpoint the message names is on disk.
+    try:
+        with mesh_rules(mesh, DEFAULT_RULES):
+            for step in range(start, config.train.num_steps):
+                host = setup.host_batch(next(it), tok)
+                state, metrics = compiled(state, frozen, shard_batch(host, mesh))
+                pending.append((step + 1, metrics))
+                done = step + 1 == config.train.num_steps
+                save = done or (step + 1) % config.train.checkpoint_every == 0
+                if save or done or (step + 1) % config.train.log_every == 0:
+                    rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
+                    elapsed = (time.perf_counter() - t_last) / len(rows)
+                    for r in rows:
+                        r.update(step_time_s=elapsed,
+                                 examples_per_s=config.data.batch_size / elapsed,
+                                 flops_per_s=flops / elapsed)
+                    writer.write(rows)
+                    pending, t_last = [], time.perf_counter()
+                    setup.check_nonfinite(rows, config.train.max_nonfinite, last_saved)
+                if save and int(jax.device_get(state["nonfinite"])) == 0:
+                    ckpt.save(step + 1, tree(state, frozen), data_state=it.get_state(),
+                              metadata={"stage": config.stage})
+                    last_saved = step + 1
+                if sample_fn is not None and ((step + 1) % config.sample.every == 0 or done):
+                    write_samples(config, workdir, sample_fn, state, frozen, host, tok,
+                                  null_ids, null_mask, step + 1, mesh, lead)
+    finally:
+        ckpt.close()
+        writer.close()
     return state
 
 

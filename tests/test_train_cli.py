@@ -213,3 +213,25 @@ def test_loading_a_run_of_the_wrong_stage_is_refused(reference):
         load_run_params(os.path.join(reference, "checkpoints"), "stunet", field="--base_ckpt")
     params = load_run_params(os.path.join(reference, "checkpoints"), "t2i")
     assert set(params) == {"unet", "text"}
+
+
+def test_diverging_run_stops_with_its_last_good_checkpoint(env):
+    """lr=1e30: the second update blows the weights up, the following steps are non-finite
+    and skipped, and after max_nonfinite=2 in a row the run stops, saying which
+    checkpoint is the last good one; that checkpoint restores."""
+    workdir = env["tmp"].mktemp("diverge")
+    out = run(env, "none", 0, flags_for(env, workdir, "configs/tiny_t2i.py",
+                                        "--config.optim.lr=1e30",
+                                        "--config.train.checkpoint_every=1",
+                                        "--config.train.max_nonfinite=2"), expect_rc=1)
+    assert "2 consecutive steps had a non-finite loss" in out, out[-3000:]
+    rows = read_metrics(os.path.join(workdir, "metrics.jsonl"))
+    skipped = [r["step"] for r in rows if not r["finite"]]
+    assert skipped and skipped == list(range(skipped[0], skipped[0] + 2))
+    last_good = skipped[0] - 1
+    assert f"last good checkpoint (step {last_good}) is intact" in out
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        assert ckpt.latest_step() == last_good
+    state, _ = restore(workdir, last_good)
+    assert int(state["state"]["nonfinite"]) == 0
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["state"]["params"]))

@@ -258,11 +258,13 @@ def check_nonfinite(rows: list[dict], max_nonfinite: int, last_checkpoint: int |
     """Raise `NonFiniteError` if any row shows `max_nonfinite` consecutive skipped steps."""
     for r in rows:
         if r["nonfinite"] >= max_nonfinite:
+            saved = (f"The last good checkpoint (step {last_checkpoint}) is intact"
+                     if last_checkpoint is not None else "No checkpoint was written yet")
             raise NonFiniteError(
                 f"step {r['step']}: {r['nonfinite']} consecutive steps had a non-finite loss or "
                 f"gradient (limit config.train.max_nonfinite={max_nonfinite}); their updates "
-                f"were skipped. Stopping. The last good checkpoint (step {last_checkpoint}) is "
-                "intact: lower config.optim.lr, raise warmup, check the data, then resume.")
+                f"were skipped. Stopping. {saved}: lower config.optim.lr, raise warmup, "
+                "check the data, then resume.")
 
 
 def batches(it: Iterator[dict], tok: ByteTokenizer) -> Iterator[dict]:

@@ -147,6 +147,8 @@ def test_nonfinite_step_is_skipped(run, one_device):
     with pytest.raises(setup.NonFiniteError, match=r"2 consecutive .*last good checkpoint "
                                                    r"\(step 0\) is intact"):
         setup.check_nonfinite(rows, 2, last_checkpoint=0)
+    with pytest.raises(setup.NonFiniteError, match="No checkpoint was written yet"):
+        setup.check_nonfinite(rows, 2, last_checkpoint=None)
 
 
 def test_only_trainable_weights_get_optimizer_state():
