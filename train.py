@@ -8,7 +8,8 @@
 
 Multi-host: pass --coordinator host:port --num_processes N --process_id i (or set
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); every process runs this
-same script and feeds its own shard of the batch.
+same script and feeds its own shard of the batch. SIGTERM (preemption) saves a
+checkpoint at the next step and exits with status 143; rerunning resumes exactly.
 Reads top to bottom: config -> distributed init -> mesh -> data -> model -> state ->
 jitted step -> loop (log, checkpoint, sample).
 """
@@ -33,6 +34,7 @@ from lumiere_jax.text import TextEncoder
 from lumiere_jax.training import (MetricWriter, init_state, make_optimizer, make_sample_fn,
                                   make_train_step, merge_params, split_params, state_shardings)
 from lumiere_jax.training import setup
+from lumiere_jax.training.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, PreemptionWatch
 
 config_flags.DEFINE_config_file("config", None, "configs/NAME.py", lock_config=True)
 flags.DEFINE_string("workdir", None, "run folder: checkpoints/, metrics.jsonl, samples/")
@@ -113,17 +115,22 @@ def train(config, workdir: str) -> dict:
                           tensorboard=config.tensorboard, total_steps=config.train.num_steps,
                           progress=config.train.progress and lead)
     pending, t_last, last_saved = [], time.perf_counter(), ckpt.latest_step()
-    # finally: a stop (non-finite steps, Ctrl-C, an error) still finishes the async save
-    # in flight, so the checkpoint the message names is on disk.
+    # SIGTERM (preemption): checkpoint at the next step boundary, exit with 143.
+    # finally: a stop (preemption, non-finite steps, Ctrl-C, an error) still finishes the
+    # async save in flight, so the checkpoint the message names is on disk.
+    preempted = False
     try:
-        with mesh_rules(mesh, DEFAULT_RULES):
+        with mesh_rules(mesh, DEFAULT_RULES), PreemptionWatch() as watch:
             for step in range(start, config.train.num_steps):
                 host = setup.host_batch(next(it), tok)
                 state, metrics = compiled(state, frozen, shard_batch(host, mesh))
                 pending.append((step + 1, metrics))
                 done = step + 1 == config.train.num_steps
                 save = done or (step + 1) % config.train.checkpoint_every == 0
-                if save or done or (step + 1) % config.train.log_every == 0:
+                log = save or (step + 1) % config.train.log_every == 0
+                preempted = watch.requested(sync=log)
+                save = save or preempted
+                if save or log:
                     rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
                     elapsed = (time.perf_counter() - t_last) / len(rows)
                     for r in rows:
@@ -137,12 +144,18 @@ def train(config, workdir: str) -> dict:
                     ckpt.save(step + 1, tree(state, frozen), data_state=it.get_state(),
                               metadata={"stage": config.stage})
                     last_saved = step + 1
+                if preempted:
+                    break
                 if sample_fn is not None and ((step + 1) % config.sample.every == 0 or done):
                     write_samples(config, workdir, sample_fn, state, frozen, host, tok,
                                   null_ids, null_mask, step + 1, mesh, lead)
     finally:
         ckpt.close()
         writer.close()
+    if preempted:
+        print(f"SIGTERM: stopped after step {step + 1} (checkpoint {last_saved} is the latest); "
+              "rerun the same command to resume.", flush=True)
+        raise SystemExit(PREEMPTED_EXIT_CODE)
     return state
 
 

@@ -119,6 +119,21 @@ def test_exact_resume_after_sigkill(env, reference, mode, n):
     assert meta["data_state"] == ref_meta["data_state"]
 
 
+def test_sigterm_checkpoints_at_the_next_step_and_resumes_exactly(env, reference):
+    """A preemption notice during step 2 (checkpoint_every=2): the run saves step 3 (not a
+    periodic checkpoint) at once, exits with 143, and the rerun reaches the reference
+    run's losses and weights bit for bit."""
+    workdir = env["tmp"].mktemp("sigterm")
+    out = run(env, "term_after_step", 2, flags_for(env, workdir), expect_rc=143)
+    assert "SENDING SIGTERM" in out and "SIGTERM: stopped after step 3" in out, out[-3000:]
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        assert ckpt.all_steps() == [2, 3]
+    assert max(losses(workdir)) == 3
+    run(env, "none", 0, flags_for(env, workdir))             # resume
+    assert losses(workdir) == losses(reference)
+    assert_trees_equal(restore(workdir, STEPS)[0], restore(reference, STEPS)[0])
+
+
 @pytest.fixture(scope="module")
 def stunet_run(env, reference):
     workdir = env["tmp"].mktemp("stunet")

@@ -6,6 +6,7 @@ usage: python run_train.py MODE N [train.py flags...]   (run by tests/test_train
                         an async checkpoint save may be in flight).
   MODE kill_in_save:    SIGKILL while checkpoint N is being committed (files written, not
                         yet renamed into place).
+  MODE term_after_step: SIGTERM (a preemption notice) once metrics of step N are written.
 """
 
 from __future__ import annotations
@@ -25,15 +26,20 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-if mode == "kill_after_step":
+if mode in ("kill_after_step", "term_after_step"):
     from lumiere_jax.training import metrics
 
     original_write = metrics.MetricWriter.write
+    sent = []
 
     def write(self, rows):
         original_write(self, rows)
-        if any(r["step"] >= n for r in rows):
-            die()
+        if any(r["step"] >= n for r in rows) and not sent:
+            if mode == "kill_after_step":
+                die()
+            print(f"SENDING SIGTERM after step {n}", flush=True)
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     metrics.MetricWriter.write = write
 elif mode == "kill_in_save":
