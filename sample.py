@@ -36,6 +36,7 @@ from lumiere_jax.data.video_io import center_crop_resize, read_video
 from lumiere_jax.models import UNet
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
 from lumiere_jax.text import TextEncoder
+from lumiere_jax.text.cache import make_encode_fn
 from lumiere_jax.training import setup
 
 config_flags.DEFINE_config_file("base_config", "configs/tiny_stunet.py",
@@ -75,13 +76,6 @@ def load_stage(config, ckpt: str, use_ema: bool, name: str, key: jax.Array) -> d
         logging.warning("%s: no checkpoint given: RANDOM weights, the output is noise.", name)
         return nn.meta.unbox(jax.jit(setup.make_init_fn(model, encoder, config))(key))
     return setup.load_run_params(ckpt, config.stage, use_ema, field=f"--{name}_ckpt")
-
-
-def text_encoder_fn(config, text_params):
-    """A run's tokenizer + text encoder: prompts -> (states (B, L, D), mask (B, L))."""
-    tok, encoder = setup.tokenizer(config), TextEncoder(setup.text_config(config))
-    encode = jax.jit(lambda p, ids, mask: encoder.apply({"params": p}, ids, mask))
-    return lambda prompts: encode(text_params, *tok.encode(prompts))
 
 
 def read_image(path: str, flag: str, size: int) -> np.ndarray:
@@ -156,8 +150,9 @@ def main(argv) -> None:
         logging.info("style: spatial weights = %.2f style + %.2f base", f.style_alpha,
                      1 - f.style_alpha)
 
-    base_text, ssr_text = (text_encoder_fn(cfg, run["text"]) for cfg, run in
-                           ((base_cfg, base), (ssr_cfg, ssr)))
+    base_text, ssr_text = (
+        make_encode_fn(TextEncoder(setup.text_config(cfg)), run["text"], setup.tokenizer(cfg))
+        for cfg, run in ((base_cfg, base), (ssr_cfg, ssr)))
     sampling = SamplingConfig(base_steps=f.base_steps, ssr_steps=f.ssr_steps, sampler=f.sampler,
                               prediction=base_cfg.diffusion.prediction,
                               base_guidance=f.guidance, window=f.window or None,

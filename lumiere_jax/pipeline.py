@@ -330,9 +330,9 @@ class LumierePipeline:
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
         image = self._pixels("image", image, 4, len(prompts))
-        conds = {f"cond_{r}": image_to_video_condition(self._resize(image, size), num_frames)
-                 for r, size in self._sizes()}
-        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+        return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
+                                     image_to_video_condition(self._resize(image, size),
+                                                              num_frames))
 
     def cinemagraph(self, prompts: Sequence[str] | str, image: Any, still_mask: Any,
                     key: jax.Array, *, num_frames: int | None = None,
@@ -343,10 +343,9 @@ class LumierePipeline:
         num_frames = self._frames(num_frames)
         image = self._pixels("image", image, 4, len(prompts))
         still = self._mask("still_mask", still_mask, 3, len(prompts))
-        conds = {f"cond_{r}": cinemagraph_condition(self._resize(image, size),
-                                                    self._resize(still, size), num_frames)
-                 for r, size in self._sizes()}
-        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+        return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
+                                     cinemagraph_condition(self._resize(image, size),
+                                                           self._resize(still, size), num_frames))
 
     def inpaint(self, prompts: Sequence[str] | str, video: Any, known_mask: Any,
                 key: jax.Array, *, return_low_res: bool = False):
@@ -357,10 +356,9 @@ class LumierePipeline:
         video = self._pixels("video", video, 5, len(prompts))
         num_frames = self._frames(video.shape[1])
         known = self._mask("known_mask", known_mask, 4, len(prompts), num_frames)
-        conds = {f"cond_{r}": inpainting_condition(self._resize(video, size),
-                                                   self._resize(known, size))
-                 for r, size in self._sizes()}
-        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+        return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
+                                     inpainting_condition(self._resize(video, size),
+                                                          self._resize(known, size)))
 
     def edit(self, prompts: Sequence[str] | str, video: Any, key: jax.Array, *,
              strength: float = 0.6, return_low_res: bool = False):
@@ -381,8 +379,12 @@ class LumierePipeline:
         self.check_num_frames(num_frames)
         return num_frames
 
-    def _sizes(self) -> tuple[tuple[str, int], tuple[str, int]]:
-        return ("low", self.base_config.image_size), ("high", self.ssr_config.image_size)
+    def _run_conditioned(self, prompts: list[str], key: jax.Array, num_frames: int,
+                         return_low_res: bool, build: Callable[[int], jax.Array]):
+        """'conditional' mode; `build(size)` gives the `<C, M>` condition at `size` px."""
+        conds = dict(cond_low=build(self.base_config.image_size),
+                     cond_high=build(self.ssr_config.image_size))
+        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
 
     def _resize(self, x: jax.Array, size: int) -> jax.Array:
         """Pixels (..., H, W, 3) or masks (..., H, W, 1) -> (..., size, size, C); masks

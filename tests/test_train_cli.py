@@ -222,7 +222,6 @@ def test_two_processes_match_one(env, reference):
 
 
 def test_loading_a_run_of_the_wrong_stage_is_refused(reference):
-    from lumiere_jax.training.setup import load_run_params
 
     with pytest.raises(ValueError, match=r"--base_ckpt=.* is a 't2i' run; expected a 'stunet'"):
         load_run_params(os.path.join(reference, "checkpoints"), "stunet", field="--base_ckpt")

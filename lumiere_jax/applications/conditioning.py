@@ -152,15 +152,12 @@ def random_training_condition(video: jax.Array, key: jax.Array,
     rows, cols = jnp.arange(h)[None, :], jnp.arange(w)[None, :]
     in_rows = (rows >= starts[:, :1]) & (rows < starts[:, :1] + sides[:, :1])
     in_cols = (cols >= starts[:, 1:]) & (cols < starts[:, 1:] + sides[:, 1:])
-    outside_box = ~(rearrange(in_rows, "b h -> b 1 h 1 1") & rearrange(in_cols, "b w -> b 1 1 w 1"))
+    outside_box = ~(rearrange(in_rows, "b h -> b 1 h 1 1")
+                    & rearrange(in_cols, "b w -> b 1 1 w 1"))
     first_frame_only = rearrange(jnp.arange(t) == 0, "t -> 1 t 1 1 1")
-    per_kind = rearrange(kind, "b -> b 1 1 1 1")
-    mask = jnp.select([per_kind == TRAINING_KINDS.index("i2v"),
-                       per_kind == TRAINING_KINDS.index("inpaint"),
-                       per_kind == TRAINING_KINDS.index("cinemagraph")],
-                      [jnp.broadcast_to(first_frame_only, (b, t, 1, 1, 1)),
-                       jnp.broadcast_to(outside_box, (b, t, h, w, 1)),
-                       jnp.broadcast_to(outside_box, (b, t, h, w, 1))], False)
+    is_kind = lambda name: rearrange(kind == TRAINING_KINDS.index(name), "b -> b 1 1 1 1")
+    mask = ((is_kind("i2v") & first_frame_only)
+            | ((is_kind("inpaint") | is_kind("cinemagraph")) & outside_box))
     first = repeat(video[:, 0], "b h w c -> b t h w c", t=t)
-    content = jnp.where(per_kind == TRAINING_KINDS.index("cinemagraph"), first, video)
+    content = jnp.where(is_kind("cinemagraph"), first, video)
     return make_condition(content, jnp.broadcast_to(mask, (b, t, h, w, 1)))

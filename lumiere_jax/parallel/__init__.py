@@ -12,6 +12,6 @@ from lumiere_jax.parallel.mesh import (BATCH_AXES, DEFAULT_RULES, MESH_AXES, bat
 __all__ = [
     "BATCH_AXES", "DEFAULT_RULES", "MESH_AXES", "abstract_batch", "abstract_sharded",
     "batch_sharding", "compile_abstract", "init_sharded", "initialize_distributed",
-    "logical_sharding", "make_mesh", "memory_report", "mesh_rules", "param_shardings", "remat_compiler_options",
-    "shard_batch", "shardings_like_params", "tree_bytes_per_device", "with_shardings",
+    "logical_sharding", "make_mesh", "memory_report", "mesh_rules", "param_shardings",
+    "remat_compiler_options", "shard_batch", "shardings_like_params", "tree_bytes_per_device", "with_shardings",
 ]
