@@ -157,6 +157,7 @@ class _ExampleTransform:
   size: tuple[int, int] | None
   images: bool
   random_crop: bool
+  caption_dropout: float = 0.0
 
   def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     video = np.asarray(example[self.feature_map.video])
@@ -175,7 +176,11 @@ class _ExampleTransform:
       video = video[start:start + self.num_frames]
     if self.size is not None and video.shape[1:3] != self.size:
       video = video_io.center_crop_resize(video, self.size)
-    out = {"caption": _caption_of(example, self.feature_map, self.label_names)}
+    if self.caption_dropout:
+      from lumiere_jax.data.moving_shapes import caption_from_labels  # pylint: disable=g-import-not-at-top
+      out = {"caption": caption_from_labels(example, rng, self.caption_dropout)}
+    else:
+      out = {"caption": _caption_of(example, self.feature_map, self.label_names)}
     if self.images:
       out["image"] = video[0]
     else:
@@ -199,6 +204,7 @@ def make_dataset(
     shard_index: int | None = None,
     shard_count: int | None = None,
     embedding_lookup: EmbeddingLookup | None = None,
+    caption_dropout: float = 0.0,
     num_threads: int = 8,
     prefetch_buffer_size: int = 16,
     num_workers: int = 0,
@@ -221,6 +227,9 @@ def make_dataset(
       jax.process_count(). Shards are disjoint and together cover the split.
     embedding_lookup: captions -> (states (B, L, D), mask (B, L)) (e.g.
       `lumiere_jax.text.EmbeddingCache.lookup`), added as 'text' and 'text_mask'.
+    caption_dropout: > 0 rebuilds each `moving_shapes` caption from its stored labels with
+      size, speed, background and one of two objects each dropped with this probability
+      (`moving_shapes.caption_from_labels`), so short prompts are in the training data.
     num_threads, prefetch_buffer_size: batches read in parallel / kept ready.
     num_workers: > 0 decodes in that many worker processes (grain `mp_prefetch`), for
       when one Python process (GIL) cannot keep up; the stream and its state are the same.
@@ -256,6 +265,13 @@ def make_dataset(
     raise ValueError(
         f"the split has {len(source)} records, fewer than shard_count={shard_count} readers.")
   random_crop = shuffle if random_crop is None else random_crop
+  if not 0.0 <= caption_dropout <= 1.0:
+    raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}.")
+  info = getattr(source, "dataset_info", None)
+  if caption_dropout and info is not None and "objects" not in info.features:
+    raise ValueError(
+        f"caption_dropout={caption_dropout} rebuilds moving_shapes captions from their labels, "
+        f"but {info.name!r} has no 'objects' labels; use caption_dropout=0.")
 
   ds = grain.MapDataset.source(source)
   ds = ds[shard_index::shard_count]
@@ -271,7 +287,7 @@ def make_dataset(
   ds = ds.repeat(num_epochs)
   transform = _ExampleTransform(
       feature_map, _feature_names(source, feature_map.caption), num_frames, size, images,
-      random_crop)
+      random_crop, caption_dropout)
   # Seeded per record position: the same element gets the same crop on every run.
   ds = ds.random_map(transform, seed=crop_seed)
   ds = ds.batch(batch_size, drop_remainder=drop_remainder)

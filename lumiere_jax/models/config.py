@@ -23,6 +23,12 @@ class UNetConfig:
         upsample by a temporal upsample.
       (2+1)D temporal conv blocks follow every ResBlock at levels < L-1, temporal
       attention at the coarsest level and in the middle block.
+      temporal_text: the temporal layers read the prompt too (a deviation from the paper,
+        whose temporal layers see only the frozen spatial features): every temporal conv
+        block is scaled / shifted by the time + pooled-text embedding plus a trainable
+        `temporal_text_pool_proj`, and every temporal attention block is followed by a
+        `temporal_cross_attention_*` to the text tokens. All of it is zero-initialised
+        where it enters the residual stream, so identity at init still holds.
     Conditioning:
       cond_channels: extra input channels (SSR low-res video, 7-channel <C, M>), fed
         through a zero-initialised `cond_input_conv` added to the input conv -- exactly a
@@ -46,6 +52,7 @@ class UNetConfig:
     temporal_downsample: tuple[bool, ...] = ()
     temporal_kernel_size: int = 3
     temporal_heads: int = 4
+    temporal_text: bool = False
     # conditioning
     cond_channels: int = 0
     cond_level_embedding: bool = False
@@ -71,6 +78,8 @@ class UNetConfig:
                              f"= {levels - 1}), got {self.temporal_downsample}")
         if self.temporal_downsample and not self.temporal:
             raise ValueError("temporal_downsample is set but temporal=False")
+        if self.temporal_text and not self.temporal:
+            raise ValueError("temporal_text is set but temporal=False")
         if self.norm_groups < 1:
             raise ValueError(f"norm_groups must be >= 1, got {self.norm_groups}")
 

@@ -54,8 +54,9 @@ class UNet(nn.Module):
         return nn.remat(cls, static_argnums=(3,) if cls is ResBlock else ())
 
     def _block(self, h, emb, text, text_mask, *, level: int, tag: str, width: int,
-               batch: int, temporal: bool, train: bool):
-        """ResBlock -> [cross-attn] -> [self-attn] -> [temporal conv | temporal attention]."""
+               batch: int, temporal: bool, train: bool, temporal_emb=None):
+        """ResBlock -> [cross-attn] -> [self-attn] -> [temporal conv | temporal attention
+        (-> temporal text cross-attention)]. `temporal_emb`: (B, E) for `temporal_text`."""
         cfg, kw = self.config, self._kw()
         h = self._wrap(ResBlock)(width, cfg.norm_groups, cfg.dropout, name=f"{tag}_res", **kw)(
             h, emb, train)
@@ -68,10 +69,14 @@ class UNet(nn.Module):
         if temporal:
             if level < cfg.num_levels - 1:
                 h = self._wrap(TemporalConvBlock)(batch, cfg.temporal_kernel_size, cfg.norm_groups,
-                                                  name=f"temporal_conv_{tag}", **kw)(h)
+                                                  name=f"temporal_conv_{tag}", **kw)(h, temporal_emb)
             else:
                 h = self._wrap(TemporalAttention)(batch, cfg.temporal_heads, cfg.norm_groups,
                                                   name=f"temporal_attention_{tag}", **kw)(h)
+                if cfg.temporal_text:
+                    h = self._wrap(TextCrossAttention)(
+                        cfg.temporal_heads, cfg.norm_groups,
+                        name=f"temporal_cross_attention_{tag}", **kw)(h, text, text_mask)
         return h
 
     @nn.compact
@@ -110,8 +115,13 @@ class UNet(nn.Module):
             h = h + conv(h.shape[-1], (3, 3), name="cond_input_conv", use_bias=False,
                          kernel_init=zeros_init, **kw)(to_frames(cond).astype(cfg.jnp_dtype))
 
+        temporal_emb = None
+        if temporal and cfg.temporal_text:  # trainable text path into the temporal layers
+            temporal_emb = emb + dense(emb_dim, name="temporal_text_pool_proj", **kw)(
+                pooled_text(text, text_mask).astype(cfg.jnp_dtype))
         block = lambda h, **a: self._block(h, emb, text, text_mask, batch=batch,
-                                            temporal=temporal, train=train, **a)
+                                            temporal=temporal, train=train,
+                                            temporal_emb=temporal_emb, **a)
         skips = [h]
         for level, mult in enumerate(cfg.channel_mults):
             for i in range(cfg.num_res_blocks):

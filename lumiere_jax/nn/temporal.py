@@ -10,9 +10,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from einops import repeat
+
 from lumiere_jax.nn.attention import MultiHeadAttention
 from lumiere_jax.nn.embeddings import sinusoidal_embedding
-from lumiere_jax.nn.layers import (Dtype, conv, from_pixel_sequences, group_norm,
+from lumiere_jax.nn.layers import (Dtype, conv, dense, from_pixel_sequences, group_norm,
                                    to_pixel_sequences, zeros_init)
 
 
@@ -20,6 +22,9 @@ class TemporalConvBlock(nn.Module):
     """Residual 1D convolutions along time (the "1D" of a factorised (2+1)D block).
 
     `x: (B*T, H, W, C)` -> same. GroupNorm runs per pixel sequence over (T, C) groups.
+    `emb: (B, E) | None`: a (time + text) embedding applied as a scale / shift after the
+    second norm, through a zero-initialised projection (so the block stays the identity
+    at init with or without it).
     """
 
     batch: int
@@ -29,13 +34,19 @@ class TemporalConvBlock(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self, x: jax.Array, emb: jax.Array | None = None) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         channels = x.shape[-1]
         seq = to_pixel_sequences(x, self.batch)
         h = group_norm(channels, self.norm_groups, name="norm_0", **kw)(seq)
         h = conv(channels, (self.kernel_size,), name="conv_0", **kw)(nn.silu(h))
         h = group_norm(channels, self.norm_groups, name="norm_1", **kw)(h)
+        if emb is not None:
+            scale_shift = dense(2 * channels, name="emb_proj", kernel_init=zeros_init, **kw)(
+                nn.silu(emb))
+            scale_shift = repeat(scale_shift, "b c -> (b n) 1 c", n=x.shape[1] * x.shape[2])
+            scale, shift = jnp.split(scale_shift.astype(h.dtype), 2, axis=-1)
+            h = h * (1.0 + scale) + shift
         h = conv(channels, (self.kernel_size,), name="conv_1", kernel_init=zeros_init, **kw)(
             nn.silu(h))
         return x + from_pixel_sequences(h, self.batch, x.shape[1], x.shape[2])

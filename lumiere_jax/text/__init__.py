@@ -8,11 +8,11 @@ from lumiere_jax.text.t5 import T5Config, T5Encoder, relative_position_bucket
 from lumiere_jax.text.t5_weights import (convert_t5_weights, load_t5_encoder, read_safetensors,
                                          read_safetensors_folder)
 from lumiere_jax.text.tokenizers import (ByteTokenizer, SentencePieceTokenizer, Tokenizer,
-                                         load_tokenizer)
+                                         WordTokenizer, load_tokenizer)
 
 __all__ = [
     "ByteTokenizer", "EmbeddingCache", "SentencePieceTokenizer", "T5Config", "T5Encoder",
-    "TextEncoder", "TextEncoderConfig", "Tokenizer", "build_embedding_cache", "convert_t5_weights",
+    "TextEncoder", "TextEncoderConfig", "Tokenizer", "WordTokenizer", "build_embedding_cache", "convert_t5_weights",
     "drop_to_null", "load_t5_encoder", "load_tokenizer", "make_encode_fn", "null_embedding",
     "read_safetensors", "read_safetensors_folder", "relative_position_bucket",
 ]

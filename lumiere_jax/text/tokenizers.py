@@ -1,4 +1,5 @@
-"""Tokenizers: byte-level (offline default, no vocabulary file) and SentencePiece (T5).
+"""Tokenizers: byte-level (offline default, no vocabulary file), word-level over a closed
+vocabulary (short sequences for small synthetic datasets), and SentencePiece (T5).
 
 Both return fixed-length, right-padded batches, so every batch has one shape (no
 recompiles) and a caption's ids never depend on the other captions in its batch:
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -96,6 +98,56 @@ class ByteTokenizer:
                 if i >= self.offset:
                     data.append(i - self.offset)
             out.append(data.decode("utf-8", errors="replace"))
+        return out
+
+
+class WordTokenizer:
+    """Whole words of a closed vocabulary as tokens: pad 0, EOS 1, UNK 2, `vocab[i]` -> i + 3.
+
+    Text is lower-cased and split on anything that is not a letter or digit, so "Left," and
+    "left" are one token; a word outside the vocabulary becomes UNK. Every vocabulary word
+    keeps its own id (no sub-word merging), so captions that differ in one word ("left" /
+    "right") always differ in one token, and a caption of N words is N + 1 tokens long.
+    """
+
+    offset = 3
+    pad_id, eos_id, unk_id = PAD_ID, EOS_ID, UNK_ID
+
+    def __init__(self, vocab: Sequence[str], max_length: int = 32):
+        _check_max_length(max_length)
+        words = [str(w).lower() for w in vocab]
+        bad = [w for w in words if not re.fullmatch(r"[a-z0-9]+", w)]
+        if not words or bad or len(set(words)) != len(words):
+            raise ValueError("vocab must be a non-empty list of distinct words of letters / digits; "
+                             f"got {len(words)} entries" + (f", invalid: {bad[:5]}" if bad else
+                                                            ", with duplicates" if words else ""))
+        self.vocab = tuple(words)
+        self.vocab_size = len(words) + self.offset
+        self.max_length = int(max_length)
+        self._ids = {w: i + self.offset for i, w in enumerate(words)}
+
+    def words(self, text: str) -> list[str]:
+        return re.findall(r"[a-z0-9]+", text.lower())
+
+    def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """texts: B captions -> `ids (B, max_length) int32`, `mask (B, max_length) bool`."""
+        rows = [[self._ids.get(w, self.unk_id) for w in self.words(t)][: self.max_length - 1]
+                + [self.eos_id] for t in _as_text_list(texts)]
+        return _pad_batch(rows, self.max_length, self.pad_id)
+
+    def decode(self, ids: np.ndarray) -> list[str]:
+        """ids: (B, L) int -> B strings of words (stops at the first EOS; UNK -> '<unk>')."""
+        out = []
+        for row in np.asarray(ids).reshape(-1, np.shape(ids)[-1]).tolist():
+            words = []
+            for i in row:
+                if i == self.eos_id:
+                    break
+                if i == self.unk_id:
+                    words.append("<unk>")
+                elif i >= self.offset:
+                    words.append(self.vocab[i - self.offset])
+            out.append(" ".join(words))
         return out
 
 

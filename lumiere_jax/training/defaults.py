@@ -18,10 +18,13 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dataclasses.asdict(model))
     c.text = ml_collections.ConfigDict(dict(
         width=model.text_dim, depth=2, num_heads=2, max_length=32,
+        tokenizer="bytes",               # 'bytes' | 'words' (then `vocab` lists the words)
+        vocab=(),
         trainable=stage in ("t2i", "ssr")))  # trained with the T2I / SSR U-Net, else frozen
     c.data = ml_collections.ConfigDict(dict(
         name="moving_shapes/f16_s32", split="train", data_dir="",
         batch_size=8,                    # global, over all processes
+        caption_dropout=0.0,             # moving_shapes: drop optional caption parts (p each)
         num_shards=0,                    # data shards in all (0: one per process)
         num_threads=4, prefetch=4))
     c.diffusion = ml_collections.ConfigDict(dict(

@@ -15,7 +15,7 @@ from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, UNetConfig, dummy_inputs, inflate_params, trainable_mask
 from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
 from lumiere_jax.parallel.mesh import mesh_rules
-from lumiere_jax.text import ByteTokenizer, TextEncoder, TextEncoderConfig
+from lumiere_jax.text import ByteTokenizer, TextEncoder, TextEncoderConfig, Tokenizer, WordTokenizer
 from lumiere_jax.training.step import STAGES, StepConfig
 
 # Config keys that do not change what a checkpoint means: a run may be extended, moved,
@@ -42,8 +42,8 @@ def unet_config(config: Any) -> UNetConfig:
 
 def text_config(config: Any) -> TextEncoderConfig:
     t = config.text
-    return TextEncoderConfig(width=t.width, depth=t.depth, num_heads=t.num_heads,
-                             max_length=t.max_length)
+    return TextEncoderConfig(vocab_size=tokenizer(config).vocab_size, width=t.width,
+                             depth=t.depth, num_heads=t.num_heads, max_length=t.max_length)
 
 
 def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
@@ -81,8 +81,21 @@ def check_config(config: Any) -> None:
                          f"divisible by the {jax.process_count()} processes")
 
 
-def tokenizer(config: Any) -> ByteTokenizer:
-    return ByteTokenizer(max_length=config.text.max_length)
+TOKENIZERS = ("bytes", "words")
+
+
+def tokenizer(config: Any) -> Tokenizer:
+    """`config.text.tokenizer`: 'bytes' (UTF-8 bytes) or 'words' (`config.text.vocab`)."""
+    t = config.text
+    kind = t.get("tokenizer", "bytes")
+    if kind not in TOKENIZERS:
+        raise ValueError(f"config.text.tokenizer={kind!r}; valid: {TOKENIZERS}")
+    if kind == "words":
+        if not t.get("vocab", ()):
+            raise ValueError("config.text.tokenizer='words' needs config.text.vocab (a list of "
+                             "words, e.g. moving_shapes.caption_vocabulary())")
+        return WordTokenizer(tuple(t.vocab), max_length=t.max_length)
+    return ByteTokenizer(max_length=t.max_length)
 
 
 def num_shards(config: Any) -> int:
@@ -114,6 +127,7 @@ class ShardedBatches:
             source, batch_size=d.batch_size // n, seed=config.seed,
             num_frames=None if config.stage == "t2i" else mcfg.num_frames,
             size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
+            caption_dropout=d.get("caption_dropout", 0.0),
             prefetch_buffer_size=d.prefetch, shard_index=i, shard_count=n))
             for i in range(first, first + per_process)]
 
@@ -135,7 +149,7 @@ class ShardedBatches:
             it.set_state(s)
 
 
-def host_batch(batch: dict, tok: ByteTokenizer) -> dict:
+def host_batch(batch: dict, tok: Tokenizer) -> dict:
     """A grain batch -> {'pixels': uint8, 'ids': int32 (B, L), 'mask': bool (B, L)}."""
     pixels = batch["image"] if "image" in batch else batch["video"]
     ids, mask = tok.encode([c.decode() if isinstance(c, bytes) else str(c)
@@ -267,6 +281,6 @@ def check_nonfinite(rows: list[dict], max_nonfinite: int, last_checkpoint: int |
                 "check the data, then resume.")
 
 
-def batches(it: Iterator[dict], tok: ByteTokenizer) -> Iterator[dict]:
+def batches(it: Iterator[dict], tok: Tokenizer) -> Iterator[dict]:
     for b in it:
         yield host_batch(b, tok)

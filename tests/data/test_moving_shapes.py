@@ -137,3 +137,44 @@ def test_bad_config():
     MovingShapesConfig(name="x", two_object_prob=1.5)
   with pytest.raises(ValueError, match="split"):
     make_example(0, "validation", 0, 4, 16, 16)
+
+
+def _record(built, split="train"):
+  return list(built[0].as_data_source(split=split))
+
+
+def test_caption_from_labels_without_dropout_is_the_stored_caption(built):
+  from lumiere_jax.data.moving_shapes import caption_from_labels
+  rng = np.random.default_rng(0)
+  for ex in _record(built) + _record(built, "test"):
+    assert caption_from_labels(ex, rng, 0.0) == ex["caption"].decode()
+
+
+def test_caption_from_labels_full_dropout_is_the_short_prompt(built):
+  """drop_prob=1: one object, only colour, shape and direction, as a user types it."""
+  from lumiere_jax.data.moving_shapes import caption_from_labels
+  rng = np.random.default_rng(1)
+  for ex in _record(built):
+    short = caption_from_labels(ex, rng, 1.0)
+    objs = ex["objects"]
+    phrases = {f"a {list(COLORS)[c]} {SHAPES[s]} moving {DIRECTIONS[list(DIRECTIONS)[d]][1]}"
+               for c, s, d in zip(objs["color"], objs["shape"], objs["direction"])}
+    assert short in phrases
+
+
+def test_caption_dropout_keeps_every_kept_phrase_true_to_the_labels(built):
+  """Dropped parts vary; what stays is a sub-sequence of the stored caption's words, and
+  every word is in `caption_vocabulary()`."""
+  from lumiere_jax.data.moving_shapes import caption_from_labels, caption_vocabulary
+  rng, vocab, lengths = np.random.default_rng(2), set(caption_vocabulary()), set()
+  for ex in _record(built) * 4:
+    full = ex["caption"].decode().split(" and a ")
+    cap = caption_from_labels(ex, rng, 0.5)
+    assert set(cap.split()) <= vocab
+    lengths.add(len(cap.split()))
+    for phrase in cap.split(" on a ")[0].split(" and a "):
+      words = phrase.removeprefix("a ").split()
+      source = next(f for f in full if words[0] in f.split() and words[1] in f.split())
+      it = iter(source.split())
+      assert all(w in it for w in words), (phrase, source)  # ordered sub-sequence
+  assert len(lengths) > 5  # the dropout really varies the captions

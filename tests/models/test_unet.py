@@ -57,13 +57,14 @@ SECOND_STUNET = configs.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
 
 
 def t2i_of(stunet_config):
-    return stunet_config.replace(temporal=False, temporal_downsample=())
+    return stunet_config.replace(temporal=False, temporal_downsample=(), temporal_text=False)
 
 
-@pytest.fixture(scope="module", params=["tiny_stunet", "second"])
+@pytest.fixture(scope="module", params=["tiny_stunet", "second", "temporal_text"])
 def inflated(request):
     """(stunet config, perturbed T2I params, inflated STUNet params)."""
-    stunet_cfg = configs.tiny_stunet() if request.param == "tiny_stunet" else SECOND_STUNET
+    stunet_cfg = {"tiny_stunet": configs.tiny_stunet(), "second": SECOND_STUNET,
+                  "temporal_text": configs.tiny_stunet(temporal_text=True)}[request.param]
     t2i_cfg = t2i_of(stunet_cfg)
     t2i_params = perturb(init_fn(t2i_cfg, False)(KEY), 1)
     stunet_params = init_fn(stunet_cfg, True)(jax.random.key(2, impl="rbg"))
@@ -125,6 +126,27 @@ def test_time_is_mixed_after_training_moves_temporal_weights():
     grad_images = jax.grad(lambda v: jnp.sum(as_images(v)[0] ** 2))(video)
     assert float(jnp.abs(grad_images[:, frames - 1]).max()) == 0.0
     assert float(jnp.abs(grad_images[:, 0]).max()) > 1e-6
+
+
+@pytest.mark.parametrize("temporal_text", [False, True])
+def test_text_reaches_temporal_layers_only_with_temporal_text(temporal_text):
+    """No spatial text path (no cross-attention, pooled-text projection zeroed): the prompt
+    changes the video only through the temporal layers, so only with `temporal_text`."""
+    cfg = configs.tiny_stunet(cross_attention_levels=(), temporal_text=temporal_text)
+    params = perturb(init_fn(cfg, True)(KEY), 7, where=is_temporal)
+    params["text_pool_proj"] = jax.tree.map(jnp.zeros_like, params["text_pool_proj"])
+    video = jax.random.normal(jax.random.key(8), (1, cfg.num_frames, cfg.image_size,
+                                                  cfg.image_size, 3))
+    t = jnp.full((1,), 0.5)
+    (text_a, mask), text_b = text_inputs(cfg, 1, jax.random.key(9)), jax.random.normal(
+        jax.random.key(10), (1, 5, cfg.text_dim))
+    f = apply_fn(cfg)
+    change = float(jnp.abs(f(params, video, t, text_a, mask) - f(params, video, t, text_b, mask)).max())
+    if temporal_text:
+        assert change > 1e-3
+        assert any(k.startswith("temporal_cross_attention") for k in params)
+    else:
+        assert change == 0.0
 
 
 def test_conditional_model_at_init_equals_plain_model():

@@ -96,3 +96,28 @@ def test_sentencepiece_truncation_keeps_eos_and_folder_loading(spiece_model):
     assert isinstance(load_tokenizer(None, max_length=8), ByteTokenizer)
     with pytest.raises(ValueError, match="spiece.model"):
         SentencePieceTokenizer(spiece_model.parent / "missing")
+
+
+def test_word_tokenizer_layout_by_hand():
+    from lumiere_jax.text import WordTokenizer
+    tok = WordTokenizer(["a", "red", "circle", "left"], max_length=6)
+    assert tok.vocab_size == 7
+    ids, mask = tok.encode(["A red, circle LEFT", "a blue circle", ""])
+    np.testing.assert_array_equal(ids, [[3, 4, 5, 6, 1, 0], [3, 2, 5, 1, 0, 0],
+                                        [1, 0, 0, 0, 0, 0]])
+    np.testing.assert_array_equal(mask, ids != 0)
+    assert tok.decode(ids) == ["a red circle left", "a <unk> circle", ""]
+    ids, mask = tok.encode(["a a a a a a a a"])  # truncated, EOS kept
+    np.testing.assert_array_equal(ids, [[3, 3, 3, 3, 3, 1]])
+
+
+def test_word_tokenizer_keeps_direction_words_apart_and_rejects_bad_vocab():
+    from lumiere_jax.data.moving_shapes import caption_vocabulary
+    from lumiere_jax.text import WordTokenizer
+    tok = WordTokenizer(caption_vocabulary(), max_length=32)
+    a, _ = tok.encode(["a red circle moving left"])
+    b, _ = tok.encode(["a red circle moving right"])
+    assert int((a != b).sum()) == 1 and tok.unk_id not in a
+    for bad in ([], ["a", "a"], ["two words"]):
+        with pytest.raises(ValueError, match="vocab"):
+            WordTokenizer(bad)

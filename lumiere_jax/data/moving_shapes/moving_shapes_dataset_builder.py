@@ -77,6 +77,42 @@ class Scene:
     return " and ".join(o.phrase() for o in self.objects) + f" on a {self.background} background"
 
 
+def caption_vocabulary() -> tuple[str, ...]:
+  """Every word a caption (full or with parts dropped) can hold, sorted (`WordTokenizer`)."""
+  words = {"a", "and", "on", "background", "moving"}
+  for phrases in (SHAPES, COLORS, BACKGROUNDS, SIZES,
+                  [p for _, p in DIRECTIONS.values()], [a for _, a in SPEEDS.values()]):
+    for phrase in phrases:
+      words.update(phrase.split())
+  return tuple(sorted(words))
+
+
+def caption_from_labels(labels: dict[str, Any], rng: np.random.Generator,
+                        drop_prob: float) -> str:
+  """A caption rebuilt from a record's stored labels, optional parts dropped at random.
+
+  Colour, shape and direction of every kept object always stay; size, speed, the
+  background and (of two objects) one whole object are each dropped with `drop_prob`, so
+  a model trained on these reads short prompts such as "a red circle moving right".
+  `labels`: a decoded record ('objects' with ClassLabel ids, 'background', 'num_objects').
+  """
+  objs, n = labels["objects"], int(labels["num_objects"])
+  order = list(range(n))
+  if n > 1 and rng.random() < drop_prob:
+    order = [int(rng.integers(n))]
+  phrases = []
+  for i in order:
+    size = "" if rng.random() < drop_prob else f"{list(SIZES)[int(objs['size'][i])]} "
+    speed = "" if rng.random() < drop_prob else f"{SPEEDS[list(SPEEDS)[int(objs['speed'][i])]][1]} "
+    phrases.append(f"a {size}{list(COLORS)[int(objs['color'][i])]} "
+                   f"{SHAPES[int(objs['shape'][i])]} moving {speed}"
+                   f"{DIRECTIONS[list(DIRECTIONS)[int(objs['direction'][i])]][1]}")
+  caption = " and ".join(phrases)
+  if rng.random() >= drop_prob:
+    caption += f" on a {list(BACKGROUNDS)[int(labels['background'])]} background"
+  return caption
+
+
 def sample_scene(
     rng: np.random.Generator, num_frames: int, height: int, width: int,
     two_object_prob: float = 0.5,
