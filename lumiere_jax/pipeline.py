@@ -15,6 +15,10 @@ The paper's applications replace the base stage (the SSR stage is shared):
 (a conditional STUNet, `cond_channels=4`, reads it; a plain one is steered by replacement),
 `edit` runs SDEdit on a given video. With `replace_known`, the known region is also
 replaced during the SSR stage, so the output equals the given content there.
+
+Trained weights: `LumierePipeline.from_pretrained("pretrained/moving_shapes")` (a folder
+written by `save_pretrained`, see `lumiere_jax.pretrained`), or `from_runs` on the
+(config, weights) of two train.py runs.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import pretrained, runs
 from lumiere_jax.applications.conditional import sample_conditional, unet_model_fn
 from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    image_to_video_condition,
@@ -42,7 +47,8 @@ from lumiere_jax.models import UNetConfig, check_input_shape
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
-__all__ = ["SamplingConfig", "LumierePipeline", "check_prompts", "to_uint8", "save_video"]
+__all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
+           "save_video"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +141,29 @@ def save_video(path: str | os.PathLike, video: np.ndarray, fps: float = 16.0) ->
         raise ValueError(f"path suffix {suffix!r} not supported; use .mp4 or .gif.")
 
 
+class StageProgress:
+    """Host-side progress bars for the jitted cascade: `update(stage, total, step)` is the
+    sampler's per-step callback (`jax.debug.callback`); a bar opens at step 0 and closes at
+    the last step. `enabled=False` makes it a no-op (the callbacks are then not compiled in)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self._bars = enabled, {}
+
+    def update(self, stage: str, total: int, step: int) -> None:
+        from tqdm.auto import tqdm
+
+        if step == 0 or stage not in self._bars:
+            self._bars[stage] = tqdm(total=total, desc=f"{stage} stage", unit="step",
+                                     leave=True, dynamic_ncols=True)
+        bar = self._bars[stage]
+        bar.update(step + 1 - bar.n)
+        if step + 1 >= total:
+            bar.close()
+
+    def callback(self, stage: str, total: int):
+        return None if not self.enabled else (lambda step: self.update(stage, total, step))
+
+
 def check_prompts(prompts: Sequence[str] | str) -> list[str]:
     """A prompt or a non-empty list of them -> list[str] (ValueError otherwise)."""
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -158,6 +187,8 @@ class LumierePipeline:
       ssr_text_encoder: the SSR stage's encoder when it differs from the base stage's
         (e.g. two runs that each trained their own small encoder); None: `text_encoder`.
       sampling: `SamplingConfig`.
+      progress: show a progress bar per stage while sampling (driven from inside the
+        jitted scans by `jax.debug.callback`).
     Params may carry flax partitioning metadata (they are unboxed) and may be sharded.
     Raises ValueError at construction for configs or settings that cannot work.
     """
@@ -165,7 +196,7 @@ class LumierePipeline:
     def __init__(self, base_config: UNetConfig, base_params: Any, ssr_config: UNetConfig,
                  ssr_params: Any, text_encoder: TextEncoderFn,
                  sampling: SamplingConfig = SamplingConfig(),
-                 ssr_text_encoder: TextEncoderFn | None = None):
+                 ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False):
         if not base_config.temporal:
             raise ValueError("base_config must be a temporal (STUNet) UNetConfig; got "
                              "temporal=False.")
@@ -204,6 +235,66 @@ class LumierePipeline:
         check_input_shape(base_config, (1, base_config.num_frames, low, low, 3))
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
         self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "mode"))
+        self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
+        self.progress = StageProgress(progress)
+
+    # ------------------------------------------------------------------ trained weights
+
+    @classmethod
+    def from_runs(cls, base: tuple[Any, dict], ssr: tuple[Any, dict],
+                  sampling: SamplingConfig | None = None, progress: bool = False
+                  ) -> "LumierePipeline":
+        """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
+        conditional) run and an SSR run; each stage reads prompts with its own encoder."""
+        (base_cfg, base_params), (ssr_cfg, ssr_params) = base, ssr
+        for name, cfg, stages in (("base", base_cfg, ("stunet", "conditional")),
+                                  ("ssr", ssr_cfg, ("ssr",))):
+            if cfg.stage not in stages:
+                raise ValueError(f"the {name} stage is a {cfg.stage!r} run; expected one of "
+                                 f"{stages}")
+        if base_cfg.diffusion.prediction != ssr_cfg.diffusion.prediction:
+            raise ValueError(f"the base run predicts {base_cfg.diffusion.prediction!r} but the "
+                             f"SSR run {ssr_cfg.diffusion.prediction!r}; the sampler needs one")
+        sampling = sampling or SamplingConfig(prediction=base_cfg.diffusion.prediction)
+        pipe = cls(runs.unet_config(base_cfg), base_params["unet"], runs.unet_config(ssr_cfg),
+                   ssr_params["unet"], runs.text_encode_fn(base_cfg, base_params["text"]),
+                   sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),
+                   progress=progress)
+        pipe.stages = {"base": base, "ssr": ssr}
+        return pipe
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike, sampling: SamplingConfig | None = None,
+                        progress: bool = False, **sampling_overrides) -> "LumierePipeline":
+        """The cascade of a pretrained folder (stages 'base' and 'ssr'). Sampling defaults
+        come from its manifest; `sampling_overrides` (e.g. `base_steps=16`) replace them."""
+        manifest = pretrained.read_manifest(folder)
+        if sampling is None:
+            fields = {f.name for f in dataclasses.fields(SamplingConfig)}
+            saved = {k: v for k, v in manifest.get("sampling", {}).items() if k in fields}
+            sampling = SamplingConfig(**{**saved, **sampling_overrides})
+        elif sampling_overrides:
+            sampling = dataclasses.replace(sampling, **sampling_overrides)
+        pipe = cls.from_runs(pretrained.load_stage(folder, "base"),
+                             pretrained.load_stage(folder, "ssr"), sampling, progress)
+        pipe.manifest = manifest
+        return pipe
+
+    def save_pretrained(self, folder: str | os.PathLike, training: dict | None = None,
+                        **extra) -> str:
+        """Write this cascade as a pretrained folder; `training`: per stage name, what
+        its training reached (steps, wall time, loss); `extra`: more manifest keys.
+        Returns the manifest path. Needs a pipeline made by `from_runs` / `from_pretrained`."""
+        if self.stages is None:
+            raise ValueError("save_pretrained needs the stages' train configs: build the "
+                             "pipeline with LumierePipeline.from_runs or from_pretrained")
+        entries = {name: pretrained.write_stage(folder, name, cfg, params,
+                                                (training or {}).get(name))
+                   for name, (cfg, params) in self.stages.items()}
+        sampling = {f.name: getattr(self.sampling, f.name)
+                    for f in dataclasses.fields(SamplingConfig)
+                    if not f.name.endswith("_schedule")}
+        return pretrained.write_manifest(folder, entries, sampling=sampling, **extra)
 
     # ------------------------------------------------------------------ validation
 
@@ -233,7 +324,7 @@ class LumierePipeline:
         base_fn = unet_model_fn(base_cfg, base_params, guidance_scale=s.base_guidance,
                                 **texts["base"])
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
-                       **common)
+                       progress=self.progress.callback("base", s.base_steps), **common)
         shape = (batch, num_frames, low, low, 3)
         # A conditional STUNet without a condition sees M = 0 everywhere.
         empty = jnp.zeros(shape[:-1] + (4,)) if base_cfg.cond_channels else None
@@ -265,7 +356,8 @@ class LumierePipeline:
         x_ssr = jax.random.normal(k_ssr, (batch, num_frames, high, high, 3), jnp.float32)
         high_res = sample(lambda x, t: ssr_fn(x, t, cond), x_ssr, k_ssr_sample,
                           schedule=self.ssr_schedule, num_steps=s.ssr_steps, clip=s.ssr_clip,
-                          step_hook=hook, **common)
+                          step_hook=hook, progress=self.progress.callback("ssr", s.ssr_steps),
+                          **common)
         return to_uint8(low_res), to_uint8(high_res)
 
     # ------------------------------------------------------------------ public API

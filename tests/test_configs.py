@@ -30,18 +30,19 @@ def param_shapes(config):
 
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
-    assert names == ["conditional", "ssr", "stunet", "t2i", "tiny_conditional", "tiny_ssr",
-                     "tiny_stunet", "tiny_t2i"]
+    assert names == ["conditional", "demo_ssr", "demo_stunet", "demo_t2i", "ssr", "stunet",
+                     "t2i", "tiny_conditional", "tiny_ssr", "tiny_stunet", "tiny_t2i"]
 
 
-@pytest.mark.parametrize("prefix", ["", "tiny_"])
+@pytest.mark.parametrize("prefix", ["", "tiny_", "demo_"])
 def test_configs_form_a_cascade(prefix):
+    has_conditional = os.path.exists(os.path.join(CONFIG_DIR, f"{prefix}conditional.py"))
     stages = ("t2i", "stunet", "ssr", "conditional")
-    t2i, stunet, ssr, conditional = (load(prefix + s) for s in stages)
-    assert (t2i.stage, stunet.stage, ssr.stage, conditional.stage) == stages
-    stunet.train.init_from = "runs/t2i/checkpoints"  # given on the command line
-    conditional.train.init_from = "runs/stunet/checkpoints"
-    for c in (t2i, stunet, ssr, conditional):
+    t2i, stunet, ssr = (load(prefix + s) for s in stages[:3])
+    conditional = load(prefix + "conditional") if has_conditional else None
+    assert (t2i.stage, stunet.stage, ssr.stage) == stages[:3]
+    stunet.train.init_from = stunet.train.init_from or "runs/t2i/checkpoints"  # CLI flag
+    for c in (t2i, stunet, ssr):
         setup.check_config(c)
     # stunet inflates t2i: every T2I weight exists in the STUNet with its shape, and the
     # STUNet's other weights are all temporal (trainable_mask).
@@ -51,12 +52,16 @@ def test_configs_form_a_cascade(prefix):
     extra = set(stunet_shapes) - set(t2i_shapes)
     assert extra and all(any(p.startswith("temporal_") for p in path) for path in extra)
     assert t2i.text.to_dict() == {**stunet.text.to_dict(), "trainable": True}  # frozen copy
-    # conditional inflates stunet the same way, adding only the cond_ input conv.
-    cond_shapes = param_shapes(conditional)
-    for path, shape in stunet_shapes.items():
-        assert cond_shapes.get(path) == shape, path
-    assert {path[0] for path in set(cond_shapes) - set(stunet_shapes)} == {"cond_input_conv"}
-    assert conditional.text.to_dict() == stunet.text.to_dict()
+    if conditional is not None:
+        # conditional inflates stunet the same way, adding only the cond_ input conv.
+        assert conditional.stage == "conditional"
+        conditional.train.init_from = "runs/stunet/checkpoints"
+        setup.check_config(conditional)
+        cond_shapes = param_shapes(conditional)
+        for path, shape in stunet_shapes.items():
+            assert cond_shapes.get(path) == shape, path
+        assert {path[0] for path in set(cond_shapes) - set(stunet_shapes)} == {"cond_input_conv"}
+        assert conditional.text.to_dict() == stunet.text.to_dict()
     # ssr super-resolves the STUNet's clips.
     assert ssr.diffusion.ssr_low_res == stunet.model.image_size < ssr.model.image_size
     assert ssr.diffusion.prediction == stunet.diffusion.prediction

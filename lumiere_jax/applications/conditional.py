@@ -88,7 +88,7 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
                        schedule: Schedule, num_steps: int, sampler: str = "ddim",
                        prediction: str = "v", eta: float | jax.Array = 0.0,
                        clip: str | None = None, replace_known: bool = True,
-                       x_start: jax.Array | None = None) -> jax.Array:
+                       x_start: jax.Array | None = None, progress=None) -> jax.Array:
     """Sample J given `cond = <C * M, M>`, from t = 1 to 0 (one `lax.scan`; jit the caller).
 
     model_fn(x (B, T, H, W, K), t (B,), cond) -> `prediction`-type output (a conditional
@@ -99,6 +99,7 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
       step's level, so the output equals C exactly there (for a soft M, the M-weighted
       blend of C and the sample).
     x_start: (B, T, H, W, K) noise at t = 1; None draws it from `key`.
+    progress: host callback per finished step (see `samplers.sample`).
     Returns J at t = 0, (B, T, H, W, K) float32 (x_start's dtype when given).
     """
     if not isinstance(replace_known, bool):
@@ -114,4 +115,4 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
     hook = replacement_hook(known, mask) if replace_known else None
     return sample(lambda x, t: model_fn(x, t, cond), x_start, key_sample, schedule=schedule,
                   sampler=sampler, num_steps=num_steps, prediction=prediction, eta=eta,
-                  clip=clip, step_hook=hook)
+                  clip=clip, step_hook=hook, progress=progress)

@@ -45,7 +45,8 @@ StepHook = Callable[[jax.Array, StepInfo, jax.Array], jax.Array]
 def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedule: Schedule,
            sampler: str = "ddim", num_steps: int, prediction: str = "v",
            t_start: float | jax.Array = 1.0, eta: float | jax.Array = 0.0,
-           clip: str | None = None, step_hook: StepHook | None = None) -> jax.Array:
+           clip: str | None = None, step_hook: StepHook | None = None,
+           progress: Callable[[int], None] | None = None) -> jax.Array:
     """Run a sampler from `x_start` at time `t_start` down to t = 0; returns the x0 sample.
 
     denoise_fn(x_t, t) -> output, x_t: (B, ...) float, t: (B,) float32; `prediction`
@@ -57,6 +58,8 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
     clip: None, 'static' ([-1, 1]) or 'dynamic' (Imagen thresholding) on each x0 prediction.
     step_hook(x_next, info: StepInfo, key) -> x_next: called after every step, e.g. for
       replacement conditioning (see `replacement_hook`).
+    progress(step) -> None: a host function called (`jax.debug.callback`) once each step
+      has finished, with the step index 0 .. num_steps - 1 (e.g. to drive a progress bar).
     Returns (B, ...) in x_start's dtype.
     """
     if sampler not in SAMPLERS:
@@ -129,6 +132,9 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
             if x_next.shape != x.shape:
                 raise ValueError(f"step_hook returned shape {x_next.shape}; expected {x.shape}.")
             x_next = x_next.astype(dtype)
+        if progress is not None:  # the first element ties the call to the finished step
+            jax.debug.callback(lambda i, _: progress(int(i)), p["step"],
+                               x_next.reshape(-1)[0])
         # Only the multistep solver carries the previous x0 (float32); the others carry a
         # scalar, so no second video-sized buffer lives across steps.
         return (x_next, x0 if multistep else x0_prev), None

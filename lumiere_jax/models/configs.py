@@ -33,6 +33,32 @@ def tiny_ssr(**overrides) -> UNetConfig:
     return base.replace(**overrides)
 
 
+def demo_t2i(**overrides) -> UNetConfig:
+    """The shipped demo cascade's T2I U-Net: 32 px, width 32, 3 levels (32 / 16 / 8 px),
+    2 ResBlocks per level, self-attention at 8 px, text cross-attention at 16 and 8 px."""
+    base = UNetConfig(channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
+                      attention_levels=(2,), cross_attention_levels=(1, 2), num_heads=2,
+                      norm_groups=8, text_dim=64, image_size=32, num_frames=16)
+    return base.replace(**overrides)
+
+
+def demo_stunet(**overrides) -> UNetConfig:
+    """`demo_t2i` inflated, 16 frames (-> 8 -> 4), temporal layers that read the text."""
+    return demo_t2i().replace(temporal=True, temporal_downsample=(True, True),
+                              temporal_heads=2, temporal_text=True).replace(**overrides)
+
+
+def demo_ssr(**overrides) -> UNetConfig:
+    """The demo SSR: 32 -> 64 px on 4-frame windows (MultiDiffusion merges them); 2 levels
+    (64 / 32 px), temporal conv at 64 px, temporal attention + text at 32 px."""
+    base = UNetConfig(channels=32, channel_mults=(1, 2), num_res_blocks=1,
+                      attention_levels=(), cross_attention_levels=(1,), num_heads=2,
+                      norm_groups=8, text_dim=64, temporal=True, temporal_heads=2,
+                      cond_channels=3, cond_level_embedding=True, image_size=64,
+                      num_frames=4)
+    return base.replace(**overrides)
+
+
 def paper_t2i(**overrides) -> UNetConfig:
     """Imagen-base-like pixel U-Net at 128 px (Lumiere's base resolution), T5-XXL text.
 
@@ -53,6 +79,7 @@ def paper_stunet(**overrides) -> UNetConfig:
 
 
 CONFIGS = dict(tiny_t2i=tiny_t2i, tiny_stunet=tiny_stunet, tiny_ssr=tiny_ssr,
+               demo_t2i=demo_t2i, demo_stunet=demo_stunet, demo_ssr=demo_ssr,
                paper_t2i=paper_t2i, paper_stunet=paper_stunet)
 
 

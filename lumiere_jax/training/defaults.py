@@ -46,6 +46,20 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     return c
 
 
+def demo_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
+    """`base_config` with the settings every stage of the shipped demo cascade shares:
+    a word-level text encoder over the moving_shapes vocabulary (width 64, 2 layers) and
+    captions rebuilt from the labels with optional parts dropped (short prompts)."""
+    from lumiere_jax.data.moving_shapes import caption_vocabulary
+
+    c = base_config(stage, model)
+    c.text.update(tokenizer="words", vocab=caption_vocabulary(), max_length=32, depth=2,
+                  num_heads=2)
+    c.data.update(name="moving_shapes/f16_s32" if model.image_size <= 32 else
+                  "moving_shapes/f16_s64", caption_dropout=0.5, num_threads=2, prefetch=2)
+    return c
+
+
 def tiny_model(**overrides) -> UNetConfig:
     """The smallest useful STUNet-compatible U-Net (8 px, width 8): compiles in seconds."""
     from lumiere_jax.models import configs as model_configs

@@ -1,8 +1,10 @@
-"""Config -> model, text encoder, data, parameters: the pieces `train.py` wires together."""
+"""Config -> data, parameters, step config: the pieces `train.py` wires together.
+
+Config -> model / encoder / tokenizer and loading a run live in `lumiere_jax.runs`
+(re-exported here)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Iterator
 
 import flax.linen as nn
@@ -15,7 +17,9 @@ from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, UNetConfig, dummy_inputs, inflate_params, trainable_mask
 from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
 from lumiere_jax.parallel.mesh import mesh_rules
-from lumiere_jax.text import ByteTokenizer, TextEncoder, TextEncoderConfig, Tokenizer, WordTokenizer
+from lumiere_jax.runs import (load_run_params, make_init_fn, text_config, tokenizer,  # noqa: F401
+                              unet_config)  # (re-exported)
+from lumiere_jax.text import TextEncoder, Tokenizer
 from lumiere_jax.training.step import STAGES, StepConfig
 
 # Config keys that do not change what a checkpoint means: a run may be extended, moved,
@@ -28,22 +32,6 @@ FINGERPRINT_EXCLUDE = ("train.num_steps", "train.log_every", "train.checkpoint_e
 
 class NonFiniteError(RuntimeError):
     """Too many consecutive non-finite steps; the last complete checkpoint is untouched."""
-
-
-def unet_config(config: Any) -> UNetConfig:
-    """`UNetConfig` from `config.model` (every field of the dataclass may be overridden)."""
-    fields = {f.name for f in dataclasses.fields(UNetConfig)}
-    raw = config.model.to_dict()
-    unknown = sorted(set(raw) - fields)
-    if unknown:
-        raise ValueError(f"config.model has unknown fields {unknown}; valid: {sorted(fields)}")
-    return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
-
-
-def text_config(config: Any) -> TextEncoderConfig:
-    t = config.text
-    return TextEncoderConfig(vocab_size=tokenizer(config).vocab_size, width=t.width,
-                             depth=t.depth, num_heads=t.num_heads, max_length=t.max_length)
 
 
 def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
@@ -79,23 +67,6 @@ def check_config(config: Any) -> None:
     if config.data.batch_size % jax.process_count():
         raise ValueError(f"config.data.batch_size={config.data.batch_size} (global) must be "
                          f"divisible by the {jax.process_count()} processes")
-
-
-TOKENIZERS = ("bytes", "words")
-
-
-def tokenizer(config: Any) -> Tokenizer:
-    """`config.text.tokenizer`: 'bytes' (UTF-8 bytes) or 'words' (`config.text.vocab`)."""
-    t = config.text
-    kind = t.get("tokenizer", "bytes")
-    if kind not in TOKENIZERS:
-        raise ValueError(f"config.text.tokenizer={kind!r}; valid: {TOKENIZERS}")
-    if kind == "words":
-        if not t.get("vocab", ()):
-            raise ValueError("config.text.tokenizer='words' needs config.text.vocab (a list of "
-                             "words, e.g. moving_shapes.caption_vocabulary())")
-        return WordTokenizer(tuple(t.vocab), max_length=t.max_length)
-    return ByteTokenizer(max_length=t.max_length)
 
 
 def num_shards(config: Any) -> int:
@@ -178,20 +149,6 @@ def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
                 mask=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.bool_))
 
 
-def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):
-    """`init_fn(key) -> {'unet': boxed params, 'text': boxed params}` on dummy inputs."""
-    mcfg, length = model.config, config.text.max_length
-
-    def init_fn(key):
-        k_unet, k_text = jax.random.split(key)
-        dummy = dummy_inputs(mcfg, batch=1, text_len=length)
-        ids = jnp.zeros((1, length), jnp.int32)
-        return {"unet": model.init(k_unet, **dummy)["params"],
-                "text": encoder.init(k_text, ids, jnp.ones((1, length), bool))["params"]}
-
-    return init_fn
-
-
 def trainable_tree(config: Any, params: Any) -> dict:
     """Pytree of bool: which weights train in this stage."""
     const = lambda tree, v: jax.tree.map(lambda _: v, nn.meta.unbox(tree))
@@ -238,29 +195,6 @@ def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
         boxed = jax.eval_shape(init_fn, key)
         shardings = param_shardings(boxed, mesh, rules)
     return with_shardings(nn.meta.unbox(boxed), shardings), shardings
-
-
-def load_run_params(directory: str, stage: str, use_ema: bool = True,
-                    field: str = "checkpoint folder") -> dict:
-    """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a `stage` run.
-
-    `field` names the flag or config entry that gave `directory`, for error messages.
-    """
-    from lumiere_jax.checkpoint import Checkpointer
-    from lumiere_jax.training.state import merge_params
-
-    with Checkpointer(directory, config_fingerprint=None) as ckpt:
-        if ckpt.latest_step() is None:
-            raise ValueError(f"{field}={directory!r} holds no complete checkpoint; train the "
-                             f"{stage} stage first")
-        saved, meta = ckpt.restore()
-    saved_stage = meta.get("metadata", {}).get("stage")
-    if saved_stage not in (None, stage):
-        raise ValueError(f"{field}={directory!r} is a {saved_stage!r} run; expected a "
-                         f"{stage!r} run")
-    trained = saved["state"]["ema" if use_ema else "params"]
-    params = merge_params(trained, saved.get("frozen", {}))
-    return jax.tree.map(np.asarray, params)
 
 
 def load_t2i_params(directory: str, use_ema: bool = True) -> dict:

@@ -1,0 +1,139 @@
+"""A pretrained folder: each stage's EMA weights as safetensors, its train config, a manifest.
+
+    pretrained/moving_shapes/
+      manifest.json          {"format": 1, "stages": {name: entry}, "sampling": {...}}
+      base.safetensors       flat "unet/<module>/<param>" and "text/..." float32 arrays
+      base.config.json       the train.py config that made the weights (ConfigDict JSON)
+      ssr.safetensors, ssr.config.json, ...
+
+Each manifest entry names its files, the train stage ('stunet', 'ssr', 't2i', ...), the
+SHA-256 of the weights file and what training reached (steps, wall time, loss).
+Loading checks the hash, the file's integrity and every array's shape against the
+config, and names the file in one-line `ValueError`s. No pickles anywhere.
+
+    write_stage(folder, "base", config, params, training={"steps": 2000})
+    write_manifest(folder, {"base": entry, ...}, sampling={...})
+    config, params = load_stage(folder, "base")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import traverse_util
+
+from lumiere_jax import runs
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _flat(params: Any) -> dict[str, np.ndarray]:
+    flat = traverse_util.flatten_dict(jax.tree.map(np.asarray, params))
+    return {"/".join(path): np.ascontiguousarray(v, np.float32) for path, v in flat.items()}
+
+
+def write_stage(folder: str | os.PathLike, name: str, config: Any, params: Any,
+                training: dict | None = None) -> dict:
+    """Write `<name>.safetensors` + `<name>.config.json`; return the manifest entry."""
+    from safetensors.numpy import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    weights, config_file = f"{name}.safetensors", f"{name}.config.json"
+    save_file(_flat(params), os.path.join(folder, weights), metadata={"stage": config.stage})
+    with open(os.path.join(folder, config_file), "w") as f:
+        f.write(config.to_json(indent=2, sort_keys=True))
+    return dict(stage=config.stage, weights=weights, config=config_file,
+                sha256=sha256(os.path.join(folder, weights)), training=training or {})
+
+
+def write_manifest(folder: str | os.PathLike, stages: dict[str, dict], **extra) -> str:
+    """`manifest.json` listing `stages` (entries from `write_stage`) plus `extra` keys."""
+    path = os.path.join(folder, MANIFEST)
+    with open(path, "w") as f:
+        json.dump(dict(format=FORMAT, stages=stages, **extra), f, indent=2, sort_keys=True)
+        f.write("\n")
+    return path
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    path = os.path.join(os.fspath(folder), MANIFEST)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} not found: {os.fspath(folder)!r} is not a pretrained folder "
+                         "(it needs manifest.json and one .safetensors file per stage)")
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not readable JSON ({e})") from e
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("stages"), dict):
+        raise ValueError(f"{path!r}: expected format {FORMAT} with a 'stages' mapping")
+    return manifest
+
+
+def load_config(folder: str | os.PathLike, name: str) -> ml_collections.ConfigDict:
+    """The train config of stage `name` (as it was when the weights were made)."""
+    entry = _entry(folder, name)
+    path = os.path.join(os.fspath(folder), entry["config"])
+    try:
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r}: cannot read the stage config ({e})") from e
+
+
+def load_stage(folder: str | os.PathLike, name: str, verify: bool = True
+               ) -> tuple[ml_collections.ConfigDict, dict]:
+    """(train config, `{'unet', 'text'}` NumPy weights) of stage `name`.
+
+    `verify`: check the file's SHA-256 against the manifest. Every array must be present
+    with the shape the config implies; anything else is a `ValueError` naming the file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    entry, config = _entry(folder, name), load_config(folder, name)
+    path = os.path.join(os.fspath(folder), entry["weights"])
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} (stage {name!r}) is missing")
+    if verify and sha256(path) != entry.get("sha256"):
+        raise ValueError(f"{path!r} (stage {name!r}) does not match the SHA-256 in "
+                         f"{MANIFEST}: the file is damaged or was replaced")
+    try:
+        flat = load_file(path)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path!r} (stage {name!r}) is not a readable safetensors file "
+                         f"({e})") from e
+    expected = {"/".join(p): v.shape for p, v in
+                traverse_util.flatten_dict(runs.param_shapes(config)).items()}
+    missing = sorted(set(expected) - set(flat))
+    unexpected = sorted(set(flat) - set(expected))
+    misshaped = sorted(k for k in set(expected) & set(flat) if flat[k].shape != expected[k])
+    if missing or unexpected or misshaped:
+        detail = "; ".join(f"{label}: {', '.join(keys[:3])}" + (" ..." if len(keys) > 3 else "")
+                           for label, keys in (("missing", missing), ("unexpected", unexpected),
+                                               ("wrong shape", misshaped)) if keys)
+        raise ValueError(f"{path!r} does not fit its config {entry['config']!r} ({detail})")
+    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    return config, params
+
+
+def _entry(folder: str | os.PathLike, name: str) -> dict:
+    stages = read_manifest(folder)["stages"]
+    if name not in stages:
+        raise ValueError(f"{os.fspath(folder)!r} has no stage {name!r}; it has {sorted(stages)}")
+    return stages[name]

@@ -1,0 +1,106 @@
+"""A run's config -> the objects it describes (U-Net config, text encoder, tokenizer), and a
+train.py run's weights. Used by training, sampling, evaluation and the pretrained folder
+alike; imports nothing from `lumiere_jax.training`.
+
+    model_cfg = unet_config(config)              # UNetConfig from config.model
+    encoder = TextEncoder(text_config(config))   # vocab size from the configured tokenizer
+    tok = tokenizer(config)                      # 'bytes' or 'words' (config.text.vocab)
+    params = load_run_params("runs/x/checkpoints", "stunet")   # {'unet', 'text'} (EMA)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from lumiere_jax.models import UNet, UNetConfig, dummy_inputs
+from lumiere_jax.text import (ByteTokenizer, TextEncoder, TextEncoderConfig, Tokenizer,
+                              WordTokenizer, make_encode_fn)
+
+TOKENIZERS = ("bytes", "words")
+
+
+def unet_config(config: Any) -> UNetConfig:
+    """`UNetConfig` from `config.model` (every field of the dataclass may be overridden)."""
+    fields = {f.name for f in dataclasses.fields(UNetConfig)}
+    raw = config.model.to_dict() if hasattr(config.model, "to_dict") else dict(config.model)
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ValueError(f"config.model has unknown fields {unknown}; valid: {sorted(fields)}")
+    return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def tokenizer(config: Any) -> Tokenizer:
+    """`config.text.tokenizer`: 'bytes' (UTF-8 bytes) or 'words' (`config.text.vocab`)."""
+    t = config.text
+    kind = t.get("tokenizer", "bytes")
+    if kind not in TOKENIZERS:
+        raise ValueError(f"config.text.tokenizer={kind!r}; valid: {TOKENIZERS}")
+    if kind == "words":
+        if not t.get("vocab", ()):
+            raise ValueError("config.text.tokenizer='words' needs config.text.vocab (a list of "
+                             "words, e.g. moving_shapes.caption_vocabulary())")
+        return WordTokenizer(tuple(t.vocab), max_length=t.max_length)
+    return ByteTokenizer(max_length=t.max_length)
+
+
+def text_config(config: Any) -> TextEncoderConfig:
+    """The run's `TextEncoderConfig`; its vocabulary is the configured tokenizer's."""
+    t = config.text
+    return TextEncoderConfig(vocab_size=tokenizer(config).vocab_size, width=t.width,
+                             depth=t.depth, num_heads=t.num_heads, max_length=t.max_length)
+
+
+def load_run_params(directory: str, stage: str, use_ema: bool = True,
+                    field: str = "checkpoint folder") -> dict:
+    """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a `stage` run.
+
+    `field` names the flag or config entry that gave `directory`, for error messages.
+    """
+    from lumiere_jax.checkpoint import Checkpointer
+
+    with Checkpointer(directory, config_fingerprint=None) as ckpt:
+        if ckpt.latest_step() is None:
+            raise ValueError(f"{field}={directory!r} holds no complete checkpoint; train the "
+                             f"{stage} stage first")
+        saved, meta = ckpt.restore()
+    saved_stage = meta.get("metadata", {}).get("stage")
+    if saved_stage not in (None, stage):
+        raise ValueError(f"{field}={directory!r} is a {saved_stage!r} run; expected a "
+                         f"{stage!r} run")
+    trained = saved["state"]["ema" if use_ema else "params"]
+    flat = dict(traverse_util.flatten_dict(saved.get("frozen", {})))
+    flat.update(traverse_util.flatten_dict(trained))  # trainable weights over frozen ones
+    return jax.tree.map(np.asarray, traverse_util.unflatten_dict(flat))
+
+
+def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):
+    """`init_fn(key) -> {'unet': boxed params, 'text': boxed params}` on dummy inputs."""
+    mcfg, length = model.config, config.text.max_length
+
+    def init_fn(key):
+        k_unet, k_text = jax.random.split(key)
+        dummy = dummy_inputs(mcfg, batch=1, text_len=length)
+        ids = jnp.zeros((1, length), jnp.int32)
+        return {"unet": model.init(k_unet, **dummy)["params"],
+                "text": encoder.init(k_text, ids, jnp.ones((1, length), bool))["params"]}
+
+    return init_fn
+
+
+def param_shapes(config: Any) -> dict:
+    """`{'unet', 'text'}` tree of `ShapeDtypeStruct`s of a run's weights (nothing computed)."""
+    model, encoder = UNet(unet_config(config)), TextEncoder(text_config(config))
+    return nn.meta.unbox(jax.eval_shape(make_init_fn(model, encoder, config),
+                                        jax.random.key(0)))
+
+
+def text_encode_fn(config: Any, text_params: Any):
+    """prompts -> (states (B, L, D), mask (B, L)) with the run's tokenizer + text encoder."""
+    return make_encode_fn(TextEncoder(text_config(config)), text_params, tokenizer(config))

@@ -1,0 +1,94 @@
+"""Pretrained folders: save -> load round trip, a sampled cascade with progress callbacks,
+and one-line errors naming the file for damaged, missing or mismatched weights."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from lumiere_jax import pretrained, runs
+from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
+from lumiere_jax.training.defaults import tiny_config
+
+
+def random_weights(config, seed):
+    """NumPy draws of every weight of a run config (no XLA compile)."""
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda s: (0.3 * rng.standard_normal(s.shape)).astype(np.float32),
+                        runs.param_shapes(config))
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    base_cfg, ssr_cfg = tiny_config("stunet"), tiny_config("ssr")
+    base_cfg.text.update(tokenizer="words", vocab=("a", "red", "circle", "moving", "left"))
+    stages = dict(base=(base_cfg, random_weights(base_cfg, 0)),
+                  ssr=(ssr_cfg, random_weights(ssr_cfg, 1)))
+    pipe = LumierePipeline.from_runs(stages["base"], stages["ssr"],
+                                     SamplingConfig(base_steps=3, ssr_steps=2, stride=2))
+    out = str(tmp_path_factory.mktemp("pretrained") / "tiny")
+    pipe.save_pretrained(out, training={"base": {"steps": 8}}, note="test")
+    return out, stages
+
+
+def test_round_trip_keeps_configs_weights_and_sampling(folder):
+    out, stages = folder
+    manifest = pretrained.read_manifest(out)
+    assert manifest["note"] == "test" and manifest["sampling"]["base_steps"] == 3
+    assert manifest["stages"]["base"]["training"] == {"steps": 8}
+    for name, (config, params) in stages.items():
+        loaded_cfg, loaded = pretrained.load_stage(out, name)
+        assert loaded_cfg.to_dict() == json.loads(config.to_json())
+        a, b = traverse_util.flatten_dict(params), traverse_util.flatten_dict(loaded)
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_from_pretrained_samples_with_a_progress_bar_per_stage(folder):
+    out, _ = folder
+    pipe = LumierePipeline.from_pretrained(out, progress=True, ssr_steps=3)
+    assert pipe.sampling.base_steps == 3 and pipe.sampling.ssr_steps == 3  # manifest + override
+    calls = []
+    pipe.progress.update = lambda stage, total, step: calls.append((stage, total, step))
+    video = pipe(["a red circle moving left"], jax.random.key(0))
+    assert video.shape == (1, 4, 16, 16, 3) and video.dtype == np.uint8
+    assert calls == [("base", 3, i) for i in range(3)] + [("ssr", 3, i) for i in range(3)]
+
+
+def _copy(folder, tmp_path):
+    import shutil
+    dst = tmp_path / "copy"
+    shutil.copytree(folder, dst)
+    return str(dst)
+
+
+def test_damaged_truncated_missing_or_mismatched_files_name_the_file(folder, tmp_path):
+    out, stages = folder
+    path = _copy(out, tmp_path)
+    weights = os.path.join(path, "base.safetensors")
+    data = bytearray(open(weights, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(weights, "wb").write(bytes(data))
+    with pytest.raises(ValueError, match=r"base\.safetensors.*SHA-256"):
+        pretrained.load_stage(path, "base")
+    open(weights, "wb").write(bytes(data[: len(data) // 3]))  # truncated, hash not checked
+    with pytest.raises(ValueError, match=r"base\.safetensors.*not a readable safetensors"):
+        pretrained.load_stage(path, "base", verify=False)
+    os.remove(weights)
+    with pytest.raises(ValueError, match=r"base\.safetensors.*missing"):
+        LumierePipeline.from_pretrained(path)
+    # weights that do not fit the config: the SSR file under the base entry
+    manifest = pretrained.read_manifest(path)
+    manifest["stages"]["base"].update(weights="ssr.safetensors",
+                                      sha256=manifest["stages"]["ssr"]["sha256"])
+    json.dump(manifest, open(os.path.join(path, "manifest.json"), "w"))
+    with pytest.raises(ValueError, match=r"ssr\.safetensors.*does not fit.*base\.config\.json"):
+        pretrained.load_stage(path, "base")
+    with pytest.raises(ValueError, match="not a pretrained folder"):
+        LumierePipeline.from_pretrained(str(tmp_path / "nothing"))
+    with pytest.raises(ValueError, match="no stage 'style'"):
+        pretrained.load_stage(path, "style")
