@@ -1,14 +1,19 @@
-"""Text -> video with the Lumiere cascade: base STUNet (all frames at once) -> SSR
-(MultiDiffusion over temporal windows) -> MP4 / GIF.
+r"""Text -> video with the Lumiere cascade: base STUNet (all frames at once) -> SSR
+(MultiDiffusion over temporal windows) -> MP4 + GIF.
 
-    python sample.py --prompt "a small red circle moving slowly left on a black background" \
-        --base_config configs/stunet.py --base_ckpt runs/stunet/checkpoints \
-        --ssr_config configs/ssr.py --ssr_ckpt runs/ssr/checkpoints --out out.mp4
+    python sample.py --prompt "a red circle moving right"      # the shipped model
+    # -> samples/a-red-circle-moving-right.mp4 and .gif (--out to choose)
 
-`--*_config` are the train.py config files of the two runs (`--base_config.model.x=...`
-overrides work as in train.py); `--*_ckpt` their checkpoint folders (EMA weights by
-default); each stage reads prompts with its own run's text encoder. Without a checkpoint a
-stage runs with random weights (noise video; a smoke test of the whole path) and says so.
+By default the cascade is the shipped one, `pretrained/moving_shapes` (`--pretrained` for
+another folder in that layout). Your own train.py runs instead:
+    python sample.py --prompt "..." --base_config configs/demo_stunet.py \
+        --base_ckpt runs/demo_stunet/checkpoints --ssr_config configs/demo_ssr.py \
+        --ssr_ckpt runs/demo_ssr/checkpoints
+(`--base_config.model.x=...` overrides work as in train.py; EMA weights by default; each
+stage reads prompts with its own run's text encoder). `--random` samples the tiny configs
+with random weights: a smoke test of the whole path (the video is noise).
+Compiled programs are kept in a persistent cache (`--cache_dir`), so a second run with the
+same shapes skips most of the compile time.
 
 Applications (`--mode`; inputs are resized to each stage, masks are images, white = 1):
     --mode i2v --image first.png                     image-to-video
@@ -21,6 +26,8 @@ style-fine-tuned T2I run (same T2I config as the base) into the base STUNet's sp
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 
@@ -31,33 +38,47 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from lumiere_jax import runs
 from lumiere_jax.applications import interpolate_spatial_weights
 from lumiere_jax.data.video_io import center_crop_resize, read_video
 from lumiere_jax.models import UNet
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
 from lumiere_jax.text import TextEncoder
-from lumiere_jax.text.cache import make_encode_fn
-from lumiere_jax.training import setup
 
-config_flags.DEFINE_config_file("base_config", "configs/tiny_stunet.py",
-                                "base run config: a stunet or conditional (7-channel) run")
-config_flags.DEFINE_config_file("ssr_config", "configs/tiny_ssr.py", "SSR run config")
-flags.DEFINE_string("base_ckpt", "", "checkpoint folder of the base (stunet / conditional) run")
-flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of the SSR run")
-flags.DEFINE_multi_string("prompt", ["a small red circle moving slowly left on a black background"],
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PRETRAINED = os.path.join(ROOT, "pretrained", "moving_shapes")
+
+flags.DEFINE_multi_string("prompt", ["a red circle moving right"],
                           "prompt(s); repeat the flag for a batch")
-flags.DEFINE_string("out", "sample.mp4", "output path (.mp4 or .gif); batch items get _i suffixes")
-flags.DEFINE_integer("num_frames", 0, "frames (0: the base config's num_frames)")
+flags.DEFINE_string("out", "", "output .mp4 or .gif (batch items get _i suffixes); default: "
+                    "samples/<prompt-slug>.mp4 and .gif")
+flags.DEFINE_string("pretrained", DEFAULT_PRETRAINED, "pretrained folder (manifest.json + "
+                    "one .safetensors per stage); ignored with --base_ckpt / --random")
+config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/tiny_stunet.py"),
+                                "with --base_ckpt / --random: the base run's config "
+                                "(a stunet or conditional run)")
+config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/tiny_ssr.py"),
+                                "with --ssr_ckpt / --random: the SSR run's config")
+flags.DEFINE_string("base_ckpt", "", "checkpoint folder of a base (stunet / conditional) run")
+flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of an SSR run")
+flags.DEFINE_bool("random", False, "random weights for stages without a checkpoint (smoke test)")
+flags.DEFINE_integer("num_frames", 0, "frames (0: the base model's num_frames)")
 flags.DEFINE_integer("seed", 0, "sampling seed")
-flags.DEFINE_integer("base_steps", 32, "base sampler steps")
-flags.DEFINE_integer("ssr_steps", 16, "SSR sampler steps")
-flags.DEFINE_enum("sampler", "ddim", ["ddim", "ddpm", "dpmpp_2m"], "sampler")
-flags.DEFINE_float("guidance", 3.0, "classifier-free guidance scale of the base stage")
-flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR config's num_frames)")
+flags.DEFINE_integer("steps", 0, "base sampler steps (0: the pretrained default, else 32)")
+flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: the pretrained default, else 16)")
+flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default: the "
+                  "pretrained default, else ddim)")
+flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base stage "
+                   "(0: the pretrained default, else 3)")
+flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
 flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")
 flags.DEFINE_float("fps", 8.0, "output frame rate")
 flags.DEFINE_bool("ema", True, "use the EMA weights of the checkpoints")
+flags.DEFINE_bool("progress", True, "progress bar per stage while sampling")
+flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "lumiere_jax",
+                                              "xla"),
+                    "persistent compilation cache ('' disables)")
 MODES = {"t2v": (), "i2v": ("image",), "cinemagraph": ("image", "mask"),
          "inpaint": ("video", "mask"), "edit": ("video",)}
 flags.DEFINE_enum("mode", "t2v", list(MODES), "what to generate (see the module docstring)")
@@ -70,12 +91,33 @@ flags.DEFINE_float("style_alpha", 0.0, "style weight interpolation in [0, 1] (0:
 
 
 def load_stage(config, ckpt: str, use_ema: bool, name: str, key: jax.Array) -> dict:
-    """`{'unet', 'text'}` weights of a run: from its checkpoint, or random with a warning."""
-    model, encoder = UNet(setup.unet_config(config)), TextEncoder(setup.text_config(config))
+    """`{'unet', 'text'}` weights of a run: from its checkpoint, or random (--random)."""
     if not ckpt:
+        if not flags.FLAGS.random:
+            raise ValueError(f"--{name}_ckpt is not set: give the checkpoint folder of a "
+                             f"{config.stage} run, or --random for random weights")
         logging.warning("%s: no checkpoint given: RANDOM weights, the output is noise.", name)
-        return nn.meta.unbox(jax.jit(setup.make_init_fn(model, encoder, config))(key))
-    return setup.load_run_params(ckpt, config.stage, use_ema, field=f"--{name}_ckpt")
+        model, encoder = UNet(runs.unet_config(config)), TextEncoder(runs.text_config(config))
+        return nn.meta.unbox(jax.jit(runs.make_init_fn(model, encoder, config))(key))
+    return runs.load_run_params(ckpt, config.stage, use_ema, field=f"--{name}_ckpt")
+
+
+def slug(prompt: str) -> str:
+    """'A red circle, moving right!' -> 'a-red-circle-moving-right' (at most 80 chars)."""
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:80] or "sample"
+
+
+def output_paths(f, prompts: list[str]) -> list[list[str]]:
+    """Per prompt, the files to write: --out (with _i suffixes for a batch), else
+    samples/<slug>.mp4 and .gif."""
+    if f.out:
+        stem, dot, ext = f.out.rpartition(".")
+        if ext.lower() not in ("mp4", "gif") or not dot:
+            raise ValueError(f"--out={f.out!r} must end in .mp4 or .gif")
+        return [[f.out]] if len(prompts) == 1 else [[f"{stem}_{i}.{ext}"]
+                                                      for i in range(len(prompts))]
+    names = [slug(p) if prompts.count(p) == 1 else f"{slug(p)}_{i}" for i, p in enumerate(prompts)]
+    return [[os.path.join("samples", f"{n}.{ext}") for ext in ("mp4", "gif")] for n in names]
 
 
 def read_image(path: str, flag: str, size: int) -> np.ndarray:
@@ -129,46 +171,62 @@ def generate(pipe: LumierePipeline, f, prompts: list[str], key: jax.Array) -> np
     return pipe.edit(prompts, video, key, strength=f.strength)
 
 
-def main(argv) -> None:
-    del argv
-    f = flags.FLAGS
+def build_pipeline(f, key: jax.Array) -> LumierePipeline:
+    """The shipped / --pretrained cascade, or two train.py runs (--base_ckpt / --random)."""
+    overrides = {k: v for k, v in dict(
+        base_steps=f.steps, ssr_steps=f.ssr_steps, sampler=f.sampler, base_guidance=f.guidance,
+        window=f.window, stride=f.stride, chunk_size=f.chunk_size).items() if v}
+    if not (f.base_ckpt or f.ssr_ckpt or f.random):
+        if not os.path.isdir(f.pretrained):
+            raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "
+                             "folder, --base_ckpt/--ssr_ckpt of train.py runs, or --random")
+        if f.style_alpha:
+            raise ValueError("--style_ckpt blends a t2i run into a base run: use it with "
+                             "--base_ckpt")
+        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, **overrides)
     base_cfg, ssr_cfg = f.base_config, f.ssr_config
     for name, cfg, stages in (("base_config", base_cfg, ("stunet", "conditional")),
                               ("ssr_config", ssr_cfg, ("ssr",))):
         if cfg.stage not in stages:
             raise ValueError(f"--{name} is a {cfg.stage!r} config; expected one of {stages}")
-    check_mode_inputs(f)
-    if base_cfg.diffusion.prediction != ssr_cfg.diffusion.prediction:
-        raise ValueError(f"the base run predicts {base_cfg.diffusion.prediction!r} but the SSR "
-                         f"run {ssr_cfg.diffusion.prediction!r}; the sampler needs one kind")
-    k_base, k_ssr, k_sample = jax.random.split(jax.random.key(f.seed), 3)
+    k_base, k_ssr = jax.random.split(key)
     base = load_stage(base_cfg, f.base_ckpt, f.ema, "base", k_base)
     ssr = load_stage(ssr_cfg, f.ssr_ckpt, f.ema, "ssr", k_ssr)
     if f.style_alpha:
-        style = setup.load_run_params(f.style_ckpt, "t2i", f.ema, field="--style_ckpt")
+        style = runs.load_run_params(f.style_ckpt, "t2i", f.ema, field="--style_ckpt")
         base["unet"] = interpolate_spatial_weights(base["unet"], style["unet"], f.style_alpha)
         logging.info("style: spatial weights = %.2f style + %.2f base", f.style_alpha,
                      1 - f.style_alpha)
+    defaults = dict(base_steps=32, ssr_steps=16, base_guidance=3.0,
+                    prediction=base_cfg.diffusion.prediction)
+    return LumierePipeline.from_runs((base_cfg, base), (ssr_cfg, ssr),
+                                     SamplingConfig(**{**defaults, **overrides}),
+                                     progress=f.progress)
 
-    base_text, ssr_text = (
-        make_encode_fn(TextEncoder(setup.text_config(cfg)), run["text"], setup.tokenizer(cfg))
-        for cfg, run in ((base_cfg, base), (ssr_cfg, ssr)))
-    sampling = SamplingConfig(base_steps=f.base_steps, ssr_steps=f.ssr_steps, sampler=f.sampler,
-                              prediction=base_cfg.diffusion.prediction,
-                              base_guidance=f.guidance, window=f.window or None,
-                              stride=f.stride or None, chunk_size=f.chunk_size or None)
-    pipe = LumierePipeline(setup.unet_config(base_cfg), base["unet"], setup.unet_config(ssr_cfg),
-                           ssr["unet"], base_text, sampling, ssr_text_encoder=ssr_text)
+
+def main(argv) -> None:
+    del argv
+    f = flags.FLAGS
+    check_mode_inputs(f)
+    if f.cache_dir:
+        jax.config.update("jax_compilation_cache_dir", f.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    prompts = list(f.prompt)
+    paths = output_paths(f, prompts)
+    k_weights, k_sample = jax.random.split(jax.random.key(f.seed))
     start = time.perf_counter()
-    videos = np.asarray(generate(pipe, f, list(f.prompt), k_sample))
+    pipe = build_pipeline(f, k_weights)
+    videos = np.asarray(generate(pipe, f, prompts, k_sample))
     logging.info("sampled %s in %.1f s (compile included)", videos.shape,
                  time.perf_counter() - start)
-    stem, dot, ext = f.out.rpartition(".")
-    for i, video in enumerate(videos):
-        path = f.out if len(videos) == 1 else f"{stem}_{i}{dot}{ext}"
-        LumierePipeline.save_mp4(video, path, fps=f.fps) if ext == "mp4" else (
-            LumierePipeline.save_gif(video, path, fps=f.fps))
-        print(f"wrote {path}: {video.shape[0]} frames of {video.shape[1]}x{video.shape[2]}")
+    for video, files in zip(videos, paths):
+        for path in files:
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+            (LumierePipeline.save_mp4 if path.endswith(".mp4") else LumierePipeline.save_gif)(
+                video, path, fps=f.fps)
+            print(f"wrote {path}: {video.shape[0]} frames of {video.shape[1]}x{video.shape[2]}")
+    print(f"{time.perf_counter() - start:.1f} s in all (weights, compile, sampling)")
 
 
 def cli_main(argv) -> None:
@@ -179,5 +237,15 @@ def cli_main(argv) -> None:
         sys.exit(f"sample.py: error: {e}")
 
 
+def print_help_and_exit() -> None:
+    """`--help` / `-h`: the docstring and every flag of this script, exit status 0 (absl's
+    own --help exits 1)."""
+    print(__doc__)
+    print(flags.FLAGS.main_module_help())
+    sys.exit(0)
+
+
 if __name__ == "__main__":
+    if any(a in ("--help", "-h", "-help", "--helpshort") for a in sys.argv[1:]):
+        print_help_and_exit()
     app.run(cli_main)

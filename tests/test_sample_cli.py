@@ -11,7 +11,7 @@ import pytest
 from lumiere_jax.data.video_io import read_video, write_video
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FAST = ["--base_steps", "2", "--ssr_steps", "1"]
+FAST = ["--steps", "2", "--ssr_steps", "1", "--random", "--cache_dir", ""]
 
 
 def run_sample(*args, cwd):
@@ -52,3 +52,12 @@ def test_bad_inputs_fail_with_one_line(inputs, tmp_path, args, message):
     r = run_sample(*[a.format(d=inputs) for a in args], cwd=tmp_path)
     assert r.returncode == 1
     assert message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_help_documents_every_flag_and_exits_0(tmp_path):
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "sample.py"), "--help"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for flag in ("--prompt", "--pretrained", "--steps", "--guidance", "--num_frames", "--seed",
+                 "--out", "--mode", "--cache_dir", "--progress"):
+        assert f"  {flag}:" in r.stdout, flag
