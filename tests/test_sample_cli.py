@@ -59,5 +59,5 @@ def test_help_documents_every_flag_and_exits_0(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     for flag in ("--prompt", "--pretrained", "--steps", "--guidance", "--num_frames", "--seed",
-                 "--out", "--mode", "--cache_dir", "--progress"):
+                 "--out", "--mode", "--cache_dir", "--[no]progress", "--[no]random"):
         assert f"  {flag}:" in r.stdout, flag
