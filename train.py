@@ -22,10 +22,12 @@ import time
 import jax
 import numpy as np
 from absl import app, flags
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
 from lumiere_jax.checkpoint import Checkpointer, config_fingerprint
+from lumiere_jax.data import prepare_moving_shapes
 from lumiere_jax.models import UNet
 from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, initialize_distributed,
                                   make_mesh, shard_batch, with_shardings)
@@ -85,6 +87,10 @@ def train(config, workdir: str) -> dict:
     del trainable
 
     # --- data: this process's shard, resumed at the checkpoint's position ---------------
+    if lead:  # moving_shapes is procedural: a missing build is made here, once
+        prepare_moving_shapes(config.data.name, config.data.data_dir or None)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices("dataset ready")
     it = setup.ShardedBatches(config)
     if data_state is not None:
         it.set_state(data_state)

@@ -7,12 +7,13 @@
 """
 
 from lumiere_jax.data.pipeline import (KNOWN_FEATURE_MAPS, FeatureMap, all_captions,
-                                       humanize_label, load_source, make_dataset)
+                                       humanize_label, load_source, make_dataset,
+                                       prepare_moving_shapes)
 from lumiere_jax.data.video_io import (VideoReadError, center_crop_resize, frame_indices_at_fps,
                                        read_video, resample_fps, write_video)
 
 __all__ = [
     "KNOWN_FEATURE_MAPS", "FeatureMap", "VideoReadError", "all_captions", "center_crop_resize",
-    "frame_indices_at_fps", "humanize_label", "load_source", "make_dataset", "read_video",
+    "frame_indices_at_fps", "humanize_label", "load_source", "make_dataset", "prepare_moving_shapes", "read_video",
     "resample_fps", "write_video",
 ]

@@ -97,6 +97,25 @@ def load_source(
   return builder.as_data_source(split=split)
 
 
+def prepare_moving_shapes(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+  """Build a `moving_shapes/<config>` dataset if it is not on disk yet (it is procedural
+  and offline, so a fresh clone can train at once). Returns True if it built one; other
+  names are left alone (False). Safe to rerun after an interrupted build."""
+  from lumiere_jax.data.moving_shapes import MovingShapes  # pylint: disable=g-import-not-at-top
+
+  dataset, _, config = os.fspath(name).partition("/")
+  if dataset != "moving_shapes" or os.path.isfile(os.path.join(os.fspath(name), "dataset_info.json")):
+    return False
+  builder = MovingShapes(data_dir=data_dir, config=config or None)
+  if builder.is_prepared():
+    return False
+  print(f"moving_shapes/{builder.builder_config.name} is not in {builder.data_dir_root}: building "
+        f"it now ({builder.builder_config.num_train} + {builder.builder_config.num_test} clips, "
+        "a few minutes, once).", flush=True)
+  builder.download_and_prepare()
+  return True
+
+
 def humanize_label(name: str) -> str:
   """'ApplyEyeMakeup' / 'apply_eye_makeup' -> 'apply eye makeup'."""
   words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_|-", " ", name).split()

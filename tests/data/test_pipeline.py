@@ -227,3 +227,26 @@ def test_worker_processes_give_the_same_stream_and_restore(source):
   resumed = iter(make_dataset(source, num_workers=1, **kw))
   resumed.set_state(state)
   _assert_same_batches(_take(resumed, 7), reference[5:])
+
+
+def test_missing_moving_shapes_build_is_prepared_once(tmp_path, monkeypatch):
+  """train.py's first data step: a named moving_shapes config that is not on disk is built
+  (procedural, offline), then read; a second call finds it and builds nothing."""
+  from lumiere_jax.data import prepare_moving_shapes
+  from lumiere_jax.data.moving_shapes import MovingShapes, MovingShapesConfig
+  tiny = MovingShapesConfig(name="auto_tiny", num_frames=4, height=8, width=8, num_train=6,
+                            num_test=2)
+  monkeypatch.setattr(MovingShapes, "BUILDER_CONFIGS", MovingShapes.BUILDER_CONFIGS + [tiny])
+  with pytest.raises(ValueError, match="not prepared"):
+    load_source("moving_shapes/auto_tiny", "train", data_dir=tmp_path)
+  assert prepare_moving_shapes("moving_shapes/auto_tiny", tmp_path)
+  assert len(load_source("moving_shapes/auto_tiny", "train", data_dir=tmp_path)) == 6
+  assert not prepare_moving_shapes("moving_shapes/auto_tiny", tmp_path)
+  assert not prepare_moving_shapes("ucf101", tmp_path)  # not ours to build
+
+
+def test_caption_dropout_needs_moving_shapes_labels(source):
+  with pytest.raises(ValueError, match="no 'objects' labels"):
+    make_dataset(source, batch_size=2, caption_dropout=0.5)
+  with pytest.raises(ValueError, match="caption_dropout must be in"):
+    make_dataset(source, batch_size=2, caption_dropout=1.5)
