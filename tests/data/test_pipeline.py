@@ -247,6 +247,6 @@ def test_missing_moving_shapes_build_is_prepared_once(tmp_path, monkeypatch):
 
 def test_caption_dropout_needs_moving_shapes_labels(source):
   with pytest.raises(ValueError, match="no 'objects' labels"):
-    make_dataset(source, batch_size=2, caption_dropout=0.5)
+    make_dataset(source, batch_size=2, feature_map=FMAP, caption_dropout=0.5)
   with pytest.raises(ValueError, match="caption_dropout must be in"):
-    make_dataset(source, batch_size=2, caption_dropout=1.5)
+    make_dataset(source, batch_size=2, feature_map=FMAP, caption_dropout=1.5)
