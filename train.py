@@ -58,6 +58,11 @@ def train(config, workdir: str) -> dict:
                         config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
                         max_to_keep=config.train.keep_checkpoints)
 
+    if lead:  # the exact config of this run (overrides included), e.g. for export_pretrained.py
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2, sort_keys=True))
+
     # --- model, optimizer, parameters (born sharded; stunet inflates the T2I run) -------
     model_cfg = setup.unet_config(config)
     model, encoder = UNet(model_cfg), TextEncoder(setup.text_config(config))

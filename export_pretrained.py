@@ -1,0 +1,110 @@
+r"""Write a pretrained folder (what `LumierePipeline.from_pretrained` and `sample.py` load)
+from train.py runs: EMA weights as safetensors, each run's exact config, a manifest with
+SHA-256s, the training figures read from each run's metrics.jsonl, and a copy of the
+config files that made them.
+
+    python export_pretrained.py --out pretrained/moving_shapes \
+        --stage base=runs/demo_stunet --stage ssr=runs/demo_ssr \
+        --stage t2i=runs/demo_t2i --steps 32 --ssr_steps 16 --guidance 3
+
+`--stage NAME=WORKDIR[:CONFIG.py]`: the run's config is `WORKDIR/config.json` (written by
+train.py) or, for runs without one, the config file given after the colon. 'base' and
+'ssr' make the cascade; any other name (t2i, conditional, style_*) is shipped beside it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+
+import ml_collections
+from absl import app, flags
+
+from lumiere_jax import pretrained, runs
+
+flags.DEFINE_string("out", None, "pretrained folder to write")
+flags.DEFINE_multi_string("stage", [], "NAME=WORKDIR[:CONFIG.py], repeatable")
+flags.DEFINE_integer("steps", 32, "default base sampler steps")
+flags.DEFINE_integer("ssr_steps", 16, "default SSR sampler steps")
+flags.DEFINE_float("guidance", 3.0, "default base guidance scale")
+flags.DEFINE_string("sampler", "ddim", "default sampler")
+flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
+flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
+
+
+def run_config(workdir: str, config_file: str) -> ml_collections.ConfigDict:
+    path = os.path.join(workdir, "config.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    if not config_file:
+        raise ValueError(f"{workdir!r} has no config.json: give its config file as "
+                         f"--stage NAME={workdir}:configs/X.py")
+    spec = importlib.util.spec_from_file_location("run_config", config_file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+
+
+def training_figures(workdir: str) -> dict:
+    """Steps, summed step time and the mean loss of the last 50 steps, from metrics.jsonl."""
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return {}
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                rows[row["step"]] = row  # a resumed run rewrites steps: keep the last
+    steps = sorted(rows)
+    tail = [rows[s]["loss"] for s in steps[-50:]]
+    return dict(steps=steps[-1], train_seconds=round(sum(rows[s]["step_time_s"] for s in steps), 1),
+                final_loss_last50=round(sum(tail) / len(tail), 5),
+                first_loss=round(rows[steps[0]]["loss"], 5))
+
+
+def main(argv) -> None:
+    del argv
+    f = flags.FLAGS
+    stages, training, sources = {}, {}, {}
+    for spec in f.stage:
+        name, _, rest = spec.partition("=")
+        workdir, _, config_file = rest.partition(":")
+        if not name or not workdir:
+            raise ValueError(f"--stage={spec!r}: expected NAME=WORKDIR[:CONFIG.py]")
+        config = run_config(workdir, config_file)
+        params = runs.load_run_params(os.path.join(workdir, "checkpoints"), config.stage,
+                                      field=f"--stage {name}")
+        stages[name], training[name] = (config, params), training_figures(workdir)
+        sources[name] = dict(workdir=workdir, config_file=config_file or None)
+    if not {"base", "ssr"} <= set(stages):
+        raise ValueError("--stage base=... and --stage ssr=... are required")
+    entries = {name: pretrained.write_stage(f.out, name, cfg, params, training[name])
+               for name, (cfg, params) in stages.items()}
+    sampling = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
+                    sampler=f.sampler, prediction=stages["base"][0].diffusion.prediction,
+                    window=f.window or None, stride=f.stride or None)
+    os.makedirs(os.path.join(f.out, "configs"), exist_ok=True)
+    for name, src in sources.items():
+        if src["config_file"]:
+            shutil.copy(src["config_file"], os.path.join(f.out, "configs"))
+    path = pretrained.write_manifest(f.out, entries, sampling=sampling, sources=sources)
+    print(f"wrote {path}")
+    for name, e in entries.items():
+        print(f"  {name}: {e['weights']} ({e['stage']}) {e['training']}")
+
+
+def cli_main(argv) -> None:
+    try:
+        main(argv)
+    except ValueError as e:
+        sys.exit(f"export_pretrained.py: error: {e}")
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["out"])
+    app.run(cli_main)
