@@ -10,6 +10,10 @@ Multi-host: pass --coordinator host:port --num_processes N --process_id i (or se
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); every process runs this
 same script and feeds its own shard of the batch. SIGTERM (preemption) saves a
 checkpoint at the next step and exits with status 143; rerunning resumes exactly.
+Resuming skips damaged checkpoints (moved aside to checkpoints/<step>.corrupt) and starts
+from the newest readable one; if none is readable it stops (exit 1) unless
+--config.train.on_unreadable=restart. A failed save stops the run with exit 1 and a
+one-line message naming the step; the rerun resumes from the newest good checkpoint.
 Reads top to bottom: config -> distributed init -> mesh -> data -> model -> state ->
 jitted step -> loop (log, checkpoint, sample).
 """
@@ -17,6 +21,7 @@ jitted step -> loop (log, checkpoint, sample).
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import jax
@@ -26,7 +31,8 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
-from lumiere_jax.checkpoint import Checkpointer, config_fingerprint
+from lumiere_jax.checkpoint import (Checkpointer, CheckpointSaveError,
+                                    UnreadableCheckpointError, config_fingerprint)
 from lumiere_jax.data import prepare_moving_shapes
 from lumiere_jax.models import UNet
 from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, initialize_distributed,
@@ -68,28 +74,32 @@ def train(config, workdir: str) -> dict:
     model, encoder = UNet(model_cfg), TextEncoder(setup.text_config(config))
     step_cfg = setup.step_config(config, model_cfg)
     tx, lr_schedule = make_optimizer(config.optim)
-    resume = ckpt.latest_step() is not None  # then only shapes are built, then restored
-    params, shardings = (setup.abstract_params if resume else setup.init_params)(
-        config, model, encoder, mesh)
-    mask = setup.trainable_tree(config, params)
-    trainable, frozen = split_params(params, mask)
+    # Shapes and shardings only; real weights are made below if no checkpoint is restored.
+    abstract, shardings = setup.abstract_params(config, model, encoder, mesh)
+    mask = setup.trainable_tree(config, abstract)
+    abstract_trainable, frozen = split_params(abstract, mask)
     train_sh, frozen_sh = split_params(shardings, mask)
-    del params
 
-    # --- train state: fresh, or restored from the latest complete checkpoint -----------
-    state_sh = state_shardings(train_sh, tx, jax.eval_shape(lambda t: t, trainable), mesh)
+    # --- train state: restored from the newest readable checkpoint, or fresh ------------
+    state_sh = state_shardings(train_sh, tx, abstract_trainable, mesh)
     key = jax.random.key(config.seed + 1, impl="threefry2x32")  # in-step draws
     make_state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh)
     tree = lambda s, f: {"state": s, "frozen": f} if f else {"state": s}
+    target = tree(with_shardings(jax.eval_shape(make_state, abstract_trainable, key), state_sh),
+                  frozen)
+    restored = restore_newest_readable(ckpt, target, config.train.on_unreadable, lead)
     data_state, start = None, 0
-    if not resume:
+    if restored is None:
+        params, _ = setup.init_params(config, model, encoder, mesh)
+        trainable, frozen = split_params(params, mask)
         state = make_state.lower(trainable, key).compile(xla_options)(trainable, key)
+        del params, trainable
     else:
-        state = with_shardings(jax.eval_shape(make_state, trainable, key), state_sh)
-        restored, meta = ckpt.restore(target=tree(state, frozen))
+        restored, meta = restored
         state, frozen = restored["state"], restored.get("frozen", frozen)
         start, data_state = int(meta["step"]), meta["data_state"]
-    del trainable
+        if lead:
+            print(f"resuming from checkpoint step {start} in {ckpt.directory}", flush=True)
 
     # --- data: this process's shard, resumed at the checkpoint's position ---------------
     if lead:  # moving_shapes is procedural: a missing build is made here, once
@@ -161,13 +171,37 @@ def train(config, workdir: str) -> dict:
                     write_samples(config, workdir, sample_fn, state, frozen, host, tok,
                                   null_ids, null_mask, step + 1, mesh, lead)
     finally:
-        ckpt.close()
-        writer.close()
+        try:
+            ckpt.close()  # CheckpointSaveError if the last save failed
+        finally:
+            writer.close()
     if preempted:
         print(f"SIGTERM: stopped after step {step + 1} (checkpoint {last_saved} is the latest); "
               "rerun the same command to resume.", flush=True)
         raise SystemExit(PREEMPTED_EXIT_CODE)
     return state
+
+
+def restore_newest_readable(ckpt: Checkpointer, target, on_unreadable: str, lead: bool):
+    """(state tree, meta) of the newest readable checkpoint in `ckpt`, or None: start fresh.
+
+    Unreadable newer checkpoints are moved aside with a warning (`Checkpointer.
+    restore_newest_readable`). If none is readable: `on_unreadable='stop'` raises
+    `UnreadableCheckpointError` (nothing moved: rerunning does the same, never a silent
+    restart); 'restart' moves every one aside and says loudly that training starts fresh.
+    """
+    if ckpt.latest_step() is None:
+        return None
+    try:
+        return ckpt.restore_newest_readable(target)
+    except UnreadableCheckpointError as e:
+        if on_unreadable != "restart":
+            raise
+        moved = [ckpt.move_aside(step, reason) for step, reason in e.attempts]
+        if lead:
+            print(f"WARNING: {e}. config.train.on_unreadable='restart': moved them aside to "
+                  f"{', '.join(moved)}; TRAINING STARTS FRESH FROM STEP 0.", flush=True)
+        return None
 
 
 def write_samples(config, workdir, sample_fn, state, frozen, host, tok, null_ids, null_mask,
@@ -196,11 +230,29 @@ def write_samples(config, workdir, sample_fn, state, frozen, host, tok, null_ids
     write_video(os.path.join(workdir, "samples", f"step_{step:07d}.gif"), grid, fps=8)
 
 
+def exit_at_once(message: str) -> None:
+    """Prints `message` to stderr and ends the process with status 1 without the usual
+    interpreter teardown: after a failed save, tensorstore still holds callbacks into
+    orbax's closed event loop, and an ordinary exit prints thousands of lines of 'Event
+    loop is closed' tracebacks after the message. Checkpoints and metrics are closed by
+    then (`train`'s finally)."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    os._exit(1)
+
+
 def main(argv) -> None:
     del argv
     initialize_distributed(flags.FLAGS.coordinator, flags.FLAGS.num_processes,
                            flags.FLAGS.process_id)
-    train(flags.FLAGS.config, flags.FLAGS.workdir)
+    try:
+        train(flags.FLAGS.config, flags.FLAGS.workdir)
+    except CheckpointSaveError as e:
+        exit_at_once(f"train.py: error: {e}")
+    except UnreadableCheckpointError as e:
+        raise SystemExit(f"train.py: error: {e}; if they are beyond repair, rerun with "
+                         "--config.train.on_unreadable=restart to move them aside and start "
+                         "from step 0") from None
 
 
 if __name__ == "__main__":

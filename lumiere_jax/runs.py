@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 from flax import traverse_util
 
 from lumiere_jax.models import UNet, UNetConfig, dummy_inputs
@@ -59,17 +60,27 @@ def text_config(config: Any) -> TextEncoderConfig:
 
 def load_run_params(directory: str, stage: str, use_ema: bool = True,
                     field: str = "checkpoint folder") -> dict:
-    """`{'unet', 'text'}` weights (host NumPy) of the latest checkpoint of a `stage` run.
+    """`{'unet', 'text'}` weights (host NumPy) of the newest readable checkpoint of a
+    `stage` run.
 
-    `field` names the flag or config entry that gave `directory`, for error messages.
+    `field` names the flag or config entry that gave `directory`, for error messages. The
+    folder is only read (it may be another run's, still training): an unreadable newer
+    checkpoint is skipped with a warning, never moved; a folder with no readable one is a
+    one-line `ValueError` naming `field`, the folder and each step tried.
     """
-    from lumiere_jax.checkpoint import Checkpointer
+    from lumiere_jax.checkpoint import Checkpointer, UnreadableCheckpointError
 
-    with Checkpointer(directory, config_fingerprint=None) as ckpt:
+    with Checkpointer(directory, config_fingerprint=None, read_only=True) as ckpt:
         if ckpt.latest_step() is None:
             raise ValueError(f"{field}={directory!r} holds no complete checkpoint; train the "
                              f"{stage} stage first")
-        saved, meta = ckpt.restore()
+        try:
+            saved, meta = ckpt.restore_newest_readable(move_aside=False)
+        except UnreadableCheckpointError as e:
+            raise ValueError(f"{field}={directory!r}: {e}") from None
+        if meta["step"] != ckpt.latest_step():
+            logging.warning("%s=%r: using checkpoint step %d, the newest readable one",
+                            field, directory, meta["step"])
     saved_stage = meta.get("metadata", {}).get("stage")
     if saved_stage not in (None, stage):
         raise ValueError(f"{field}={directory!r} is a {saved_stage!r} run; expected a "

@@ -17,7 +17,9 @@ import optax
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
-from lumiere_jax.checkpoint import Checkpointer, IncompatibleCheckpointError, config_fingerprint
+from lumiere_jax.checkpoint import (CheckpointReadError, Checkpointer, CheckpointSaveError,
+                                    IncompatibleCheckpointError, UnreadableCheckpointError,
+                                    config_fingerprint)
 from lumiere_jax.parallel import make_mesh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -226,3 +228,172 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
         state, _ = ckpt.restore(2, target={"w": jax.ShapeDtypeStruct((64, 64), jnp.float32),
                                            "step": jax.ShapeDtypeStruct((), jnp.int32)})
         np.testing.assert_array_equal(np.asarray(state["w"]), np.full((64, 64), 2.0, np.float32))
+
+
+# --- damaged checkpoints: detected, skipped, moved aside; failed saves name their step ---
+
+def _small_state(step: int) -> dict:
+    rng = np.random.default_rng(step)
+    return {"w": jnp.asarray(rng.normal(size=(64, 64)).astype(np.float32)),
+            "opt": (jnp.asarray(rng.normal(size=(8,)).astype(np.float32)),),
+            "step": jnp.int32(step), "rng": jax.random.key(step)}
+
+
+def _small_target() -> dict:
+    return jax.eval_shape(lambda: _small_state(0))
+
+
+@pytest.fixture(scope="module")
+def two_steps(tmp_path_factory):
+    """A pristine folder with checkpoints 1 and 2 (copied by each test that damages it)."""
+    directory = tmp_path_factory.mktemp("two_steps") / "run"
+    with Checkpointer(directory, config_fingerprint="fp") as ckpt:
+        for step in (1, 2):
+            ckpt.save(step, _small_state(step), data_state={"index": 10 * step})
+    return directory
+
+
+def _copy(directory, tmp_path):
+    import shutil
+    return str(shutil.copytree(directory, tmp_path / "run"))
+
+
+def _largest_file(folder: str) -> str:
+    files = [os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs]
+    return max(files, key=os.path.getsize)
+
+
+def flip_byte(path: str, at: float = 0.5) -> None:
+    data = bytearray(open(path, "rb").read())
+    data[int(len(data) * at)] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def _rewrite_json(path: str, edit) -> None:
+    import json
+    value = json.load(open(path))
+    edit(value)
+    json.dump(value, open(path, "w"))
+
+
+# Each: (what is damaged, how) -> a fragment of the reason the restore gives.
+DAMAGE = {
+    # The array data (ocdbt data file): orbax itself reads a flipped byte back as
+    # different numbers without any error; the checksum written with it catches it.
+    "array data byte flip": (lambda d: flip_byte(_largest_file(f"{d}/state/ocdbt.process_0/d")),
+                             "does not match the checksum"),
+    "array data truncated": (lambda d: (lambda p: open(p, "r+b").truncate(
+        os.path.getsize(p) // 2))(_largest_file(f"{d}/state/ocdbt.process_0/d")), "Exception"),
+    "array data missing": (lambda d: os.remove(_largest_file(f"{d}/state/ocdbt.process_0/d")),
+                           "Exception"),
+    "orbax tree metadata byte flip": (lambda d: flip_byte(f"{d}/state/_METADATA"),
+                                      "UnicodeDecodeError"),
+    "orbax array index byte flip": (lambda d: flip_byte(f"{d}/state/manifest.ocdbt"),
+                                    "DATA_LOSS"),
+    "meta JSON byte flip": (lambda d: flip_byte(f"{d}/meta/metadata"), "UnicodeDecodeError"),
+    "meta JSON missing": (lambda d: os.remove(f"{d}/meta/metadata"), "FileNotFoundError"),
+    # Valid JSON, one value changed (the data position): only the meta SHA-256 sees it.
+    "meta value altered": (lambda d: _rewrite_json(
+        f"{d}/meta/metadata", lambda m: m["data_state"].update(index=21)), "SHA-256"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_newest_is_moved_aside_and_the_one_before_restored(two_steps, tmp_path,
+                                                                   damage, caplog):
+    directory = _copy(two_steps, tmp_path)
+    apply, reason = DAMAGE[damage]
+    apply(os.path.join(directory, "2"))
+    with Checkpointer(directory, config_fingerprint="fp") as ckpt:
+        with pytest.raises(CheckpointReadError, match=f"step 2 .*{reason}"):
+            ckpt.restore(2, target=_small_target())
+        state, meta = ckpt.restore_newest_readable(target=_small_target())
+        assert meta["step"] == 1 and meta["data_state"] == {"index": 10}
+        np.testing.assert_array_equal(np.asarray(state["w"]), np.asarray(_small_state(1)["w"]))
+        assert ckpt.all_steps() == [1]
+    assert sorted(os.listdir(directory)) == ["1", "2.corrupt"]  # renamed, not deleted
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("step 2" in w and "unreadable" in w and reason in w for w in warnings), warnings
+    assert any("moved unreadable checkpoint step 2 aside" in w for w in warnings), warnings
+
+
+def test_moved_aside_folders_are_invisible_to_orbax(two_steps, tmp_path):
+    """`2.corrupt` is no step to orbax: not listed, not cleaned up as a half-written save,
+    not garbage-collected by keep-N, and step 2 can be saved again next to it."""
+    directory = _copy(two_steps, tmp_path)
+    with Checkpointer(directory, config_fingerprint="fp") as ckpt:
+        assert ckpt.move_aside(2).endswith("/2.corrupt")
+        assert ckpt.all_steps() == [1]
+        ckpt.save(2, _small_state(2))
+    with Checkpointer(directory, config_fingerprint="fp", max_to_keep=1) as ckpt:
+        assert ckpt.all_steps() == [1, 2]
+        assert ckpt.move_aside(2).endswith("/2.corrupt.1")  # a second damaged step 2
+        for step in (2, 3, 4):
+            ckpt.save(step, _small_state(step))
+        ckpt.wait_until_finished()
+        assert ckpt.all_steps() == [4]
+    assert sorted(os.listdir(directory)) == ["2.corrupt", "2.corrupt.1", "4"]
+    assert sorted(os.listdir(os.path.join(directory, "2.corrupt"))) == sorted(
+        os.listdir(os.path.join(two_steps, "2")))
+
+
+def test_every_checkpoint_damaged_lists_them_and_moves_nothing(two_steps, tmp_path):
+    directory = _copy(two_steps, tmp_path)
+    flip_byte(os.path.join(directory, "2", "meta", "metadata"))
+    flip_byte(_largest_file(os.path.join(directory, "1", "state", "ocdbt.process_0", "d")))
+    with Checkpointer(directory, config_fingerprint="fp") as ckpt:  # meta 2 unreadable: ok
+        with pytest.raises(UnreadableCheckpointError) as info:
+            ckpt.restore_newest_readable(target=_small_target())
+    assert [s for s, _ in info.value.attempts] == [2, 1]
+    message = str(info.value)
+    assert "\n" not in message and "step 2: UnicodeDecodeError" in message
+    assert "step 1: ValueError: array 'w' does not match the checksum" in message
+    assert sorted(os.listdir(directory)) == ["1", "2"]  # nothing moved, nothing deleted
+
+
+def test_read_only_reads_without_touching_the_folder(two_steps, tmp_path):
+    directory = _copy(two_steps, tmp_path)
+    os.makedirs(os.path.join(directory, "3.orbax-checkpoint-tmp-123"))  # a save in flight
+    flip_byte(os.path.join(directory, "2", "meta", "metadata"))
+    with Checkpointer(directory, read_only=True) as ckpt:
+        _, meta = ckpt.restore_newest_readable()
+        assert meta["step"] == 1
+        with pytest.raises(ValueError, match="read-only"):
+            ckpt.move_aside(2)
+    assert sorted(os.listdir(directory)) == ["1", "2", "3.orbax-checkpoint-tmp-123"]
+    with Checkpointer(tmp_path / "missing", read_only=True) as ckpt:
+        assert ckpt.latest_step() is None
+    assert not os.path.exists(tmp_path / "missing")
+
+
+def test_failed_async_save_names_its_step_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    """An OSError while step 2 is committed (injected where orbax renames the finished
+    save into place) surfaces at the next save as `CheckpointSaveError` naming step 2 and
+    the cause; step 1 stays complete even with max_to_keep=1; close() does not raise it
+    twice."""
+    import errno
+    from orbax.checkpoint._src.path import atomicity
+
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def finalize(self, *args, **kwargs):
+        if self.get_final().name == "2":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(atomicity.AtomicRenameTemporaryPath, "finalize", finalize)
+    ckpt = Checkpointer(tmp_path / "run", max_to_keep=1)
+    ckpt.save(1, _small_state(1))
+    assert ckpt.save(2, _small_state(2))  # returns: the failure is in the background
+    with pytest.raises(CheckpointSaveError) as info:
+        ckpt.save(3, _small_state(3))
+    message = str(info.value)
+    assert info.value.step == 2 and "\n" not in message
+    assert "saving checkpoint step 2" in message and "No space left on device" in message
+    assert "newest good checkpoint is step 1" in message
+    ckpt.close()
+    assert ckpt.all_steps() == [1]
+    with Checkpointer(tmp_path / "run") as again:  # the half-written step 2 is cleaned up
+        state, _ = again.restore_newest_readable(target=_small_target())
+        assert int(state["step"]) == 1
+    assert sorted(os.listdir(tmp_path / "run")) == ["1"]

@@ -1,6 +1,8 @@
 """train.py end to end in child processes: exact resume after SIGKILL (mid-training and
 mid-save), a stunet run keeps frozen weights bit-identical, a conditional run fine-tunes
-it, an incompatible workdir is refused, two real processes (gloo) match one.
+it, an incompatible workdir is refused, two real processes (gloo) match one; damaged
+checkpoints are skipped (or stop the run), a failed save stops it, and either way the
+rerun ends exactly where the uninterrupted run did.
 
 Every child pays a full compile, so all share one persistent XLA compilation cache and
 one uninterrupted run is the reference for every comparison.
@@ -9,6 +11,7 @@ one uninterrupted run is the reference for every comparison.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -249,3 +252,91 @@ def test_diverging_run_stops_with_its_last_good_checkpoint(env):
     state, _ = restore(workdir, last_good)
     assert int(state["state"]["nonfinite"]) == 0
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["state"]["params"]))
+
+
+# --- damaged checkpoints, failed saves ---------------------------------------------------
+
+def copy_run(env, reference, name):
+    """A copy of the reference run (checkpoints 2, 4, 6, metrics), to damage."""
+    return str(shutil.copytree(reference, env["tmp"].mktemp(name) / "run"))
+
+
+def flip_byte(path):
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+
+
+def array_data(workdir, step):
+    """The largest array data file of checkpoint `step` (orbax restores a flipped byte in
+    it as different numbers, without an error of its own)."""
+    folder = os.path.join(workdir, "checkpoints", str(step), "state", "ocdbt.process_0", "d")
+    return max((os.path.join(folder, f) for f in os.listdir(folder)), key=os.path.getsize)
+
+
+def error_line(out):
+    """The one `train.py: error:` line, which must be the last line of the output."""
+    lines = [line for line in out.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("train.py: error:")]
+    assert len(errors) == 1 and errors[0] == lines[-1], out[-3000:]
+    return errors[0]
+
+
+def assert_ends_as_reference(workdir, reference):
+    assert losses(workdir) == losses(reference)              # every step, bit for bit
+    state, meta = restore(workdir, STEPS)
+    ref_state, ref_meta = restore(reference, STEPS)
+    assert_trees_equal(state, ref_state)
+    assert meta["data_state"] == ref_meta["data_state"]
+
+
+def test_damaged_checkpoints_are_moved_aside_and_the_run_ends_as_the_reference(env, reference):
+    """The newest checkpoint's array data and the next one's metadata byte-flipped: the
+    rerun warns about each, moves them aside, resumes from step 2 and ends bit for bit
+    where the uninterrupted run did."""
+    workdir = copy_run(env, reference, "damaged")
+    flip_byte(array_data(workdir, 6))
+    flip_byte(os.path.join(workdir, "checkpoints", "4", "meta", "metadata"))
+    out = run(env, "none", 0, flags_for(env, workdir))
+    assert "checkpoint step 6" in out and "does not match the checksum" in out, out[-3000:]
+    assert "checkpoint step 4" in out and "UnicodeDecodeError" in out
+    assert "resuming from checkpoint step 2" in out
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
+        "2", "4", "4.corrupt", "6", "6.corrupt"]
+    assert_ends_as_reference(workdir, reference)
+
+
+def test_no_readable_checkpoint_stops_unless_told_to_restart(env, reference):
+    """Every checkpoint damaged: exit 1 with one line listing each step tried and nothing
+    moved; with --config.train.on_unreadable=restart all are moved aside, the run says it
+    starts fresh, and (the init being deterministic) ends as the reference."""
+    workdir = copy_run(env, reference, "all_damaged")
+    for step in (2, 4, 6):
+        flip_byte(array_data(workdir, step))
+    line = error_line(run(env, "none", 0, flags_for(env, workdir), expect_rc=1))
+    assert "no readable checkpoint in" in line and "nothing was moved" in line
+    assert all(f"step {s}: ValueError: array" in line for s in (6, 4, 2)), line
+    assert "--config.train.on_unreadable=restart" in line
+    ckpts = os.path.join(workdir, "checkpoints")
+    assert sorted(os.listdir(ckpts)) == ["2", "4", "6"]
+    out = run(env, "none", 0, flags_for(env, workdir, "configs/tiny_t2i.py",
+                                        "--config.train.on_unreadable=restart"))
+    assert "TRAINING STARTS FRESH FROM STEP 0" in out and "resuming" not in out
+    assert sorted(os.listdir(ckpts)) == ["2", "2.corrupt", "4", "4.corrupt", "6", "6.corrupt"]
+    assert_ends_as_reference(workdir, reference)
+
+
+def test_failed_save_stops_the_run_and_the_rerun_resumes(env, reference):
+    """The kernel refuses checkpoint 4's writes (RLIMIT_FSIZE, EFBIG): exit 1 with one line
+    naming step 4, the cause and step 2, the newest good checkpoint, which stays intact;
+    the rerun resumes from it and ends as the reference."""
+    workdir = env["tmp"].mktemp("save_fails")
+    out = run(env, "fsize_at_save", 4, flags_for(env, workdir), expect_rc=1)
+    line = error_line(out)
+    assert line.startswith("train.py: error: saving checkpoint step 4 to"), line
+    assert "File too large" in line and "the newest good checkpoint is step 2" in line
+    with Checkpointer(os.path.join(workdir, "checkpoints")) as ckpt:
+        assert ckpt.all_steps() == [2]
+    out = run(env, "none", 0, flags_for(env, workdir))
+    assert "resuming from checkpoint step 2" in out
+    assert_ends_as_reference(workdir, reference)

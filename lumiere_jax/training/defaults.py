@@ -35,7 +35,8 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999))
     c.train = ml_collections.ConfigDict(dict(
         num_steps=10_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3,
-        max_nonfinite=10, init_from="", init_from_ema=True, progress=True))
+        max_nonfinite=10, init_from="", init_from_ema=True, progress=True,
+        on_unreadable="stop"))           # no readable checkpoint: 'stop' (exit 1) | 'restart'
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sample = ml_collections.ConfigDict(dict(
         every=0, num_steps=32, guidance=3.0, sampler="ddim",

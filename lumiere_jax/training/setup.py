@@ -26,8 +26,11 @@ from lumiere_jax.training.step import STAGES, StepConfig
 # re-meshed or logged differently and still resume.
 FINGERPRINT_EXCLUDE = ("train.num_steps", "train.log_every", "train.checkpoint_every",
                        "train.keep_checkpoints", "train.max_nonfinite", "train.progress",
+                       "train.on_unreadable",
                        "mesh", "sample", "tensorboard", "data.data_dir", "data.num_threads",
                        "data.prefetch", "xla_options")
+
+ON_UNREADABLE = ("stop", "restart")  # config.train.on_unreadable
 
 
 class NonFiniteError(RuntimeError):
@@ -64,6 +67,10 @@ def check_config(config: Any) -> None:
     if config.model.text_dim != config.text.width:
         raise ValueError(f"config.model.text_dim={config.model.text_dim} must equal "
                          f"config.text.width={config.text.width}")
+    on_unreadable = config.train.get("on_unreadable", "stop")
+    if on_unreadable not in ON_UNREADABLE:
+        raise ValueError(f"config.train.on_unreadable={on_unreadable!r}; valid: {ON_UNREADABLE} "
+                         "(what to do when no checkpoint in the workdir is readable)")
     if config.data.batch_size % jax.process_count():
         raise ValueError(f"config.data.batch_size={config.data.batch_size} (global) must be "
                          f"divisible by the {jax.process_count()} processes")

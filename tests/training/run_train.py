@@ -7,6 +7,10 @@ usage: python run_train.py MODE N [train.py flags...]   (run by tests/test_train
   MODE kill_in_save:    SIGKILL while checkpoint N is being committed (files written, not
                         yet renamed into place).
   MODE term_after_step: SIGTERM (a preemption notice) once metrics of step N are written.
+  MODE fsize_at_save:   before checkpoint N is saved (earlier saves finished), limit this
+                        process's files to 16 KiB (RLIMIT_FSIZE, SIGXFSZ ignored): the
+                        kernel refuses the checkpoint's writes with EFBIG, as a full disk
+                        would refuse them; nothing in orbax or the writer is patched.
 """
 
 from __future__ import annotations
@@ -53,6 +57,22 @@ elif mode == "kill_in_save":
         return await original_finalize(self, *args, **kwargs)
 
     atomicity.AtomicRenameTemporaryPath.finalize = finalize
+elif mode == "fsize_at_save":
+    import resource
+
+    from lumiere_jax.checkpoint import Checkpointer
+
+    original_save = Checkpointer.save
+
+    def save(self, step, *args, **kwargs):
+        if step == n:
+            self.wait_until_finished()
+            print(f"LIMITING FILE SIZE before saving step {n}", flush=True)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG errors instead of a kill
+            resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, resource.RLIM_INFINITY))
+        return original_save(self, step, *args, **kwargs)
+
+    Checkpointer.save = save
 elif mode != "none":
     raise SystemExit(f"unknown mode {mode!r}")
 
