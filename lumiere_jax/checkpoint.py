@@ -461,8 +461,8 @@ class Checkpointer:
         steps = self.all_steps()
         if not steps:
             raise FileNotFoundError(f"no complete checkpoint in {self.directory}")
-        attempts = []
-        for step in reversed(steps):
+        attempts, newest_first = [], steps[::-1]
+        for i, step in enumerate(newest_first):
             try:
                 result, error = self.restore(step, target), None
             except CheckpointReadError as e:
@@ -474,8 +474,10 @@ class Checkpointer:
                 return result
             reason = error.reason if error else "unreadable on another process"
             if jax.process_index() == 0:
-                logging.warning("checkpoint step %d in %s is unreadable (%s); trying the next "
-                                "newest", step, self.directory, reason)
+                then = (f"trying step {newest_first[i + 1]}" if i + 1 < len(newest_first)
+                        else "no older checkpoint")
+                logging.warning("checkpoint step %d in %s is unreadable (%s); %s", step,
+                                self.directory, reason, then)
             attempts.append((step, reason))
         raise UnreadableCheckpointError(self.directory, attempts)
 
