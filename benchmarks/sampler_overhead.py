@@ -3,7 +3,9 @@
     python benchmarks/sampler_overhead.py [--steps 32 --batch 1 --frames 8 --size 16 ...]
 
 For each sampler (DDIM, DDPM ancestral, DPM-Solver++ 2M, and DDIM with classifier-free
-guidance) prints one JSON object:
+guidance) prints one JSON object (and, for `ddim_progress`, DDIM with the per-step
+progress callback that drives sample.py's progress bars, a `progress_callback_overhead`
+figure: its time over plain DDIM's, interleaved in the same run):
   overhead = (time of an N-step jitted `sample` / N - time of one jitted forward)
              / time of one forward,
 where "one forward" is the model call a step makes (batch 2B for guidance), jitted and
@@ -74,7 +76,7 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--text-len", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--samplers", default="ddim,ddpm,dpmpp_2m,ddim_cfg")
+    parser.add_argument("--samplers", default="ddim,ddpm,dpmpp_2m,ddim_cfg,ddim_progress")
     args = parser.parse_args()
 
     config = tiny_stunet(channels=args.channels, image_size=args.size, num_frames=args.frames)
@@ -93,8 +95,10 @@ def main() -> None:
         return model.apply({"params": params}, x, t, text, mask)
 
     def make_sampler(name: str):
-        sampler = name.removesuffix("_cfg")
+        sampler = name.removesuffix("_cfg").removesuffix("_progress")
         guided = name.endswith("_cfg")
+        calls = []
+        progress = calls.append if name.endswith("_progress") else None
 
         def run(params, x, text, mask, key):
             if guided:
@@ -104,7 +108,7 @@ def main() -> None:
             else:
                 denoise = lambda x, t: forward(params, x, t, text, mask)
             return sample(denoise, x, key, schedule=schedule, sampler=sampler,
-                          num_steps=args.steps, prediction="v")
+                          num_steps=args.steps, prediction="v", progress=progress)
 
         return jax.jit(run), guided
 
@@ -132,6 +136,16 @@ def main() -> None:
     loops = {1: make_forward_loop(1), 2: make_forward_loop(2)}
     for name in args.samplers.split(","):
         run, guided = make_sampler(name)
+        if name.endswith("_progress"):
+            plain, _ = make_sampler(name.removesuffix("_progress"))
+            medians = interleaved_medians(
+                dict(with_progress=(run, (params, x, text, mask, key)),
+                     plain=(plain, (params, x, text, mask, key))), repeats=args.repeats)
+            print(json.dumps(dict(
+                figure="progress_callback_overhead", sampler=name,
+                with_progress_ms=1e3 * medians["with_progress"], plain_ms=1e3 * medians["plain"],
+                ratio=medians["with_progress"] / medians["plain"], **geometry)))
+            continue
         mult = 2 if guided else 1
         # The forward a step makes: batch B, or 2B with classifier-free guidance.
         xf, tf = jnp.concatenate([x] * mult), jnp.full((mult * b,), 0.5, jnp.float32)

@@ -16,8 +16,9 @@ from lumiere_jax.training.defaults import demo_config
 def get_config():
     c = demo_config("stunet", model_configs.demo_stunet())
     c.data.batch_size = 4
-    c.optim.update(lr=5e-4, warmup_steps=100, decay_steps=2000, ema_decay=0.995)
-    c.train.update(num_steps=2000, log_every=25, checkpoint_every=100,
+    c.optim.update(lr=8e-4, warmup_steps=100, decay_steps=1000, ema_decay=0.995,
+                   ema_warmup=True)
+    c.train.update(num_steps=1000, log_every=25, checkpoint_every=100,
                    init_from="runs/demo_t2i/checkpoints")
     c.sample.update(every=500, num_steps=32, guidance=3.0, prompts=(
         "a large red circle moving left on a black background",

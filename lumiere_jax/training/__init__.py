@@ -7,11 +7,11 @@
 """
 
 from lumiere_jax.training.optim import make_lr_schedule, make_optimizer
-from lumiere_jax.training.state import (ema_update, init_state, merge_params, split_params,
-                                        state_shardings)
+from lumiere_jax.training.state import (ema_decay_at, ema_update, init_state, merge_params,
+                                        split_params, state_shardings)
 from lumiere_jax.training.step import StepConfig, make_sample_fn, make_train_step
 from lumiere_jax.training.metrics import MetricWriter
 
-__all__ = ["MetricWriter", "StepConfig", "ema_update", "init_state", "make_lr_schedule",
+__all__ = ["MetricWriter", "StepConfig", "ema_decay_at", "ema_update", "init_state", "make_lr_schedule",
            "make_optimizer", "make_sample_fn", "make_train_step", "merge_params",
            "split_params", "state_shardings"]

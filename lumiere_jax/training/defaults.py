@@ -32,7 +32,8 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         text_dropout=0.1, ssr_low_res=model.image_size // 4, ssr_max_aug=0.3))
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-4, warmup_steps=100, decay_steps=10_000, end_lr_factor=0.1, b1=0.9, b2=0.99,
-        eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999))
+        eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999,
+        ema_warmup=False))                 # True: decay min(ema_decay, (1+step)/(10+step))
     c.train = ml_collections.ConfigDict(dict(
         num_steps=10_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3,
         max_nonfinite=10, init_from="", init_from_ema=True, progress=True,

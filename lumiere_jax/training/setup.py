@@ -43,6 +43,7 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       schedule=cosine_schedule(model_cfg.image_size, d.schedule_base_size),
                       prediction=d.prediction, weighting=d.weighting,
                       text_dropout=d.text_dropout, ema_decay=config.optim.ema_decay,
+                      ema_warmup=bool(config.optim.get("ema_warmup", False)),
                       ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug)
 
 

@@ -46,6 +46,18 @@ def merge_params(trainable: PyTree, frozen: PyTree) -> dict:
     return traverse_util.unflatten_dict(flat)
 
 
+def ema_decay_at(decay: float, step: jax.Array, warmup: bool) -> jax.Array:
+    """The EMA decay used at train step `step` (0-based): `decay`, or with `warmup`
+    `min(decay, (1 + step) / (10 + step))` (as tf.train.ExponentialMovingAverage with
+    num_updates), so a short run's EMA is not dominated by its initial weights (at
+    decay 0.999 a plain EMA still holds 0.999**1000 = 37% of the init after 1000 steps)."""
+    decay = jnp.float32(decay)
+    if not warmup:
+        return decay
+    step = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+
+
 def ema_update(ema: PyTree, params: PyTree, decay: float | jax.Array) -> PyTree:
     """`ema <- decay * ema + (1 - decay) * params`, leafwise (float32 accumulation)."""
     return jax.tree.map(

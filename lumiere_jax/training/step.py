@@ -26,7 +26,7 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
 from lumiere_jax.text.cache import drop_to_null
-from lumiere_jax.training.state import ema_update, merge_params
+from lumiere_jax.training.state import ema_decay_at, ema_update, merge_params
 
 STAGES = ("t2i", "stunet", "ssr", "conditional")
 
@@ -39,6 +39,7 @@ class StepConfig:
       a `random_training_condition` per clip). prediction / weighting: see `diffusion_loss`.
     text_dropout: probability of replacing a caption by the null caption (CFG training).
     ema_decay: EMA of the trainable weights, applied on every optimizer update.
+    ema_warmup: ramp the decay up as min(ema_decay, (1 + step) / (10 + step)).
     ssr_low_res: the SSR's conditioning is the clip resized to this size and back.
     ssr_max_aug: noise augmentation level of that conditioning, t_aug ~ U(0, max).
     """
@@ -49,6 +50,7 @@ class StepConfig:
     weighting: str = "plain"
     text_dropout: float = 0.1
     ema_decay: float = 0.999
+    ema_warmup: bool = False
     ssr_low_res: int = 8
     ssr_max_aug: float = 0.3
 
@@ -121,7 +123,9 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         ema = jax.tree.map(lambda new, old: jnp.where(tx.has_updated(opt_state), new, old),
-                           ema_update(state["ema"], params, cfg.ema_decay), state["ema"])
+                           ema_update(state["ema"], params,
+                                      ema_decay_at(cfg.ema_decay, state["step"], cfg.ema_warmup)),
+                           state["ema"])
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
         new_state = dict(
             step=state["step"] + 1,

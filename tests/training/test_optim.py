@@ -96,3 +96,14 @@ def test_ema_update():
     np.testing.assert_allclose(np.asarray(out["w"]), 0.9 * ema["w"] + 0.1 * p["w"], rtol=1e-6)
     half = ema_update({"w": jnp.ones(2, jnp.bfloat16)}, {"w": jnp.zeros(2, jnp.bfloat16)}, 0.5)
     assert half["w"].dtype == jnp.bfloat16 and float(half["w"][0]) == 0.5
+
+
+def test_ema_warmup_decay_closed_form():
+    from lumiere_jax.training import ema_decay_at
+    steps = np.arange(0, 3000, 7)
+    got = np.asarray(jax.vmap(lambda s: ema_decay_at(0.999, s, True))(steps))
+    np.testing.assert_allclose(got, np.minimum(0.999, (1 + steps) / (10 + steps)), rtol=1e-6)
+    assert float(ema_decay_at(0.999, 5, False)) == np.float32(0.999)
+    # After 1000 warmed-up updates the init's weight in the EMA is negligible (vs 37%).
+    init_weight = np.prod(np.minimum(0.999, (1 + np.arange(1000)) / (10 + np.arange(1000))))
+    assert init_weight < 1e-6 < 0.999 ** 1000
