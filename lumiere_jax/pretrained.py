@@ -132,6 +132,15 @@ def load_stage(folder: str | os.PathLike, name: str, verify: bool = True
     return config, params
 
 
+def stage_of_kind(folder: str | os.PathLike, kind: str) -> str:
+    """The name of the one stage of train stage `kind` ('t2i', 'stunet', ...) in a folder."""
+    names = [n for n, e in read_manifest(folder)["stages"].items() if e.get("stage") == kind]
+    if len(names) != 1:
+        raise ValueError(f"{os.fspath(folder)!r} holds {len(names)} stages of kind {kind!r} "
+                         f"({names}); expected exactly one")
+    return names[0]
+
+
 def _entry(folder: str | os.PathLike, name: str) -> dict:
     stages = read_manifest(folder)["stages"]
     if name not in stages:

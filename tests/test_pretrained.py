@@ -92,3 +92,23 @@ def test_damaged_truncated_missing_or_mismatched_files_name_the_file(folder, tmp
         LumierePipeline.from_pretrained(str(tmp_path / "nothing"))
     with pytest.raises(ValueError, match="no stage 'style'"):
         pretrained.load_stage(path, "style")
+
+
+def test_a_stunet_run_can_start_from_a_pretrained_t2i_stage(tmp_path):
+    """config.train.init_from may name a pretrained folder: its one 't2i' stage is loaded
+    (and inflates into the STUNet tree); two or zero stages of that kind are refused."""
+    from lumiere_jax.models import inflate_params
+    from lumiere_jax.training import setup
+    t2i_cfg, stunet_cfg = tiny_config("t2i"), tiny_config("stunet")
+    weights = random_weights(t2i_cfg, 3)
+    entry = pretrained.write_stage(tmp_path, "t2i", t2i_cfg, weights)
+    pretrained.write_manifest(tmp_path, {"t2i": entry})
+    stunet_cfg.train.init_from = str(tmp_path)
+    source = setup.load_init_source(stunet_cfg)
+    np.testing.assert_array_equal(source["unet"]["input_conv"]["kernel"],
+                                  weights["unet"]["input_conv"]["kernel"])
+    inflated = inflate_params(source["unet"], random_weights(stunet_cfg, 4)["unet"])
+    np.testing.assert_array_equal(inflated["out_conv"]["kernel"], weights["unet"]["out_conv"]["kernel"])
+    pretrained.write_manifest(tmp_path, {"t2i": entry, "style": entry})
+    with pytest.raises(ValueError, match="2 stages of kind 't2i'"):
+        setup.load_init_source(stunet_cfg)

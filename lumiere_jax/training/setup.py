@@ -5,6 +5,7 @@ Config -> model / encoder / tokenizer and loading a run live in `lumiere_jax.run
 
 from __future__ import annotations
 
+import os
 from typing import Any, Iterator
 
 import flax.linen as nn
@@ -181,10 +182,7 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
             compiler_options(config))(key)
     params = nn.meta.unbox(params)
     if config.stage in ("stunet", "conditional"):
-        source = (load_t2i_params(config.train.init_from, config.train.init_from_ema)
-                  if config.stage == "stunet" else
-                  load_run_params(config.train.init_from, "stunet", config.train.init_from_ema,
-                                  field="config.train.init_from"))
+        source = load_init_source(config)
         # Inflation is a pure merge: the new temporal_* / cond_* weights keep their init.
         params = {"unet": inflate_params(source["unet"], params["unet"]),
                   "text": source["text"]}
@@ -203,6 +201,19 @@ def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
         boxed = jax.eval_shape(init_fn, key)
         shardings = param_shardings(boxed, mesh, rules)
     return with_shardings(nn.meta.unbox(boxed), shardings), shardings
+
+
+def load_init_source(config: Any) -> dict:
+    """The `{'unet', 'text'}` weights a stunet (conditional) run starts from:
+    `config.train.init_from` is a t2i (stunet) run's checkpoint folder, or a pretrained
+    folder holding exactly one stage of that kind (its exported weights)."""
+    from lumiere_jax import pretrained
+
+    kind, source = ("t2i" if config.stage == "stunet" else "stunet"), config.train.init_from
+    if os.path.isfile(os.path.join(source, pretrained.MANIFEST)):
+        return pretrained.load_stage(source, pretrained.stage_of_kind(source, kind))[1]
+    return load_run_params(source, kind, config.train.init_from_ema,
+                           field="config.train.init_from")
 
 
 def load_t2i_params(directory: str, use_ema: bool = True) -> dict:
