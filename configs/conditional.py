@@ -16,6 +16,7 @@ Expected result: the loss starts at the STUNet's and falls below it (the conditi
 part of the answer); i2v samples keep the given first frame and move it.
 """
 
+from lumiere_jax.data.moving_shapes import caption_vocabulary
 from lumiere_jax.models import configs as model_configs
 from lumiere_jax.training.defaults import base_config
 
@@ -24,6 +25,8 @@ def get_config():
     model = model_configs.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16,
                                       cond_channels=4)
     c = base_config("conditional", model)
+    # Whole words: 32 UTF-8 bytes would cut every caption before its direction word.
+    c.text.update(tokenizer="words", vocab=caption_vocabulary())
     c.data.batch_size = 16
     c.optim.lr = 1e-4
     c.optim.warmup_steps = 500

@@ -11,6 +11,7 @@ Expected result: the loss falls well below the t2i loss at equal steps (the low-
 input carries most of the signal); samples are sharp versions of the low-res clip.
 """
 
+from lumiere_jax.data.moving_shapes import caption_vocabulary
 from lumiere_jax.models import configs as model_configs
 from lumiere_jax.training.defaults import base_config
 
@@ -18,6 +19,8 @@ from lumiere_jax.training.defaults import base_config
 def get_config():
     model = model_configs.tiny_ssr(channels=32, text_dim=64, image_size=32, num_frames=4)
     c = base_config("ssr", model)
+    # Whole words: 32 UTF-8 bytes would cut every caption before its direction word.
+    c.text.update(tokenizer="words", vocab=caption_vocabulary())
     c.diffusion.ssr_low_res = 16  # = configs/stunet.py model.image_size
     c.data.batch_size = 16
     c.optim.lr = 1e-4

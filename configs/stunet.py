@@ -13,6 +13,7 @@ is the identity on the T2I model at init) and falls below it as motion is learne
 samples show the named shape moving in the named direction.
 """
 
+from lumiere_jax.data.moving_shapes import caption_vocabulary
 from lumiere_jax.models import configs as model_configs
 from lumiere_jax.training.defaults import base_config
 
@@ -20,6 +21,8 @@ from lumiere_jax.training.defaults import base_config
 def get_config():
     model = model_configs.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16)
     c = base_config("stunet", model)
+    # Whole words: 32 UTF-8 bytes would cut every caption before its direction word.
+    c.text.update(tokenizer="words", vocab=caption_vocabulary())
     c.data.batch_size = 16
     c.optim.lr = 1e-4
     c.optim.warmup_steps = 500

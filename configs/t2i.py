@@ -14,6 +14,7 @@ Expected result: the loss falls from ~1 to ~0.1-0.2 in the first few thousand st
 samples in runs/t2i/samples/ show the shape, color and background the prompt names.
 """
 
+from lumiere_jax.data.moving_shapes import caption_vocabulary
 from lumiere_jax.models import configs as model_configs
 from lumiere_jax.training.defaults import base_config
 
@@ -21,6 +22,8 @@ from lumiere_jax.training.defaults import base_config
 def get_config():
     model = model_configs.tiny_t2i(channels=64, text_dim=64, image_size=16)
     c = base_config("t2i", model)
+    # Whole words: 32 UTF-8 bytes would cut every caption before its direction word.
+    c.text.update(tokenizer="words", vocab=caption_vocabulary())
     c.data.batch_size = 64
     c.optim.lr = 3e-4
     c.optim.warmup_steps = 500
