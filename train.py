@@ -87,7 +87,8 @@ def train(config, workdir: str) -> dict:
     tree = lambda s, f: {"state": s, "frozen": f} if f else {"state": s}
     target = tree(with_shardings(jax.eval_shape(make_state, abstract_trainable, key), state_sh),
                   frozen)
-    restored = restore_newest_readable(ckpt, target, config.train.on_unreadable, lead)
+    restored = restore_newest_readable(ckpt, target, config.train.get("on_unreadable", "stop"),
+                                       lead)
     data_state, start = None, 0
     if restored is None:
         params, _ = setup.init_params(config, model, encoder, mesh)

@@ -76,8 +76,11 @@ class CheckpointSaveError(RuntimeError):
 
 
 def describe_error(e: BaseException, limit: int = 300) -> str:
-    """`Type: message` on one line, at most `limit` characters (long ones keep their head
-    and tail, where tensorstore / orbax put the file and the root cause)."""
+    """`Type: message` of the root cause (the end of the `raise ... from` chain: orbax
+    wraps tensorstore's informative errors in generic ones) on one line, at most `limit`
+    characters (long ones keep their head and tail)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
     text = " ".join(f"{type(e).__name__}: {e}".split())
     if len(text) <= limit:
         return text
@@ -176,14 +179,11 @@ def _as_words(x: jax.Array) -> jax.Array:
 
 
 def _leaf_checksum(x: jax.Array) -> jax.Array:
-    """sum_i word_i * (2 i + 1) mod 2**32 over the flat index i: any change of one word
-    changes it (odd weights are invertible mod 2**32), and integer sums are exact, so it
-    is the same on any mesh. Built from iotas, not a reshape, so shards stay in place."""
-    words = _as_words(x)
-    index = jnp.zeros(words.shape, jnp.uint32)
-    for axis, n in enumerate(words.shape):
-        index = index * jnp.uint32(n) + jax.lax.broadcasted_iota(jnp.uint32, words.shape, axis)
-    return jnp.sum(words * (index * jnp.uint32(2) + jnp.uint32(1)), dtype=jnp.uint32)
+    """The sum of `x`'s raw uint32 words mod 2**32: any changed word changes it, random
+    damage goes unseen with odds 2**-32 (reordering would, but damaged or truncated data
+    does not reorder), and integer sums are exact, so it is the same on any mesh. Two ops
+    per leaf: a state of ~800 leaves traces and compiles in seconds."""
+    return jnp.sum(_as_words(x), dtype=jnp.uint32)
 
 
 _leaf_checksums = jax.jit(lambda leaves: [_leaf_checksum(x) for x in leaves])

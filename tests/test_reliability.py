@@ -35,10 +35,12 @@ def flip_byte(path: str) -> None:
     open(path, "wb").write(bytes(data))
 
 
-def array_data(directory: str, step: int) -> str:
-    """The largest array data file of checkpoint `step`."""
+def damage_arrays(directory: str, step: int) -> None:
+    """Flips a byte in every array data file of checkpoint `step` (some may be superseded
+    copies a restore never reads, so all of them)."""
     folder = os.path.join(directory, str(step), "state", "ocdbt.process_0", "d")
-    return max((os.path.join(folder, f) for f in os.listdir(folder)), key=os.path.getsize)
+    for name in os.listdir(folder):
+        flip_byte(os.path.join(folder, name))
 
 
 # --- another run's checkpoints: read only, fall back, or one line naming the folder ------
@@ -63,13 +65,13 @@ def t2i_run(tmp_path_factory):
 def test_init_from_skips_a_damaged_newest_checkpoint_without_touching_it(t2i_run, tmp_path,
                                                                          caplog):
     directory = str(shutil.copytree(t2i_run, tmp_path / "checkpoints"))
-    flip_byte(array_data(directory, 2))
+    damage_arrays(directory, 2)
     with caplog.at_level(logging.WARNING):
         params = load_run_params(directory, "t2i", field="config.train.init_from")
     np.testing.assert_array_equal(params["unet"]["conv"]["kernel"],
                                   np.asarray(_weights(11)["unet"]["conv"]["kernel"]))
     warnings = " ".join(r.getMessage() for r in caplog.records)
-    assert "step 2" in warnings and "does not match the checksum" in warnings
+    assert "checkpoint step 2 in" in warnings and "is unreadable" in warnings
     assert "using checkpoint step 1, the newest readable one" in warnings
     assert sorted(os.listdir(directory)) == ["1", "2"]  # someone else's folder: only read
 
@@ -77,13 +79,13 @@ def test_init_from_skips_a_damaged_newest_checkpoint_without_touching_it(t2i_run
 def test_init_from_with_no_readable_checkpoint_is_one_line_naming_the_folder(t2i_run,
                                                                              tmp_path):
     directory = str(shutil.copytree(t2i_run, tmp_path / "checkpoints"))
-    flip_byte(array_data(directory, 2))
+    damage_arrays(directory, 2)
     flip_byte(os.path.join(directory, "1", "meta", "metadata"))
     with pytest.raises(ValueError) as info:
         load_run_params(directory, "t2i", field="config.train.init_from")
     message = str(info.value)
     assert message.startswith(f"config.train.init_from={directory!r}: no readable checkpoint")
-    assert "step 2: ValueError: array" in message and "step 1: UnicodeDecodeError" in message
+    assert "(tried step 2: " in message and "; step 1: UnicodeDecodeError" in message
     assert "\n" not in message
     assert sorted(os.listdir(directory)) == ["1", "2"]
 
@@ -91,7 +93,7 @@ def test_init_from_with_no_readable_checkpoint_is_one_line_naming_the_folder(t2i
 def test_sample_base_ckpt_with_no_readable_checkpoint_fails_with_one_line(t2i_run, tmp_path):
     directory = str(shutil.copytree(t2i_run, tmp_path / "checkpoints"))
     for step in (1, 2):
-        flip_byte(array_data(directory, step))
+        damage_arrays(directory, step)
     r = subprocess.run([sys.executable, os.path.join(ROOT, "sample.py"), "--base_ckpt",
                         directory, "--random", "--steps", "1", "--ssr_steps", "1",
                         "--cache_dir", ""], cwd=tmp_path, env=child_env(),
@@ -101,6 +103,20 @@ def test_sample_base_ckpt_with_no_readable_checkpoint_fails_with_one_line(t2i_ru
     assert last.startswith(f"sample.py: error: --base_ckpt={directory!r}: no readable "
                            "checkpoint"), r.stderr[-3000:]
     assert "Traceback" not in r.stderr
+
+
+def test_on_unreadable_accepts_stop_or_restart_only():
+    from lumiere_jax.training import setup
+    from lumiere_jax.training.defaults import tiny_config
+
+    config = tiny_config("t2i")
+    assert config.train.on_unreadable == "stop"
+    assert "train.on_unreadable" in setup.FINGERPRINT_EXCLUDE  # a rerun may change it
+    config.train.on_unreadable = "restart"
+    setup.check_config(config)
+    config.train.on_unreadable = "ignore"
+    with pytest.raises(ValueError, match=r"config.train.on_unreadable='ignore'; valid"):
+        setup.check_config(config)
 
 
 # --- dataset builds SIGKILLed part way, then rerun -----------------------------------------

@@ -11,6 +11,7 @@ one uninterrupted run is the reference for every comparison.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -267,11 +268,12 @@ def flip_byte(path):
     open(path, "wb").write(bytes(data))
 
 
-def array_data(workdir, step):
-    """The largest array data file of checkpoint `step` (orbax restores a flipped byte in
-    it as different numbers, without an error of its own)."""
+def damage_arrays(workdir, step):
+    """Flips a byte in every array data file of checkpoint `step` (some may be superseded
+    copies that a restore never reads, so all of them)."""
     folder = os.path.join(workdir, "checkpoints", str(step), "state", "ocdbt.process_0", "d")
-    return max((os.path.join(folder, f) for f in os.listdir(folder)), key=os.path.getsize)
+    for name in os.listdir(folder):
+        flip_byte(os.path.join(folder, name))
 
 
 def error_line(out):
@@ -295,11 +297,11 @@ def test_damaged_checkpoints_are_moved_aside_and_the_run_ends_as_the_reference(e
     rerun warns about each, moves them aside, resumes from step 2 and ends bit for bit
     where the uninterrupted run did."""
     workdir = copy_run(env, reference, "damaged")
-    flip_byte(array_data(workdir, 6))
+    damage_arrays(workdir, 6)
     flip_byte(os.path.join(workdir, "checkpoints", "4", "meta", "metadata"))
     out = run(env, "none", 0, flags_for(env, workdir))
-    assert "checkpoint step 6" in out and "does not match the checksum" in out, out[-3000:]
-    assert "checkpoint step 4" in out and "UnicodeDecodeError" in out
+    assert re.search(r"checkpoint step 6 in \S+ is unreadable \(.+\); trying step 4", out), out[-3000:]
+    assert re.search(r"checkpoint step 4 in \S+ is unreadable \(UnicodeDecodeError", out)
     assert "resuming from checkpoint step 2" in out
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
         "2", "4", "4.corrupt", "6", "6.corrupt"]
@@ -312,10 +314,10 @@ def test_no_readable_checkpoint_stops_unless_told_to_restart(env, reference):
     starts fresh, and (the init being deterministic) ends as the reference."""
     workdir = copy_run(env, reference, "all_damaged")
     for step in (2, 4, 6):
-        flip_byte(array_data(workdir, step))
+        damage_arrays(workdir, step)
     line = error_line(run(env, "none", 0, flags_for(env, workdir), expect_rc=1))
     assert "no readable checkpoint in" in line and "nothing was moved" in line
-    assert all(f"step {s}: ValueError: array" in line for s in (6, 4, 2)), line
+    assert all(f"step {s}: " in line for s in (6, 4, 2)), line
     assert "--config.train.on_unreadable=restart" in line
     ckpts = os.path.join(workdir, "checkpoints")
     assert sorted(os.listdir(ckpts)) == ["2", "4", "6"]
