@@ -18,6 +18,7 @@ __all__ = ["METRICS", "format_table", "score_clip", "summarize"]
 # Reported in this order; 'color_shape_direction' is all three right at once.
 METRICS = ("color", "shape", "direction", "speed", "size", "count", "background",
            "color_shape_direction")
+_LABELS = {"color": "colour", "color_shape_direction": "colour+shape+direction"}
 
 
 def score_clip(analysis: ClipAnalysis, target: str | dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +45,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def format_table(summary: dict[str, Any], extra: dict[str, Any] | None = None) -> str:
     """A fixed-width text table of a `summarize` result (+ extra name -> value rows)."""
-    lines = [f"{'metric':<24}{'value':>10}{'clips':>8}", "-" * 42]
+    lines = [f"{'accuracy':<24}{'value':>10}{'clips':>8}", "-" * 42]
     for m in METRICS:
         acc = summary["accuracy"][m]
-        lines.append(f"{m + ' accuracy':<24}{'-' if acc is None else f'{acc:.3f}':>10}"
+        lines.append(f"{_LABELS.get(m, m):<24}{'-' if acc is None else f'{acc:.3f}':>10}"
                      f"{summary['judged'][m]:>8}")
+    lines.append("-" * 42)
     rows = {"object presence": summary["presence"], **(extra or {})}
     for name, value in rows.items():
         text = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))

@@ -1,0 +1,320 @@
+r"""Evaluate a text-to-video cascade on moving_shapes: does it follow the prompt, and how
+close are its clips to real ones.
+
+Generate from N prompts of the moving_shapes **test** split (never train) with two
+train.py runs (`--*_config` / `--*_ckpt`, as sample.py; `--random` for random weights):
+    python evaluate.py --base_config configs/demo_stunet.py \
+        --base_ckpt runs/demo_stunet/checkpoints --ssr_config configs/demo_ssr.py \
+        --ssr_ckpt runs/demo_ssr/checkpoints --num_clips 64 --out_dir eval/demo
+or score a folder of videos (MP4 / GIF / WebM ...) with a prompts file:
+    python evaluate.py --videos_dir samples --prompts_file samples/prompts.json
+The prompts file is JSON: {"clip.mp4": "a red circle moving right", "b.gif": {"prompt":
+"...", "labels": {...moving_shapes labels...}}, ...} (file names relative to
+--videos_dir); a clip is judged on its labels when given, else on its prompt. Files that
+cannot be read are skipped and counted, not fatal.
+
+Each clip is read back by `lumiere_jax.eval.analyze_clip`. Printed and written to
+<out_dir>/metrics.json: accuracy per attribute (colour, shape, direction, speed, size,
+count, background; an attribute the prompt does not name is not judged) and of colour +
+shape + direction together, object presence, FVD against real test clips at the same size
+and length (needs >= 9 frames and >= 2 clips), seconds per generated clip; per clip the
+prompt, the reading and the verdicts. <out_dir>/contact_sheet.png shows each clip's frames
+with its prompt and reading. `--short_prompts`: prompts name only colour, shape and
+direction of the largest object ("a red circle moving right"), as users type them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import flax.linen as nn
+import jax
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lumiere_jax import runs
+from lumiere_jax.data import load_source
+from lumiere_jax.data.video_io import center_crop_resize, read_video, write_video
+from lumiere_jax.eval import I3DFeatures, analyze_clip, frechet_distance, short_caption
+from lumiere_jax.eval.captions import normalize_labels
+from lumiere_jax.eval.contact_sheet import contact_sheet
+from lumiere_jax.eval.fvd import MIN_SIZE as FVD_MIN_SIZE
+from lumiere_jax.eval.i3d import MIN_FRAMES as FVD_MIN_FRAMES
+from lumiere_jax.eval.scoring import format_table, score_clip, summarize
+from lumiere_jax.models import UNet
+from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
+from lumiere_jax.text import TextEncoder
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+flags.DEFINE_string("dataset", "moving_shapes/f16_s32", "TFDS name or built dataset folder "
+                    "whose test split gives the prompts, labels and real clips")
+flags.DEFINE_string("data_dir", "", "TFDS data_dir ('' : the TFDS default)")
+flags.DEFINE_integer("num_clips", 32, "test prompts to generate from (generation mode)")
+flags.DEFINE_integer("seed", 0, "which test records are drawn, and the sampling seed")
+flags.DEFINE_bool("short_prompts", False, "prompts name only colour, shape and direction of "
+                  "the largest object, and clips are judged on just those")
+config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/tiny_stunet.py"),
+                                "the base run's config (a stunet or conditional run)")
+config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/tiny_ssr.py"),
+                                "the SSR run's config")
+flags.DEFINE_string("base_ckpt", "", "checkpoint folder of the base run")
+flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of the SSR run")
+flags.DEFINE_bool("random", False, "random weights for stages without a checkpoint (smoke test)")
+flags.DEFINE_bool("ema", True, "use the EMA weights of the checkpoints")
+flags.DEFINE_integer("num_frames", 0, "frames to generate (0: the base model's num_frames)")
+flags.DEFINE_integer("steps", 0, "base sampler steps (0: 32)")
+flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: 16)")
+flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default ddim)")
+flags.DEFINE_float("guidance", 0.0, "base classifier-free guidance scale (0: 3)")
+flags.DEFINE_integer("batch_size", 8, "prompts per cascade call (the last batch is padded)")
+flags.DEFINE_bool("progress", True, "progress bars")
+flags.DEFINE_string("videos_dir", "", "score the videos in this folder instead of generating")
+flags.DEFINE_string("prompts_file", "", "folder mode: JSON file -> prompt / {prompt, labels} "
+                    "(default: <videos_dir>/prompts.json)")
+flags.DEFINE_string("out_dir", "eval", "where metrics.json and contact_sheet.png go")
+flags.DEFINE_bool("fvd", True, "compute FVD against real test clips")
+flags.DEFINE_integer("fvd_batch_size", 8, "clips per I3D forward")
+flags.DEFINE_integer("sheet_rows", 16, "clips shown on the contact sheet")
+flags.DEFINE_bool("save_videos", False, "generation mode: also write the clips as GIFs + "
+                  "prompts.json into <out_dir>/videos (re-scorable with --videos_dir)")
+
+
+# ---------------------------------------------------------------------------- the cascade
+
+
+def sampling_overrides(f) -> dict:
+    """Sampling flags the user set (0 / None: keep the default)."""
+    return {k: v for k, v in dict(base_steps=f.steps, ssr_steps=f.ssr_steps, sampler=f.sampler,
+                                  base_guidance=f.guidance).items() if v}
+
+
+def load_stage(config, ckpt: str, name: str, key: jax.Array, f) -> dict:
+    """`{'unet', 'text'}` weights of a run: its checkpoint, or random with --random."""
+    if ckpt:
+        return runs.load_run_params(ckpt, config.stage, f.ema, field=f"--{name}_ckpt")
+    if not f.random:
+        raise ValueError(f"--{name}_ckpt is not set: give the checkpoint folder of a "
+                         f"{config.stage} run, --random for random weights, or --videos_dir "
+                         "to score existing videos")
+    logging.warning("%s: no checkpoint given: RANDOM weights, the output is noise.", name)
+    model, encoder = UNet(runs.unet_config(config)), TextEncoder(runs.text_config(config))
+    return nn.meta.unbox(jax.jit(runs.make_init_fn(model, encoder, config))(key))
+
+
+def build_cascade(f, key: jax.Array) -> LumierePipeline:
+    """The cascade to evaluate: two train.py runs (--base_ckpt / --ssr_ckpt, or --random)."""
+    base_cfg, ssr_cfg = f.base_config, f.ssr_config
+    k_base, k_ssr = jax.random.split(key)
+    base = load_stage(base_cfg, f.base_ckpt, "base", k_base, f)
+    ssr = load_stage(ssr_cfg, f.ssr_ckpt, "ssr", k_ssr, f)
+    defaults = dict(base_steps=32, ssr_steps=16, base_guidance=3.0,
+                    prediction=base_cfg.diffusion.prediction)
+    return LumierePipeline.from_runs((base_cfg, base), (ssr_cfg, ssr),
+                                     SamplingConfig(**{**defaults, **sampling_overrides(f)}),
+                                     progress=f.progress)
+
+
+def generate_clips(pipe: LumierePipeline, prompts: list[str], key: jax.Array, batch_size: int,
+                   num_frames: int | None) -> tuple[np.ndarray, list[float]]:
+    """uint8 (N, T, H, W, 3) for the prompts, in batches of `batch_size` (the last one
+    padded with its last prompt, so every call has one shape); seconds per batch."""
+    videos, seconds = [], []
+    for i, start in enumerate(range(0, len(prompts), batch_size)):
+        batch = prompts[start:start + batch_size]
+        padded = batch + [batch[-1]] * (batch_size - len(batch))
+        t0 = time.perf_counter()
+        out = np.asarray(pipe(padded, jax.random.fold_in(key, i), num_frames=num_frames))
+        seconds.append(time.perf_counter() - t0)
+        videos.append(out[:len(batch)])
+        logging.info("generated %d / %d clips", start + len(batch), len(prompts))
+    return np.concatenate(videos), seconds
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def draw_records(source, n: int, seed: int) -> list[int]:
+    """n distinct test-record indices drawn with `seed`."""
+    if n < 1 or n > len(source):
+        raise ValueError(f"--num_clips={n} must be in [1, {len(source)}] (the test split's size)")
+    return sorted(np.random.default_rng(seed).choice(len(source), n, replace=False).tolist())
+
+
+def caption_of(record: dict) -> str:
+    cap = record["caption"]
+    return cap.decode("utf-8") if isinstance(cap, bytes) else str(cap)
+
+
+def read_prompts_file(path: str) -> dict[str, dict]:
+    """{file name: {'prompt': str, 'labels'?: dict}} from the JSON prompts file."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"--prompts_file={path!r}: cannot read it as JSON ({e})") from e
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"--prompts_file={path!r} must be a non-empty JSON object mapping "
+                         "file names to prompts")
+    out = {}
+    for name, entry in raw.items():
+        entry = {"prompt": entry} if isinstance(entry, str) else entry
+        if not isinstance(entry, dict) or not isinstance(entry.get("prompt"), str):
+            raise ValueError(f"--prompts_file={path!r}: entry {name!r} must be a prompt string "
+                             "or {\"prompt\": ..., \"labels\": ...}")
+        if "labels" in entry:
+            entry = dict(entry, labels=normalize_labels(entry["labels"]))
+        out[name] = entry
+    return out
+
+
+def read_folder(videos_dir: str, prompts: dict[str, dict]
+                ) -> tuple[list[np.ndarray], list[dict], list[dict]]:
+    """The readable videos of the prompts file -> (videos, their entries + 'file',
+    skipped [{'file', 'reason'}])."""
+    videos, entries, skipped = [], [], []
+    for name in sorted(prompts):
+        try:
+            video = read_video(os.path.join(videos_dir, name))
+            if video.shape[0] < 4 or min(video.shape[1:3]) < 16:
+                raise ValueError(f"{video.shape[0]} frames of {video.shape[1]}x{video.shape[2]};"
+                                 " the analyzer needs >= 4 frames of >= 16x16")
+        except ValueError as e:  # VideoReadError is one
+            logging.warning("skipping %s: %s", name, e)
+            skipped.append({"file": name, "reason": str(e)})
+            continue
+        videos.append(video)
+        entries.append(dict(prompts[name], file=name))
+    return videos, entries, skipped
+
+
+# ---------------------------------------------------------------------------- FVD
+
+
+def fvd_against_real(videos: list[np.ndarray], real: list[np.ndarray], batch_size: int,
+                     progress: bool) -> tuple[float | None, str]:
+    """FVD of the clips against real ones brought to the clips' (H, W) and common length;
+    (None, why) when it cannot be computed."""
+    if len(videos) < 2 or len(real) < 2:
+        return None, "FVD needs at least 2 clips on each side"
+    h, w = videos[0].shape[1:3]
+    frames = min(min(len(v) for v in videos), min(len(r) for r in real))
+    if frames < FVD_MIN_FRAMES:
+        return None, f"FVD needs >= {FVD_MIN_FRAMES} frames per clip (I3D); these have {frames}"
+    if min(h, w) < FVD_MIN_SIZE:
+        return None, f"FVD needs frames >= {FVD_MIN_SIZE} px; these are {h}x{w}"
+    fit = lambda v: center_crop_resize(v[:frames], (h, w)) if v.shape[1:3] != (h, w) else v[:frames]
+    fake = np.stack([fit(v) for v in videos])
+    ref = np.stack([fit(r) for r in real])
+    features = I3DFeatures(batch_size=batch_size, progress=progress)
+    value = frechet_distance(features(fake, "generated"), features(ref, "real"))
+    return value, f"{len(fake)} clips vs {len(ref)} real test clips, {frames} frames at {h}x{w}"
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def collect(f):
+    """-> videos, per-clip entries ({'prompt', 'target', ...}), real clips, info dict."""
+    source = load_source(f.dataset, "test", data_dir=f.data_dir or None)
+    info: dict = {"dataset": f.dataset, "split": "test"}
+    if f.videos_dir:
+        prompts = read_prompts_file(f.prompts_file or os.path.join(f.videos_dir, "prompts.json"))
+        videos, entries, skipped = read_folder(f.videos_dir, prompts)
+        for e in entries:
+            e["target"] = e.get("labels") or e["prompt"]
+        idx = draw_records(source, min(max(len(videos), 2), len(source)), f.seed)
+        info.update(mode="folder", videos_dir=f.videos_dir, skipped=len(skipped),
+                    skipped_files=skipped, seconds_per_clip=None)
+        return videos, entries, [source[i]["video"] for i in idx], info
+
+    idx = draw_records(source, f.num_clips, f.seed)
+    records = [source[i] for i in idx]
+    entries = []
+    for i, rec in zip(idx, records):
+        labels = normalize_labels(rec)
+        prompt = short_caption(labels) if f.short_prompts else caption_of(rec)
+        entries.append({"index": i, "prompt": prompt, "labels": labels,
+                        "target": prompt if f.short_prompts else labels})
+    k_weights, k_sample = jax.random.split(jax.random.key(f.seed))
+    pipe = build_cascade(f, k_weights)
+    videos, seconds = generate_clips(pipe, [e["prompt"] for e in entries], k_sample,
+                                     f.batch_size, f.num_frames or None)
+    info.update(mode="generate", skipped=0, skipped_files=[],
+                seconds_per_clip=sum(seconds) / len(videos),
+                seconds_per_clip_after_compile=(sum(seconds[1:]) / (len(videos) - min(
+                    f.batch_size, len(videos))) if len(seconds) > 1 else None))
+    return list(videos), entries, [r["video"] for r in records], info
+
+
+def main(argv) -> None:
+    del argv
+    f = flags.FLAGS
+    if f.batch_size < 1 or f.fvd_batch_size < 1:
+        raise ValueError("--batch_size and --fvd_batch_size must be >= 1")
+    videos, entries, real, info = collect(f)
+    if not videos:
+        raise ValueError(f"no readable video to score ({info['skipped']} skipped)")
+    t0 = time.perf_counter()
+    rows = [score_clip(analyze_clip(v), e["target"]) for v, e in zip(videos, entries)]
+    info["analysis_seconds_per_clip"] = (time.perf_counter() - t0) / len(videos)
+    summary = summarize(rows)
+    fvd_value, fvd_note = None, "off (--nofvd)"
+    if f.fvd:
+        t0 = time.perf_counter()
+        fvd_value, fvd_note = fvd_against_real(videos, real, f.fvd_batch_size, f.progress)
+        info["fvd_seconds"] = time.perf_counter() - t0
+    os.makedirs(f.out_dir, exist_ok=True)
+    clips = [{k: v for k, v in e.items() if k != "target"} | {
+        "shape": list(v.shape), "reading": r["reading"], "presence": r["presence"],
+        "matches": r["matches"]} for v, e, r in zip(videos, entries, rows)]
+    metrics = {**summary, "fvd": fvd_value, "fvd_note": fvd_note,
+               "short_prompts": f.short_prompts, **info, "clips": clips}
+    with open(os.path.join(f.out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(metrics, fh, indent=1)
+    shown = list(range(min(f.sheet_rows, len(videos))))
+    contact_sheet([videos[i] for i in shown],
+                  [[f"prompt: {entries[i]['prompt']}", f"read:   {rows[i]['reading']}",
+                    "wrong:  " + (", ".join(k for k, ok in rows[i]["matches"].items()
+                                            if ok is False) or "-")] for i in shown],
+                  os.path.join(f.out_dir, "contact_sheet.png"))
+    if f.save_videos and info["mode"] == "generate":
+        folder = os.path.join(f.out_dir, "videos")
+        os.makedirs(folder, exist_ok=True)
+        prompts = {}
+        for k, (v, e) in enumerate(zip(videos, entries)):
+            write_video(os.path.join(folder, f"{k:04d}.gif"), v, fps=8)
+            prompts[f"{k:04d}.gif"] = {"prompt": e["prompt"], "labels": e["labels"]}
+        with open(os.path.join(folder, "prompts.json"), "w", encoding="utf-8") as fh:
+            json.dump(prompts, fh, indent=1)
+    spc = info.get("seconds_per_clip")
+    print(format_table(summary, {"FVD": fvd_value, "seconds / clip": spc,
+                                 "skipped files": info["skipped"]}))
+    print(f"FVD: {fvd_note}")
+    print(f"wrote {os.path.join(f.out_dir, 'metrics.json')} and "
+          f"{os.path.join(f.out_dir, 'contact_sheet.png')}")
+
+
+def cli_main(argv) -> None:
+    """`main`, with bad flags / inputs reported as one line and exit status 1."""
+    try:
+        main(argv)
+    except ValueError as e:
+        sys.exit(f"evaluate.py: error: {e}")
+
+
+def print_help_and_exit() -> None:
+    """`--help` / `-h`: the docstring and every flag, exit status 0 (absl's exits 1)."""
+    print(__doc__)
+    print(flags.FLAGS.main_module_help())
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    if any(a in ("--help", "-h", "-help", "--helpshort") for a in sys.argv[1:]):
+        print_help_and_exit()
+    app.run(cli_main)
