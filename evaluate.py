@@ -62,6 +62,8 @@ config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/tiny_
                                 "the base run's config (a stunet or conditional run)")
 config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/tiny_ssr.py"),
                                 "the SSR run's config")
+flags.DEFINE_string("pretrained", "", "a pretrained folder (e.g. pretrained/moving_shapes) "
+                    "to evaluate instead of --base_ckpt / --ssr_ckpt")
 flags.DEFINE_string("base_ckpt", "", "checkpoint folder of the base run")
 flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of the SSR run")
 flags.DEFINE_bool("random", False, "random weights for stages without a checkpoint (smoke test)")
@@ -107,7 +109,11 @@ def load_stage(config, ckpt: str, name: str, key: jax.Array, f) -> dict:
 
 
 def build_cascade(f, key: jax.Array) -> LumierePipeline:
-    """The cascade to evaluate: two train.py runs (--base_ckpt / --ssr_ckpt, or --random)."""
+    """The cascade to evaluate: a pretrained folder, or two train.py runs (--base_ckpt /
+    --ssr_ckpt, or --random)."""
+    if f.pretrained:
+        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
+                                               **sampling_overrides(f))
     base_cfg, ssr_cfg = f.base_config, f.ssr_config
     k_base, k_ssr = jax.random.split(key)
     base = load_stage(base_cfg, f.base_ckpt, "base", k_base, f)
