@@ -10,6 +10,8 @@ config files that made them.
 `--stage NAME=WORKDIR[:CONFIG.py]`: the run's config is `WORKDIR/config.json` (written by
 train.py) or, for runs without one, the config file given after the colon. 'base' and
 'ssr' make the cascade; any other name (t2i, conditional, style_*) is shipped beside it.
+Stages already in the folder's manifest and not named again are kept, so stages can be
+exported one at a time as they finish training.
 """
 
 from __future__ import annotations
@@ -81,12 +83,19 @@ def main(argv) -> None:
                                       field=f"--stage {name}")
         stages[name], training[name] = (config, params), training_figures(workdir)
         sources[name] = dict(workdir=workdir, config_file=config_file or None)
-    if not {"base", "ssr"} <= set(stages):
-        raise ValueError("--stage base=... and --stage ssr=... are required")
-    entries = {name: pretrained.write_stage(f.out, name, cfg, params, training[name])
-               for name, (cfg, params) in stages.items()}
+    if not stages:
+        raise ValueError("give at least one --stage NAME=WORKDIR[:CONFIG.py]")
+    old = (pretrained.read_manifest(f.out)
+           if os.path.isfile(os.path.join(f.out, pretrained.MANIFEST)) else {})
+    entries = dict(old.get("stages", {}))
+    entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
+                    for name, (cfg, params) in stages.items()})
+    sources = {**old.get("sources", {}), **sources}
+    if not {"base", "ssr"} <= set(entries):
+        print(f"note: {f.out} has stages {sorted(entries)}; the cascade needs 'base' and 'ssr'")
+    prediction = next(iter(stages.values()))[0].diffusion.prediction
     sampling = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
-                    sampler=f.sampler, prediction=stages["base"][0].diffusion.prediction,
+                    sampler=f.sampler, prediction=prediction,
                     window=f.window or None, stride=f.stride or None)
     os.makedirs(os.path.join(f.out, "configs"), exist_ok=True)
     for name, src in sources.items():
@@ -95,7 +104,7 @@ def main(argv) -> None:
     path = pretrained.write_manifest(f.out, entries, sampling=sampling, sources=sources)
     print(f"wrote {path}")
     for name, e in entries.items():
-        print(f"  {name}: {e['weights']} ({e['stage']}) {e['training']}")
+        print(f"  {name}: {e['weights']} ({e['stage']}) {e.get('training')}")
 
 
 def cli_main(argv) -> None:

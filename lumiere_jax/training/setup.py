@@ -181,7 +181,7 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
         params = jax.jit(init_fn, out_shardings=shardings).lower(key).compile(
             compiler_options(config))(key)
     params = nn.meta.unbox(params)
-    if config.stage in ("stunet", "conditional"):
+    if config.stage in ("stunet", "conditional") or config.train.init_from:
         source = load_init_source(config)
         # Inflation is a pure merge: the new temporal_* / cond_* weights keep their init.
         params = {"unet": inflate_params(source["unet"], params["unet"]),
@@ -204,12 +204,14 @@ def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
 
 
 def load_init_source(config: Any) -> dict:
-    """The `{'unet', 'text'}` weights a stunet (conditional) run starts from:
-    `config.train.init_from` is a t2i (stunet) run's checkpoint folder, or a pretrained
-    folder holding exactly one stage of that kind (its exported weights)."""
+    """The `{'unet', 'text'}` weights a run starts from, `config.train.init_from`: for a
+    stunet (conditional) run a t2i (stunet) run, for a t2i / ssr run one of its own kind
+    (fine-tuning on, with a fresh optimizer); a checkpoint folder, or a pretrained folder
+    holding exactly one stage of that kind (its exported weights)."""
     from lumiere_jax import pretrained
 
-    kind, source = ("t2i" if config.stage == "stunet" else "stunet"), config.train.init_from
+    kind = {"stunet": "t2i", "conditional": "stunet"}.get(config.stage, config.stage)
+    source = config.train.init_from
     if os.path.isfile(os.path.join(source, pretrained.MANIFEST)):
         return pretrained.load_stage(source, pretrained.stage_of_kind(source, kind))[1]
     return load_run_params(source, kind, config.train.init_from_ema,
