@@ -237,6 +237,8 @@ def test_missing_moving_shapes_build_is_prepared_once(tmp_path, monkeypatch):
   tiny = MovingShapesConfig(name="auto_tiny", num_frames=4, height=8, width=8, num_train=6,
                             num_test=2)
   monkeypatch.setattr(MovingShapes, "BUILDER_CONFIGS", MovingShapes.BUILDER_CONFIGS + [tiny])
+  # tfds memoizes the name -> config dict on first use (by any earlier test): add it there.
+  monkeypatch.setitem(MovingShapes.builder_configs, "auto_tiny", tiny)
   with pytest.raises(ValueError, match="not prepared"):
     load_source("moving_shapes/auto_tiny", "train", data_dir=tmp_path)
   assert prepare_moving_shapes("moving_shapes/auto_tiny", tmp_path)
