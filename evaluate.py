@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-import flax.linen as nn
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from lumiere_jax import runs
+from lumiere_jax import cli, runs
 from lumiere_jax.data import load_source
 from lumiere_jax.data.video_io import center_crop_resize, read_video, write_video
 from lumiere_jax.eval import I3DFeatures, analyze_clip, frechet_distance, short_caption
@@ -45,9 +43,7 @@ from lumiere_jax.eval.contact_sheet import contact_sheet
 from lumiere_jax.eval.fvd import MIN_SIZE as FVD_MIN_SIZE
 from lumiere_jax.eval.i3d import MIN_FRAMES as FVD_MIN_FRAMES
 from lumiere_jax.eval.scoring import format_table, score_clip, summarize
-from lumiere_jax.models import UNet
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
-from lumiere_jax.text import TextEncoder
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -104,8 +100,7 @@ def load_stage(config, ckpt: str, name: str, key: jax.Array, f) -> dict:
                          f"{config.stage} run, --random for random weights, or --videos_dir "
                          "to score existing videos")
     logging.warning("%s: no checkpoint given: RANDOM weights, the output is noise.", name)
-    model, encoder = UNet(runs.unet_config(config)), TextEncoder(runs.text_config(config))
-    return nn.meta.unbox(jax.jit(runs.make_init_fn(model, encoder, config))(key))
+    return runs.random_params(config, key)
 
 
 def build_cascade(f, key: jax.Array) -> LumierePipeline:
@@ -305,22 +300,5 @@ def main(argv) -> None:
           f"{os.path.join(f.out_dir, 'contact_sheet.png')}")
 
 
-def cli_main(argv) -> None:
-    """`main`, with bad flags / inputs reported as one line and exit status 1."""
-    try:
-        main(argv)
-    except ValueError as e:
-        sys.exit(f"evaluate.py: error: {e}")
-
-
-def print_help_and_exit() -> None:
-    """`--help` / `-h`: the docstring and every flag, exit status 0 (absl's exits 1)."""
-    print(__doc__)
-    print(flags.FLAGS.main_module_help())
-    sys.exit(0)
-
-
 if __name__ == "__main__":
-    if any(a in ("--help", "-h", "-help", "--helpshort") for a in sys.argv[1:]):
-        print_help_and_exit()
-    app.run(cli_main)
+    cli.run(main, __doc__, "evaluate.py")

@@ -20,12 +20,11 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
 
 import ml_collections
-from absl import app, flags
+from absl import flags
 
-from lumiere_jax import pretrained, runs
+from lumiere_jax import cli, pretrained, runs
 
 flags.DEFINE_string("out", None, "pretrained folder to write")
 flags.DEFINE_multi_string("stage", [], "NAME=WORKDIR[:CONFIG.py], repeatable")
@@ -107,13 +106,6 @@ def main(argv) -> None:
         print(f"  {name}: {e['weights']} ({e['stage']}) {e.get('training')}")
 
 
-def cli_main(argv) -> None:
-    try:
-        main(argv)
-    except ValueError as e:
-        sys.exit(f"export_pretrained.py: error: {e}")
-
-
 if __name__ == "__main__":
     flags.mark_flags_as_required(["out"])
-    app.run(cli_main)
+    cli.run(main, __doc__, "export_pretrained.py")

@@ -28,22 +28,18 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import time
 
-import flax.linen as nn
 import imageio.v3 as iio
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from lumiere_jax import runs
+from lumiere_jax import cli, runs
 from lumiere_jax.applications import interpolate_spatial_weights
 from lumiere_jax.data.video_io import center_crop_resize, read_video
-from lumiere_jax.models import UNet
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
-from lumiere_jax.text import TextEncoder
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_PRETRAINED = os.path.join(ROOT, "pretrained", "moving_shapes")
@@ -97,8 +93,7 @@ def load_stage(config, ckpt: str, use_ema: bool, name: str, key: jax.Array) -> d
             raise ValueError(f"--{name}_ckpt is not set: give the checkpoint folder of a "
                              f"{config.stage} run, or --random for random weights")
         logging.warning("%s: no checkpoint given: RANDOM weights, the output is noise.", name)
-        model, encoder = UNet(runs.unet_config(config)), TextEncoder(runs.text_config(config))
-        return nn.meta.unbox(jax.jit(runs.make_init_fn(model, encoder, config))(key))
+        return runs.random_params(config, key)
     return runs.load_run_params(ckpt, config.stage, use_ema, field=f"--{name}_ckpt")
 
 
@@ -229,23 +224,5 @@ def main(argv) -> None:
     print(f"{time.perf_counter() - start:.1f} s in all (weights, compile, sampling)")
 
 
-def cli_main(argv) -> None:
-    """`main`, with bad flags / inputs reported as one line and exit status 1."""
-    try:
-        main(argv)
-    except ValueError as e:
-        sys.exit(f"sample.py: error: {e}")
-
-
-def print_help_and_exit() -> None:
-    """`--help` / `-h`: the docstring and every flag of this script, exit status 0 (absl's
-    own --help exits 1)."""
-    print(__doc__)
-    print(flags.FLAGS.main_module_help())
-    sys.exit(0)
-
-
 if __name__ == "__main__":
-    if any(a in ("--help", "-h", "-help", "--helpshort") for a in sys.argv[1:]):
-        print_help_and_exit()
-    app.run(cli_main)
+    cli.run(main, __doc__, "sample.py")

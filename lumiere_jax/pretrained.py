@@ -87,7 +87,10 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 
 def load_config(folder: str | os.PathLike, name: str) -> ml_collections.ConfigDict:
     """The train config of stage `name` (as it was when the weights were made)."""
-    entry = _entry(folder, name)
+    return _read_config(folder, _entry(folder, name))
+
+
+def _read_config(folder: str | os.PathLike, entry: dict) -> ml_collections.ConfigDict:
     path = os.path.join(os.fspath(folder), entry["config"])
     try:
         with open(path) as f:
@@ -106,7 +109,8 @@ def load_stage(folder: str | os.PathLike, name: str, verify: bool = True
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    entry, config = _entry(folder, name), load_config(folder, name)
+    entry = _entry(folder, name)
+    config = _read_config(folder, entry)
     path = os.path.join(os.fspath(folder), entry["weights"])
     if not os.path.isfile(path):
         raise ValueError(f"{path!r} (stage {name!r}) is missing")

@@ -105,11 +105,18 @@ def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):
     return init_fn
 
 
+def _run_init_fn(config: Any):
+    return make_init_fn(UNet(unet_config(config)), TextEncoder(text_config(config)), config)
+
+
 def param_shapes(config: Any) -> dict:
     """`{'unet', 'text'}` tree of `ShapeDtypeStruct`s of a run's weights (nothing computed)."""
-    model, encoder = UNet(unet_config(config)), TextEncoder(text_config(config))
-    return nn.meta.unbox(jax.eval_shape(make_init_fn(model, encoder, config),
-                                        jax.random.key(0)))
+    return nn.meta.unbox(jax.eval_shape(_run_init_fn(config), jax.random.key(0)))
+
+
+def random_params(config: Any, key: jax.Array) -> dict:
+    """`{'unet', 'text'}` freshly initialised weights of a run config (jitted init)."""
+    return nn.meta.unbox(jax.jit(_run_init_fn(config))(key))
 
 
 def text_encode_fn(config: Any, text_params: Any):
