@@ -21,7 +21,6 @@ jitted step -> loop (log, checkpoint, sample).
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import jax
@@ -31,6 +30,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
 
+from lumiere_jax import cli
 from lumiere_jax.checkpoint import (Checkpointer, CheckpointSaveError,
                                     UnreadableCheckpointError, config_fingerprint)
 from lumiere_jax.data import prepare_moving_shapes
@@ -231,17 +231,6 @@ def write_samples(config, workdir, sample_fn, state, frozen, host, tok, null_ids
     write_video(os.path.join(workdir, "samples", f"step_{step:07d}.gif"), grid, fps=8)
 
 
-def exit_at_once(message: str) -> None:
-    """Prints `message` to stderr and ends the process with status 1 without the usual
-    interpreter teardown: after a failed save, tensorstore still holds callbacks into
-    orbax's closed event loop, and an ordinary exit prints thousands of lines of 'Event
-    loop is closed' tracebacks after the message. Checkpoints and metrics are closed by
-    then (`train`'s finally)."""
-    sys.stdout.flush()
-    print(message, file=sys.stderr, flush=True)
-    os._exit(1)
-
-
 def main(argv) -> None:
     del argv
     initialize_distributed(flags.FLAGS.coordinator, flags.FLAGS.num_processes,
@@ -249,11 +238,11 @@ def main(argv) -> None:
     try:
         train(flags.FLAGS.config, flags.FLAGS.workdir)
     except CheckpointSaveError as e:
-        exit_at_once(f"train.py: error: {e}")
+        cli.exit_with_error(f"train.py: error: {e}")
     except UnreadableCheckpointError as e:
-        raise SystemExit(f"train.py: error: {e}; if they are beyond repair, rerun with "
-                         "--config.train.on_unreadable=restart to move them aside and start "
-                         "from step 0") from None
+        cli.exit_with_error(f"train.py: error: {e}; if they are beyond repair, rerun with "
+                            "--config.train.on_unreadable=restart to move them aside and "
+                            "start from step 0")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """How the top-level scripts run: `--help` prints the script's docstring and every flag and
 exits 0 (absl's own --help exits 1); a `ValueError` (a bad flag, input or file) becomes one
-line `<script>: error: ...` and exit status 1, never a traceback.
+line `<script>: error: ...` and exit status 1, never a traceback. The process then ends at
+once (`os._exit`, as train.py's error exit): an orbax restore that failed leaves async
+reads whose "Exception ignored" tracebacks would otherwise print after the message at
+interpreter shutdown, some of the time.
 
     if __name__ == "__main__":
         cli.run(main, __doc__, "sample.py")
@@ -8,12 +11,22 @@ line `<script>: error: ...` and exit status 1, never a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
 from absl import app, flags
 
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
+
+
+def exit_with_error(message: str) -> None:
+    """Print `message` to stderr and end the process with status 1 at once, without the
+    interpreter teardown in which tensorstore / orbax callbacks (a failed read or save)
+    print tracebacks after the message."""
+    sys.stdout.flush()
+    print(message, file=sys.stderr, flush=True)
+    os._exit(1)
 
 
 def run(main: Callable[[list[str]], None], doc: str | None, script: str) -> None:
@@ -26,6 +39,6 @@ def run(main: Callable[[list[str]], None], doc: str | None, script: str) -> None
         try:
             main(argv)
         except ValueError as e:
-            sys.exit(f"{script}: error: {e}")
+            exit_with_error(f"{script}: error: {e}")
 
     app.run(checked_main)
