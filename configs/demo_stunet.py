@@ -3,10 +3,12 @@
 Command (after configs/demo_t2i.py):
     python train.py --config configs/demo_stunet.py --workdir runs/demo_stunet
 
-The T2I weights (EMA) and the T2I text encoder are loaded from `train.init_from` and
-frozen; only `temporal_*` weights train. Two temporal downsamplings (16 -> 8 -> 4 frames
-at the coarsest level). Deviation from the paper: `model.temporal_text=True` lets the
-temporal layers read the prompt (README "Design notes": motion from text).
+The T2I U-Net weights (EMA) are loaded from `train.init_from` and frozen; the `temporal_*`
+weights train, and so does the T2I's text encoder (loaded from the same run). Two temporal
+downsamplings (16 -> 8 -> 4 frames at the coarsest level). Deviations from the paper (README
+"Design notes": motion from text): `model.temporal_text=True` lets the temporal layers read
+the prompt, and `text.trainable=True`, because the T2I stage, seeing single frames, had all
+but erased the direction words from its encoder (benchmarks/text_direction.py).
 """
 
 from lumiere_jax.models import configs as model_configs
@@ -16,6 +18,7 @@ from lumiere_jax.training.defaults import demo_config
 def get_config():
     c = demo_config("stunet", model_configs.demo_stunet())
     c.data.batch_size = 4
+    c.text.trainable = True  # the T2I stage left "left" / "right" nearly the same states
     c.optim.update(lr=8e-4, warmup_steps=100, decay_steps=1000, ema_decay=0.995,
                    ema_warmup=True)
     c.train.update(num_steps=1000, log_every=25, checkpoint_every=100,
