@@ -78,6 +78,8 @@ flags.DEFINE_string("out_dir", "eval", "where metrics.json and contact_sheet.png
 flags.DEFINE_bool("fvd", True, "compute FVD against real test clips")
 flags.DEFINE_integer("fvd_batch_size", 8, "clips per I3D forward")
 flags.DEFINE_integer("sheet_rows", 16, "clips shown on the contact sheet")
+flags.DEFINE_bool("base_only", False, "generation mode: judge the base stage's videos (its "
+                  "size, no SSR); FVD against real clips at that size")
 flags.DEFINE_bool("save_videos", False, "generation mode: also write the clips as GIFs + "
                   "prompts.json into <out_dir>/videos (re-scorable with --videos_dir)")
 
@@ -121,7 +123,8 @@ def build_cascade(f, key: jax.Array) -> LumierePipeline:
 
 
 def generate_clips(pipe: LumierePipeline, prompts: list[str], key: jax.Array, batch_size: int,
-                   num_frames: int | None) -> tuple[np.ndarray, list[float]]:
+                   num_frames: int | None, base_only: bool = False
+                   ) -> tuple[np.ndarray, list[float]]:
     """uint8 (N, T, H, W, 3) for the prompts, in batches of `batch_size` (the last one
     padded with its last prompt, so every call has one shape); seconds per batch."""
     videos, seconds = [], []
@@ -129,7 +132,8 @@ def generate_clips(pipe: LumierePipeline, prompts: list[str], key: jax.Array, ba
         batch = prompts[start:start + batch_size]
         padded = batch + [batch[-1]] * (batch_size - len(batch))
         t0 = time.perf_counter()
-        out = np.asarray(pipe(padded, jax.random.fold_in(key, i), num_frames=num_frames))
+        out = np.asarray(pipe(padded, jax.random.fold_in(key, i), num_frames=num_frames,
+                              base_only=base_only))
         seconds.append(time.perf_counter() - t0)
         videos.append(out[:len(batch)])
         logging.info("generated %d / %d clips", start + len(batch), len(prompts))
@@ -244,8 +248,8 @@ def collect(f):
     k_weights, k_sample = jax.random.split(jax.random.key(f.seed))
     pipe = build_cascade(f, k_weights)
     videos, seconds = generate_clips(pipe, [e["prompt"] for e in entries], k_sample,
-                                     f.batch_size, f.num_frames or None)
-    info.update(mode="generate", skipped=0, skipped_files=[],
+                                     f.batch_size, f.num_frames or None, f.base_only)
+    info.update(mode="generate", stage="base" if f.base_only else "cascade", skipped=0, skipped_files=[],
                 seconds_per_clip=sum(seconds) / len(videos),
                 seconds_per_clip_after_compile=(sum(seconds[1:]) / (len(videos) - min(
                     f.batch_size, len(videos))) if len(seconds) > 1 else None))

@@ -234,7 +234,8 @@ class LumierePipeline:
         # Fails early on bad image sizes / window frame counts for either network.
         check_input_shape(base_config, (1, base_config.num_frames, low, low, 3))
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
-        self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "mode"))
+        self._jitted = jax.jit(self._generate,
+                               static_argnames=("num_frames", "mode", "base_only"))
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -309,12 +310,13 @@ class LumierePipeline:
     # ------------------------------------------------------------------ jitted cascade
 
     def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
-                  key: jax.Array, inputs: dict[str, jax.Array], *, num_frames: int, mode: str
-                  ) -> tuple[jax.Array, jax.Array]:
+                  key: jax.Array, inputs: dict[str, jax.Array], *, num_frames: int, mode: str,
+                  base_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
         """texts: per stage ('base', 'ssr') the `unet_model_fn` text arguments (text,
         text_mask, null_text, null_mask). mode 'text': inputs {}; 'conditional':
         {'cond_low', 'cond_high'} (B, T, h, w, 4) at the two resolutions; 'edit':
-        {'video_low' (B, T, h, w, 3), 'strength' ()}."""
+        {'video_low' (B, T, h, w, 3), 'strength' ()}. `base_only`: stop after stage 1
+        (the SSR output is None; the base video is the same as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
         batch, low, high = texts["base"]["text"].shape[0], base_cfg.image_size, ssr_cfg.image_size
         k_base, k_base_sample, k_aug, k_ssr, k_ssr_sample = jax.random.split(key, 5)
@@ -339,6 +341,8 @@ class LumierePipeline:
                              jax.random.normal(k_base, shape, jnp.float32), k_base_sample,
                              **base_kw)
         low_res = jnp.clip(low_res, -1.0, 1.0)
+        if base_only:
+            return to_uint8(low_res), None
 
         # Stage 2: SSR on overlapping temporal windows, merged by MultiDiffusion each step.
         up = jax.image.resize(low_res, (batch, num_frames, high, high, 3), s.resize_method)
@@ -378,15 +382,15 @@ class LumierePipeline:
         return states, mask
 
     def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,
-             return_low_res: bool, mode: str, inputs: dict[str, jax.Array]
-             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+             return_low_res: bool, mode: str, inputs: dict[str, jax.Array],
+             base_only: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         if mode == "conditional" and not (self.base_config.cond_channels
                                           or self.sampling.replace_known):
             raise ValueError("a plain STUNet (cond_channels=0) sees the given content only "
                              "through replacement: set SamplingConfig.replace_known=True or "
                              "use a conditional STUNet (cond_channels=4).")
         texts = {}
-        for stage in ("base", "ssr"):
+        for stage in ("base",) if base_only else ("base", "ssr"):
             if stage == "ssr" and self.text_encoders["ssr"] is self.text_encoders["base"]:
                 texts["ssr"] = texts["base"]
                 continue
@@ -399,21 +403,25 @@ class LumierePipeline:
             texts[stage] = dict(text=text, text_mask=mask, null_text=null_text,
                                 null_mask=null_mask)
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, inputs,
-                                 num_frames=num_frames, mode=mode)
+                                 num_frames=num_frames, mode=mode, base_only=base_only)
+        if base_only:
+            return np.asarray(jax.device_get(low))
         high = np.asarray(jax.device_get(high))
         return (np.asarray(jax.device_get(low)), high) if return_low_res else high
 
     def __call__(self, prompts: Sequence[str] | str, key: jax.Array, *,
-                 num_frames: int | None = None, return_low_res: bool = False
-                 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                 num_frames: int | None = None, return_low_res: bool = False,
+                 base_only: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Text-to-video: one video per prompt.
 
         Returns uint8 (B, T, ssr_size, ssr_size, 3); with `return_low_res`, also the base
-        stage's uint8 (B, T, base_size, base_size, 3) as a first element.
+        stage's uint8 (B, T, base_size, base_size, 3) as a first element. `base_only`:
+        only the base stage runs, and its (B, T, base_size, base_size, 3) video (the same
+        as `return_low_res` gives) is returned.
         """
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
-        return self._run(prompts, key, num_frames, return_low_res, "text", {})
+        return self._run(prompts, key, num_frames, return_low_res, "text", {}, base_only)
 
     def image_to_video(self, prompts: Sequence[str] | str, image: Any, key: jax.Array, *,
                        num_frames: int | None = None, return_low_res: bool = False):

@@ -88,6 +88,13 @@ def test_cascade_is_deterministic_in_key(pipe, videos):
     assert np.abs(other.astype(int) - high.astype(int)).mean() > 1.0
 
 
+def test_base_only_is_the_cascades_base_video(pipe, videos):
+    low, _ = videos
+    base = pipe(["a red ball bounces", "waves"], jax.random.key(1), base_only=True)
+    assert base.shape == low.shape and base.dtype == np.uint8
+    np.testing.assert_array_equal(base, low)
+
+
 def test_writes_playable_mp4_and_gif(pipe, videos, tmp_path):
     _, high = videos
     mp4, gif = tmp_path / "clip.mp4", tmp_path / "clip.gif"

@@ -101,6 +101,17 @@ def test_generates_from_short_test_prompts(dataset, tmp_path):
     assert all(os.path.isfile(out / "videos" / name) for name in saved)
 
 
+def test_base_only_judges_the_base_stage_at_its_size(dataset, tmp_path):
+    out = tmp_path / "out"
+    r = run_evaluate("--dataset", dataset, "--random", "--num_clips", "2", "--batch_size", "2",
+                     "--steps", "2", "--base_only", "--fvd=false", "--out_dir", str(out),
+                     "--base_config.model.image_size=16", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["stage"] == "base" and m["num_clips"] == 2
+    assert all(c["shape"] == [4, 16, 16, 3] for c in m["clips"])  # the base's 16 px, no SSR
+
+
 @pytest.mark.parametrize("args, message", [
     (["--num_clips", "99", "--random"], "--num_clips=99 must be in [1, 16]"),
     (["--num_clips", "2"], "--base_ckpt is not set"),
