@@ -37,15 +37,15 @@ EmbeddingLookup = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
 @dataclasses.dataclass(frozen=True)
 class FeatureMap:
-  """Which features of a TFDS dataset hold the video and the caption.
+    """Which features of a TFDS dataset hold the video and the caption.
 
-  video: a (T, H, W, 3) uint8 feature (`Tensor` or `Video`).
-  caption: a `Text` feature, a `ClassLabel` (its names become captions, CamelCase split:
-    "ApplyEyeMakeup" -> "apply eye makeup"), or None for empty captions.
-  """
+    video: a (T, H, W, 3) uint8 feature (`Tensor` or `Video`).
+    caption: a `Text` feature, a `ClassLabel` (its names become captions, CamelCase split:
+      "ApplyEyeMakeup" -> "apply eye makeup"), or None for empty captions.
+    """
 
-  video: str = "video"
-  caption: str | None = "caption"
+    video: str = "video"
+    caption: str | None = "caption"
 
 
 # Feature maps for known TFDS video datasets (`tfds build ucf101 --file_format=array_record`).
@@ -63,148 +63,151 @@ def load_source(
     data_dir: str | os.PathLike | None = None,
     builder_kwargs: dict[str, Any] | None = None,
 ) -> Any:
-  """A random-access TFDS data source of an `array_record` dataset.
+    """A random-access TFDS data source of an `array_record` dataset.
 
-  name_or_dir: a built dataset directory (holding dataset_info.json, e.g.
-    `<data_dir>/moving_shapes/f16_s32/1.0.0`) or a registered TFDS name ('ucf101',
-    'moving_shapes/f16_s32'); builders of this package are registered on import.
-  split: TFDS split string ('train', 'test[:10%]', ...).
-  """
-  # Registers moving_shapes / video_folder with TFDS so they resolve by name.
-  from lumiere_jax.data import moving_shapes, video_folder  # pylint: disable=g-import-not-at-top,unused-import
+    name_or_dir: a built dataset directory (holding dataset_info.json, e.g.
+      `<data_dir>/moving_shapes/f16_s32/1.0.0`) or a registered TFDS name ('ucf101',
+      'moving_shapes/f16_s32'); builders of this package are registered on import.
+    split: TFDS split string ('train', 'test[:10%]', ...).
+    """
+    # Registers moving_shapes / video_folder with TFDS so they resolve by name.
+    from lumiere_jax.data import moving_shapes, video_folder  # noqa: F401
 
-  path = os.fspath(name_or_dir)
-  if os.path.isfile(os.path.join(path, "dataset_info.json")):
-    builder = tfds.builder_from_directory(path)
-  else:
-    try:
-      builder = tfds.builder(path, data_dir=data_dir, **(builder_kwargs or {}))
-    except tfds.core.registered.DatasetNotFoundError as e:
-      raise ValueError(
-          f"name_or_dir {path!r} is neither a built dataset directory (no dataset_info.json) "
-          f"nor a registered TFDS dataset name.") from e
-    if not builder.is_prepared():
-      raise ValueError(
-          f"dataset {path!r} is not prepared in data_dir={builder.data_dir_root!r}; build it "
-          f"first (`builder.download_and_prepare()` or `tfds build {path.split('/')[0]} "
-          "--file_format=array_record`).")
-  file_format = builder.info.file_format
-  fmt = getattr(file_format, "value", file_format)
-  if fmt != "array_record":
-    raise ValueError(
-        f"dataset {builder.name!r} was written as {fmt!r}; random access needs "
-        f"'array_record'. Rebuild it: `tfds build {builder.name} --file_format=array_record`.")
-  return builder.as_data_source(split=split)
+    path = os.fspath(name_or_dir)
+    if os.path.isfile(os.path.join(path, "dataset_info.json")):
+        builder = tfds.builder_from_directory(path)
+    else:
+        try:
+            builder = tfds.builder(path, data_dir=data_dir, **(builder_kwargs or {}))
+        except tfds.core.registered.DatasetNotFoundError as e:
+            raise ValueError(
+                f"name_or_dir {path!r} is neither a built dataset directory (no dataset_info.json) "
+                f"nor a registered TFDS dataset name.") from e
+        if not builder.is_prepared():
+            raise ValueError(
+                f"dataset {path!r} is not prepared in data_dir={builder.data_dir_root!r}; build it "
+                f"first (`builder.download_and_prepare()` or `tfds build {path.split('/')[0]} "
+                "--file_format=array_record`).")
+    file_format = builder.info.file_format
+    fmt = getattr(file_format, "value", file_format)
+    if fmt != "array_record":
+        raise ValueError(
+            f"dataset {builder.name!r} was written as {fmt!r}; random access needs "
+            f"'array_record'. Rebuild it: `tfds build {builder.name} --file_format=array_record`.")
+    return builder.as_data_source(split=split)
 
 
 def prepare_moving_shapes(name: str, data_dir: str | os.PathLike | None = None) -> bool:
-  """Build a `moving_shapes/<config>` dataset if it is not on disk yet (it is procedural
-  and offline, so a fresh clone can train at once). Returns True if it built one; other
-  names are left alone (False). Safe to rerun after an interrupted build."""
-  from lumiere_jax.data.moving_shapes import MovingShapes  # pylint: disable=g-import-not-at-top
+    """Build a `moving_shapes/<config>` dataset if it is not on disk yet (it is procedural
+    and offline, so a fresh clone can train at once). Returns True if it built one; other
+    names are left alone (False). Safe to rerun after an interrupted build."""
+    from lumiere_jax.data.moving_shapes import MovingShapes  # pylint: disable=g-import-not-at-top
 
-  dataset, _, config = os.fspath(name).partition("/")
-  if dataset != "moving_shapes" or os.path.isfile(os.path.join(os.fspath(name), "dataset_info.json")):
-    return False
-  builder = MovingShapes(data_dir=data_dir, config=config or None)
-  if builder.is_prepared():
-    return False
-  print(f"moving_shapes/{builder.builder_config.name} is not in {builder.data_dir_root}: building "
-        f"it now ({builder.builder_config.num_train} + {builder.builder_config.num_test} clips, "
-        "a few minutes, once).", flush=True)
-  builder.download_and_prepare()
-  return True
+    dataset, _, config = os.fspath(name).partition("/")
+    built_folder = os.path.isfile(os.path.join(os.fspath(name), "dataset_info.json"))
+    if dataset != "moving_shapes" or built_folder:
+        return False
+    builder = MovingShapes(data_dir=data_dir, config=config or None)
+    if builder.is_prepared():
+        return False
+    print(f"moving_shapes/{builder.builder_config.name} is not in {builder.data_dir_root}: "
+          "building "
+          f"it now ({builder.builder_config.num_train} + {builder.builder_config.num_test} clips, "
+          "a few minutes, once).", flush=True)
+    builder.download_and_prepare()
+    return True
 
 
 def humanize_label(name: str) -> str:
-  """'ApplyEyeMakeup' / 'apply_eye_makeup' -> 'apply eye makeup'."""
-  words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_|-", " ", name).split()
-  return " ".join(w.lower() for w in words)
+    """'ApplyEyeMakeup' / 'apply_eye_makeup' -> 'apply eye makeup'."""
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|_|-", " ", name).split()
+    return " ".join(w.lower() for w in words)
 
 
 def _feature_names(source: Any, key: str | None) -> list[str] | None:
-  """ClassLabel names of `key` in the source's features, else None."""
-  info = getattr(source, "dataset_info", None)
-  if key is None or info is None:
+    """ClassLabel names of `key` in the source's features, else None."""
+    info = getattr(source, "dataset_info", None)
+    if key is None or info is None:
+        return None
+    feature = info.features[key] if key in info.features else None
+    if isinstance(feature, tfds.features.ClassLabel):
+        return [humanize_label(n) for n in feature.names]
     return None
-  feature = info.features[key] if key in info.features else None
-  if isinstance(feature, tfds.features.ClassLabel):
-    return [humanize_label(n) for n in feature.names]
-  return None
 
 
 def _check_keys(source: Any, feature_map: FeatureMap) -> None:
-  info = getattr(source, "dataset_info", None)
-  if info is None:
-    return
-  keys = list(info.features.keys())
-  for field in ("video", "caption"):
-    key = getattr(feature_map, field)
-    if key is not None and key not in keys:
-      raise ValueError(
-          f"FeatureMap.{field}={key!r} is not a feature of {info.name!r}; its features are "
-          f"{keys}.")
+    info = getattr(source, "dataset_info", None)
+    if info is None:
+        return
+    keys = list(info.features.keys())
+    for field in ("video", "caption"):
+        key = getattr(feature_map, field)
+        if key is not None and key not in keys:
+            raise ValueError(
+                f"FeatureMap.{field}={key!r} is not a feature of {info.name!r}; its features are "
+                f"{keys}.")
 
 
 def _caption_of(example: dict[str, Any], feature_map: FeatureMap,
                 label_names: list[str] | None) -> str:
-  if feature_map.caption is None:
-    return ""
-  value = example[feature_map.caption]
-  if label_names is not None:
-    return label_names[int(value)]
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+    if feature_map.caption is None:
+        return ""
+    value = example[feature_map.caption]
+    if label_names is not None:
+        return label_names[int(value)]
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def all_captions(source: Sequence[Any], feature_map: FeatureMap = FeatureMap()) -> list[str]:
-  """Sorted unique non-empty captions of a source (to build a text embedding cache)."""
-  _check_keys(source, feature_map)
-  names = _feature_names(source, feature_map.caption)
-  if names is not None:
-    return sorted(set(names))
-  caps = {_caption_of(source[i], feature_map, None) for i in range(len(source))}
-  return sorted(caps - {""})
+    """Sorted unique non-empty captions of a source (to build a text embedding cache)."""
+    _check_keys(source, feature_map)
+    names = _feature_names(source, feature_map.caption)
+    if names is not None:
+        return sorted(set(names))
+    caps = {_caption_of(source[i], feature_map, None) for i in range(len(source))}
+    return sorted(caps - {""})
 
 
 @dataclasses.dataclass(frozen=True)
 class _ExampleTransform:
-  """Per-example: pick frames (random temporal crop or one frame), crop/resize, caption."""
+    """Per-example: pick frames (random temporal crop or one frame), crop/resize, caption."""
 
-  feature_map: FeatureMap
-  label_names: list[str] | None
-  num_frames: int | None
-  size: tuple[int, int] | None
-  images: bool
-  random_crop: bool
-  caption_dropout: float = 0.0
+    feature_map: FeatureMap
+    label_names: list[str] | None
+    num_frames: int | None
+    size: tuple[int, int] | None
+    images: bool
+    random_crop: bool
+    caption_dropout: float = 0.0
 
-  def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    video = np.asarray(example[self.feature_map.video])
-    if video.ndim != 4 or video.shape[-1] != 3:
-      raise ValueError(
-          f"feature {self.feature_map.video!r} must be (T, H, W, 3), got {video.shape}.")
-    t = video.shape[0]
-    if self.images:
-      video = video[rng.integers(t) if self.random_crop else t // 2][None]
-    elif self.num_frames is not None:
-      if t < self.num_frames:
-        raise ValueError(
-            f"num_frames={self.num_frames} but a clip of {self.feature_map.video!r} has only "
-            f"{t} frames; use num_frames <= {t} or rebuild the dataset with longer clips.")
-      start = rng.integers(t - self.num_frames + 1) if self.random_crop else 0
-      video = video[start:start + self.num_frames]
-    if self.size is not None and video.shape[1:3] != self.size:
-      video = video_io.center_crop_resize(video, self.size)
-    if self.caption_dropout:
-      from lumiere_jax.data.moving_shapes import caption_from_labels  # pylint: disable=g-import-not-at-top
-      out = {"caption": caption_from_labels(example, rng, self.caption_dropout)}
-    else:
-      out = {"caption": _caption_of(example, self.feature_map, self.label_names)}
-    if self.images:
-      out["image"] = video[0]
-    else:
-      out["video"] = video
-    return out
+    def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+        video = np.asarray(example[self.feature_map.video])
+        if video.ndim != 4 or video.shape[-1] != 3:
+            raise ValueError(
+                f"feature {self.feature_map.video!r} must be (T, H, W, 3), got {video.shape}.")
+        t = video.shape[0]
+        if self.images:
+            video = video[rng.integers(t) if self.random_crop else t // 2][None]
+        elif self.num_frames is not None:
+            if t < self.num_frames:
+                raise ValueError(
+                    f"num_frames={self.num_frames} but a clip of {self.feature_map.video!r} has "
+                    "only "
+                    f"{t} frames; use num_frames <= {t} or rebuild the dataset with longer clips.")
+            start = rng.integers(t - self.num_frames + 1) if self.random_crop else 0
+            video = video[start:start + self.num_frames]
+        if self.size is not None and video.shape[1:3] != self.size:
+            video = video_io.center_crop_resize(video, self.size)
+        if self.caption_dropout:
+            from lumiere_jax.data.moving_shapes import caption_from_labels
+            out = {"caption": caption_from_labels(example, rng, self.caption_dropout)}
+        else:
+            out = {"caption": _caption_of(example, self.feature_map, self.label_names)}
+        if self.images:
+            out["image"] = video[0]
+        else:
+            out["video"] = video
+        return out
 
 
 def make_dataset(
@@ -228,98 +231,98 @@ def make_dataset(
     prefetch_buffer_size: int = 16,
     num_workers: int = 0,
 ) -> grain.IterDataset:
-  """Shuffled, repeated, batched, per-process-sharded, checkpointable stream of batches.
+    """Shuffled, repeated, batched, per-process-sharded, checkpointable stream of batches.
 
-  Args:
-    source: a random-access data source (`load_source(...)`, `builder.as_data_source()`).
-    batch_size: examples per batch on this process.
-    seed: drives the shuffle and every per-example random choice.
-    feature_map: feature keys of the video and caption.
-    num_frames: clip length T (random temporal crop of longer clips); None keeps T.
-    size: output (H, W) (center crop + resize when different); None keeps the size.
-    images: yield single frames for the T2I stage (`'image': (B, H, W, 3)`).
-    shuffle: shuffle records (per epoch); random_crop defaults to the same value.
-    num_epochs: None repeats forever (use this for multi-process training: with finite
-      epochs, shards of a split not divisible by shard_count differ by one record).
-    drop_remainder: drop a last partial batch (only matters with finite num_epochs).
-    shard_index, shard_count: this reader's shard; default jax.process_index() /
-      jax.process_count(). Shards are disjoint and together cover the split.
-    embedding_lookup: captions -> (states (B, L, D), mask (B, L)) (e.g.
-      `lumiere_jax.text.EmbeddingCache.lookup`), added as 'text' and 'text_mask'.
-    caption_dropout: > 0 rebuilds each `moving_shapes` caption from its stored labels with
-      size, speed, background and one of two objects each dropped with this probability
-      (`moving_shapes.caption_from_labels`), so short prompts are in the training data.
-    num_threads, prefetch_buffer_size: batches read in parallel / kept ready.
-    num_workers: > 0 decodes in that many worker processes (grain `mp_prefetch`), for
-      when one Python process (GIL) cannot keep up; the stream and its state are the same.
+    Args:
+      source: a random-access data source (`load_source(...)`, `builder.as_data_source()`).
+      batch_size: examples per batch on this process.
+      seed: drives the shuffle and every per-example random choice.
+      feature_map: feature keys of the video and caption.
+      num_frames: clip length T (random temporal crop of longer clips); None keeps T.
+      size: output (H, W) (center crop + resize when different); None keeps the size.
+      images: yield single frames for the T2I stage (`'image': (B, H, W, 3)`).
+      shuffle: shuffle records (per epoch); random_crop defaults to the same value.
+      num_epochs: None repeats forever (use this for multi-process training: with finite
+        epochs, shards of a split not divisible by shard_count differ by one record).
+      drop_remainder: drop a last partial batch (only matters with finite num_epochs).
+      shard_index, shard_count: this reader's shard; default jax.process_index() /
+        jax.process_count(). Shards are disjoint and together cover the split.
+      embedding_lookup: captions -> (states (B, L, D), mask (B, L)) (e.g.
+        `lumiere_jax.text.EmbeddingCache.lookup`), added as 'text' and 'text_mask'.
+      caption_dropout: > 0 rebuilds each `moving_shapes` caption from its stored labels with
+        size, speed, background and one of two objects each dropped with this probability
+        (`moving_shapes.caption_from_labels`), so short prompts are in the training data.
+      num_threads, prefetch_buffer_size: batches read in parallel / kept ready.
+      num_workers: > 0 decodes in that many worker processes (grain `mp_prefetch`), for
+        when one Python process (GIL) cannot keep up; the stream and its state are the same.
 
-  Returns:
-    grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
-    'caption': str (B,)[, 'text': float32 (B, L, D), 'text_mask': bool (B, L)]}; its
-    iterator has `get_state()` / `set_state()` (JSON-able dicts).
-  """
-  if batch_size <= 0:
-    raise ValueError(f"batch_size must be > 0, got {batch_size}.")
-  if num_frames is not None and num_frames <= 0:
-    raise ValueError(f"num_frames must be > 0 or None, got {num_frames}.")
-  if num_epochs is not None and num_epochs <= 0:
-    raise ValueError(f"num_epochs must be > 0 or None, got {num_epochs}.")
-  if num_workers < 0:
-    raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
-  if size is not None:
-    size = video_io.parse_size(size)
-  if (shard_index is None) != (shard_count is None):
-    raise ValueError(
-        f"shard_index and shard_count must be given together, got shard_index={shard_index}, "
-        f"shard_count={shard_count}.")
-  if shard_index is None:
-    import jax  # pylint: disable=g-import-not-at-top
-    shard_index, shard_count = jax.process_index(), jax.process_count()
-  if shard_count <= 0 or not 0 <= shard_index < shard_count:
-    raise ValueError(
-        f"shard_index must be in [0, shard_count) with shard_count > 0, got "
-        f"shard_index={shard_index}, shard_count={shard_count}.")
-  _check_keys(source, feature_map)
-  if len(source) < shard_count:
-    raise ValueError(
-        f"the split has {len(source)} records, fewer than shard_count={shard_count} readers.")
-  random_crop = shuffle if random_crop is None else random_crop
-  if not 0.0 <= caption_dropout <= 1.0:
-    raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}.")
-  info = getattr(source, "dataset_info", None)
-  if caption_dropout and info is not None and "objects" not in info.features:
-    raise ValueError(
-        f"caption_dropout={caption_dropout} rebuilds moving_shapes captions from their labels, "
-        f"but {info.name!r} has no 'objects' labels; use caption_dropout=0.")
+    Returns:
+      grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
+      'caption': str (B,)[, 'text': float32 (B, L, D), 'text_mask': bool (B, L)]}; its
+      iterator has `get_state()` / `set_state()` (JSON-able dicts).
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}.")
+    if num_frames is not None and num_frames <= 0:
+        raise ValueError(f"num_frames must be > 0 or None, got {num_frames}.")
+    if num_epochs is not None and num_epochs <= 0:
+        raise ValueError(f"num_epochs must be > 0 or None, got {num_epochs}.")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+    if size is not None:
+        size = video_io.parse_size(size)
+    if (shard_index is None) != (shard_count is None):
+        raise ValueError(
+            f"shard_index and shard_count must be given together, got shard_index={shard_index}, "
+            f"shard_count={shard_count}.")
+    if shard_index is None:
+        import jax  # pylint: disable=g-import-not-at-top
+        shard_index, shard_count = jax.process_index(), jax.process_count()
+    if shard_count <= 0 or not 0 <= shard_index < shard_count:
+        raise ValueError(
+            f"shard_index must be in [0, shard_count) with shard_count > 0, got "
+            f"shard_index={shard_index}, shard_count={shard_count}.")
+    _check_keys(source, feature_map)
+    if len(source) < shard_count:
+        raise ValueError(
+            f"the split has {len(source)} records, fewer than shard_count={shard_count} readers.")
+    random_crop = shuffle if random_crop is None else random_crop
+    if not 0.0 <= caption_dropout <= 1.0:
+        raise ValueError(f"caption_dropout must be in [0, 1], got {caption_dropout}.")
+    info = getattr(source, "dataset_info", None)
+    if caption_dropout and info is not None and "objects" not in info.features:
+        raise ValueError(
+            f"caption_dropout={caption_dropout} rebuilds moving_shapes captions from their labels, "
+            f"but {info.name!r} has no 'objects' labels; use caption_dropout=0.")
 
-  ds = grain.MapDataset.source(source)
-  ds = ds[shard_index::shard_count]
-  if drop_remainder and num_epochs is not None and len(ds) < batch_size:
-    raise ValueError(
-        f"batch_size={batch_size} exceeds this shard's {len(ds)} records; with "
-        "drop_remainder=True no batch would come out.")
-  # Per-shard seeds: processes draw different shuffles and crops, each reproducible.
-  shuffle_seed, crop_seed = (int(x) for x in np.random.SeedSequence(
-      [seed, shard_index, shard_count]).generate_state(2))
-  if shuffle:
-    ds = ds.shuffle(seed=shuffle_seed)
-  ds = ds.repeat(num_epochs)
-  transform = _ExampleTransform(
-      feature_map, _feature_names(source, feature_map.caption), num_frames, size, images,
-      random_crop, caption_dropout)
-  # Seeded per record position: the same element gets the same crop on every run.
-  ds = ds.random_map(transform, seed=crop_seed)
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  it_ds = ds.to_iter_dataset(
-      grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
-  if num_workers:
-    from absl import flags  # pylint: disable=g-import-not-at-top
-    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; use their defaults
-      flags.FLAGS.mark_as_parsed()
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
-  if embedding_lookup is not None:  # in this process: the lookup may hold device arrays
-    def add_text(batch: dict[str, Any]) -> dict[str, Any]:
-      states, mask = embedding_lookup(list(batch["caption"]))
-      return {**batch, "text": np.asarray(states), "text_mask": np.asarray(mask, bool)}
-    it_ds = it_ds.map(add_text)
-  return it_ds
+    ds = grain.MapDataset.source(source)
+    ds = ds[shard_index::shard_count]
+    if drop_remainder and num_epochs is not None and len(ds) < batch_size:
+        raise ValueError(
+            f"batch_size={batch_size} exceeds this shard's {len(ds)} records; with "
+            "drop_remainder=True no batch would come out.")
+    # Per-shard seeds: processes draw different shuffles and crops, each reproducible.
+    shuffle_seed, crop_seed = (int(x) for x in np.random.SeedSequence(
+        [seed, shard_index, shard_count]).generate_state(2))
+    if shuffle:
+        ds = ds.shuffle(seed=shuffle_seed)
+    ds = ds.repeat(num_epochs)
+    transform = _ExampleTransform(
+        feature_map, _feature_names(source, feature_map.caption), num_frames, size, images,
+        random_crop, caption_dropout)
+    # Seeded per record position: the same element gets the same crop on every run.
+    ds = ds.random_map(transform, seed=crop_seed)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    it_ds = ds.to_iter_dataset(
+        grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
+    if num_workers:
+        from absl import flags  # pylint: disable=g-import-not-at-top
+        if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; use their defaults
+            flags.FLAGS.mark_as_parsed()
+        it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+    if embedding_lookup is not None:  # in this process: the lookup may hold device arrays
+        def add_text(batch: dict[str, Any]) -> dict[str, Any]:
+            states, mask = embedding_lookup(list(batch["caption"]))
+            return {**batch, "text": np.asarray(states), "text_mask": np.asarray(mask, bool)}
+        it_ds = it_ds.map(add_text)
+    return it_ds

@@ -12,169 +12,170 @@ T, H, W, N_TRAIN, N_TEST = 8, 16, 16, 24, 6
 
 
 def _config(seed=0):
-  return MovingShapesConfig(name=f"tiny_seed{seed}", num_frames=T, height=H, width=W,
-                            num_train=N_TRAIN, num_test=N_TEST, seed=seed)
+    return MovingShapesConfig(name=f"tiny_seed{seed}", num_frames=T, height=H, width=W,
+                              num_train=N_TRAIN, num_test=N_TEST, seed=seed)
 
 
 def _build(data_dir, seed=0):
-  builder = MovingShapes(data_dir=str(data_dir), config=_config(seed))
-  builder.download_and_prepare()
-  return builder
+    builder = MovingShapes(data_dir=str(data_dir), config=_config(seed))
+    builder.download_and_prepare()
+    return builder
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-  return [_build(tmp_path_factory.mktemp(f"ms{i}"), seed) for i, seed in enumerate((0, 0, 1))]
+    return [_build(tmp_path_factory.mktemp(f"ms{i}"), seed) for i, seed in enumerate((0, 0, 1))]
 
 
 def test_declared_counts_shapes_and_dtypes(built):
-  builder = built[0]
-  assert builder.info.splits["train"].num_examples == N_TRAIN
-  assert builder.info.splits["test"].num_examples == N_TEST
-  assert builder.info.features["video"].shape == (T, H, W, 3)
-  assert builder.info.features["video"].np_dtype == np.uint8
-  assert str(builder.info.file_format.value) == "array_record"
-  for split, n in (("train", N_TRAIN), ("test", N_TEST)):
-    source = builder.as_data_source(split=split)
-    assert len(source) == n
-    for ex in source:
-      assert ex["video"].shape == (T, H, W, 3) and ex["video"].dtype == np.uint8
-      assert isinstance(ex["caption"], bytes) and ex["caption"].startswith(b"a ")
-      assert ex["num_objects"] in (1, 2) and len(ex["objects"]["shape"]) == ex["num_objects"]
+    builder = built[0]
+    assert builder.info.splits["train"].num_examples == N_TRAIN
+    assert builder.info.splits["test"].num_examples == N_TEST
+    assert builder.info.features["video"].shape == (T, H, W, 3)
+    assert builder.info.features["video"].np_dtype == np.uint8
+    assert str(builder.info.file_format.value) == "array_record"
+    for split, n in (("train", N_TRAIN), ("test", N_TEST)):
+        source = builder.as_data_source(split=split)
+        assert len(source) == n
+        for ex in source:
+            assert ex["video"].shape == (T, H, W, 3) and ex["video"].dtype == np.uint8
+            assert isinstance(ex["caption"], bytes) and ex["caption"].startswith(b"a ")
+            assert ex["num_objects"] in (1, 2) and len(ex["objects"]["shape"]) == ex["num_objects"]
 
 
 def test_reloads_from_directory_without_builder_class(built):
-  reloaded = tfds.builder_from_directory(built[0].data_dir)
-  a, b = reloaded.as_data_source("train"), built[0].as_data_source("train")
-  for i in range(len(a)):
-    np.testing.assert_array_equal(a[i]["video"], b[i]["video"])
+    reloaded = tfds.builder_from_directory(built[0].data_dir)
+    a, b = reloaded.as_data_source("train"), built[0].as_data_source("train")
+    for i in range(len(a)):
+        np.testing.assert_array_equal(a[i]["video"], b[i]["video"])
 
 
 def _records(builder, split):
-  source = builder.as_data_source(split=split)
-  return sorted((ex["caption"], ex["video"].tobytes()) for ex in source)
+    source = builder.as_data_source(split=split)
+    return sorted((ex["caption"], ex["video"].tobytes()) for ex in source)
 
 
 def test_same_seed_same_records_other_seed_differs(built):
-  for split in ("train", "test"):
-    assert _records(built[0], split) == _records(built[1], split)
-  assert _records(built[0], "train") != _records(built[2], "train")
-  assert _records(built[0], "train") != _records(built[0], "test")
+    for split in ("train", "test"):
+        assert _records(built[0], split) == _records(built[1], split)
+    assert _records(built[0], "train") != _records(built[2], "train")
+    assert _records(built[0], "train") != _records(built[0], "test")
 
 
 def test_records_are_the_pure_function_of_seed_split_index(built):
-  expected = {make_example(0, "test", i, T, H, W)["video"].tobytes() for i in range(N_TEST)}
-  got = {ex["video"].tobytes() for ex in built[0].as_data_source("test")}
-  assert got == expected
+    expected = {make_example(0, "test", i, T, H, W)["video"].tobytes() for i in range(N_TEST)}
+    got = {ex["video"].tobytes() for ex in built[0].as_data_source("test")}
+    assert got == expected
 
 
 def _color_mask(video, rgb, tol=40):
-  return (np.abs(video.astype(int) - np.asarray(rgb)).sum(-1) < tol)
+    return (np.abs(video.astype(int) - np.asarray(rgb)).sum(-1) < tol)
 
 
 def test_caption_controls_the_pixels():
-  """Read every caption word back from the pixels, with an independent measurement."""
-  n, checked_two = 200, 0
-  size = 48
-  for i in range(n):
-    ex = make_example(7, "train", i, 12, size, size)
-    video, caption, objs = ex["video"], ex["caption"], ex["objects"]
-    bg = ex["background"]
-    assert caption.endswith(f"on a {bg} background")
-    # Corners are background (objects stay inside the frame and never reach a corner cell).
-    np.testing.assert_array_equal(video[:, 0, 0], np.tile(BACKGROUNDS[bg], (12, 1)))
-    k = len(objs["shape"])
-    checked_two += k == 2
-    phrases = caption[: -len(f" on a {bg} background")].split(" and a ")
-    assert len(phrases) == k
-    for j in range(k):
-      shape, color, sz = objs["shape"][j], objs["color"][j], objs["size"][j]
-      direction, speed = objs["direction"][j], objs["speed"][j]
-      assert phrases[j].lstrip("a ").startswith(f"{sz} {color} {shape} moving "
-                                                f"{SPEEDS[speed][1]} {DIRECTIONS[direction][1]}")
-      if k == 2 and j == 0:
-        continue  # the first object may be occluded by the second; check only the top one
-      mask = _color_mask(video, COLORS[color])  # (T, H, W)
-      assert mask[0].sum() > 0
-      if k == 1:
-        # Size: coverage (pixel = bg + alpha * (color - bg)) summed over the frame vs the
-        # closed-form area of the named shape at radius r = frac * size.
-        c, b = np.asarray(COLORS[color], float), np.asarray(BACKGROUNDS[bg], float)
-        alpha = np.clip((video[0] - b) @ (c - b) / ((c - b) @ (c - b)), 0, 1)
-        r = SIZES[sz] * size
-        closed = {"circle": np.pi * r**2, "square": (1.7 * r) ** 2,
-                  "diamond": 2 * (1.1 * r) ** 2, "triangle": 3 * np.sqrt(3) / 4 * r**2}[shape]
-        np.testing.assert_allclose(alpha.sum(), closed, rtol=0.05)
-      # Direction and speed: centroid displacement from first to last frame.
-      ys, xs = np.nonzero(mask[0])
-      ye, xe = np.nonzero(mask[-1])
-      disp = np.array([ye.mean() - ys.mean(), xe.mean() - xs.mean()])
-      unit = np.asarray(DIRECTIONS[direction][0]) / np.linalg.norm(DIRECTIONS[direction][0])
-      travel = SPEEDS[speed][0] * size
-      np.testing.assert_allclose(disp, unit * travel, atol=1.0)
-  assert checked_two > 40  # both one- and two-object scenes were exercised
+    """Read every caption word back from the pixels, with an independent measurement."""
+    n, checked_two = 200, 0
+    size = 48
+    for i in range(n):
+        ex = make_example(7, "train", i, 12, size, size)
+        video, caption, objs = ex["video"], ex["caption"], ex["objects"]
+        bg = ex["background"]
+        assert caption.endswith(f"on a {bg} background")
+        # Corners are background (objects stay inside the frame and never reach a corner cell).
+        np.testing.assert_array_equal(video[:, 0, 0], np.tile(BACKGROUNDS[bg], (12, 1)))
+        k = len(objs["shape"])
+        checked_two += k == 2
+        phrases = caption[: -len(f" on a {bg} background")].split(" and a ")
+        assert len(phrases) == k
+        for j in range(k):
+            shape, color, sz = objs["shape"][j], objs["color"][j], objs["size"][j]
+            direction, speed = objs["direction"][j], objs["speed"][j]
+            motion = f"{SPEEDS[speed][1]} {DIRECTIONS[direction][1]}"
+            assert phrases[j].lstrip("a ").startswith(f"{sz} {color} {shape} moving {motion}")
+            if k == 2 and j == 0:
+                continue  # the first object may be occluded by the second; check only the top one
+            mask = _color_mask(video, COLORS[color])  # (T, H, W)
+            assert mask[0].sum() > 0
+            if k == 1:
+                # Size: coverage (pixel = bg + alpha * (color - bg)) summed over the frame vs the
+                # closed-form area of the named shape at radius r = frac * size.
+                c, b = np.asarray(COLORS[color], float), np.asarray(BACKGROUNDS[bg], float)
+                alpha = np.clip((video[0] - b) @ (c - b) / ((c - b) @ (c - b)), 0, 1)
+                r = SIZES[sz] * size
+                closed = {"circle": np.pi * r**2, "square": (1.7 * r) ** 2,
+                          "diamond": 2 * (1.1 * r) ** 2,
+                          "triangle": 3 * np.sqrt(3) / 4 * r**2}[shape]
+                np.testing.assert_allclose(alpha.sum(), closed, rtol=0.05)
+            # Direction and speed: centroid displacement from first to last frame.
+            ys, xs = np.nonzero(mask[0])
+            ye, xe = np.nonzero(mask[-1])
+            disp = np.array([ye.mean() - ys.mean(), xe.mean() - xs.mean()])
+            unit = np.asarray(DIRECTIONS[direction][0]) / np.linalg.norm(DIRECTIONS[direction][0])
+            travel = SPEEDS[speed][0] * size
+            np.testing.assert_allclose(disp, unit * travel, atol=1.0)
+    assert checked_two > 40  # both one- and two-object scenes were exercised
 
 
 def test_attribute_coverage():
-  seen = {k: set() for k in ("shape", "color", "size", "direction", "speed")}
-  backgrounds = set()
-  for i in range(300):
-    ex = make_example(3, "train", i, 4, 16, 16)
-    backgrounds.add(ex["background"])
-    for k in seen:
-      seen[k].update(ex["objects"][k])
-  assert seen["shape"] == set(SHAPES) and seen["color"] == set(COLORS)
-  assert seen["size"] == set(SIZES) and seen["direction"] == set(DIRECTIONS)
-  assert seen["speed"] == set(SPEEDS) and backgrounds == set(BACKGROUNDS)
+    seen = {k: set() for k in ("shape", "color", "size", "direction", "speed")}
+    backgrounds = set()
+    for i in range(300):
+        ex = make_example(3, "train", i, 4, 16, 16)
+        backgrounds.add(ex["background"])
+        for k in seen:
+            seen[k].update(ex["objects"][k])
+    assert seen["shape"] == set(SHAPES) and seen["color"] == set(COLORS)
+    assert seen["size"] == set(SIZES) and seen["direction"] == set(DIRECTIONS)
+    assert seen["speed"] == set(SPEEDS) and backgrounds == set(BACKGROUNDS)
 
 
 def test_bad_config():
-  with pytest.raises(ValueError, match="num_frames"):
-    MovingShapesConfig(name="x", num_frames=0)
-  with pytest.raises(ValueError, match="height/width"):
-    MovingShapesConfig(name="x", height=4, width=4)
-  with pytest.raises(ValueError, match="two_object_prob"):
-    MovingShapesConfig(name="x", two_object_prob=1.5)
-  with pytest.raises(ValueError, match="split"):
-    make_example(0, "validation", 0, 4, 16, 16)
+    with pytest.raises(ValueError, match="num_frames"):
+        MovingShapesConfig(name="x", num_frames=0)
+    with pytest.raises(ValueError, match="height/width"):
+        MovingShapesConfig(name="x", height=4, width=4)
+    with pytest.raises(ValueError, match="two_object_prob"):
+        MovingShapesConfig(name="x", two_object_prob=1.5)
+    with pytest.raises(ValueError, match="split"):
+        make_example(0, "validation", 0, 4, 16, 16)
 
 
 def _record(built, split="train"):
-  return list(built[0].as_data_source(split=split))
+    return list(built[0].as_data_source(split=split))
 
 
 def test_caption_from_labels_without_dropout_is_the_stored_caption(built):
-  from lumiere_jax.data.moving_shapes import caption_from_labels
-  rng = np.random.default_rng(0)
-  for ex in _record(built) + _record(built, "test"):
-    assert caption_from_labels(ex, rng, 0.0) == ex["caption"].decode()
+    from lumiere_jax.data.moving_shapes import caption_from_labels
+    rng = np.random.default_rng(0)
+    for ex in _record(built) + _record(built, "test"):
+        assert caption_from_labels(ex, rng, 0.0) == ex["caption"].decode()
 
 
 def test_caption_from_labels_full_dropout_is_the_short_prompt(built):
-  """drop_prob=1: one object, only colour, shape and direction, as a user types it."""
-  from lumiere_jax.data.moving_shapes import caption_from_labels
-  rng = np.random.default_rng(1)
-  for ex in _record(built):
-    short = caption_from_labels(ex, rng, 1.0)
-    objs = ex["objects"]
-    phrases = {f"a {list(COLORS)[c]} {SHAPES[s]} moving {DIRECTIONS[list(DIRECTIONS)[d]][1]}"
-               for c, s, d in zip(objs["color"], objs["shape"], objs["direction"])}
-    assert short in phrases
+    """drop_prob=1: one object, only colour, shape and direction, as a user types it."""
+    from lumiere_jax.data.moving_shapes import caption_from_labels
+    rng = np.random.default_rng(1)
+    for ex in _record(built):
+        short = caption_from_labels(ex, rng, 1.0)
+        objs = ex["objects"]
+        phrases = {f"a {list(COLORS)[c]} {SHAPES[s]} moving {DIRECTIONS[list(DIRECTIONS)[d]][1]}"
+                   for c, s, d in zip(objs["color"], objs["shape"], objs["direction"])}
+        assert short in phrases
 
 
 def test_caption_dropout_keeps_every_kept_phrase_true_to_the_labels(built):
-  """Dropped parts vary; what stays is a sub-sequence of the stored caption's words, and
-  every word is in `caption_vocabulary()`."""
-  from lumiere_jax.data.moving_shapes import caption_from_labels, caption_vocabulary
-  rng, vocab, lengths = np.random.default_rng(2), set(caption_vocabulary()), set()
-  for ex in _record(built) * 4:
-    full = ex["caption"].decode().split(" and a ")
-    cap = caption_from_labels(ex, rng, 0.5)
-    assert set(cap.split()) <= vocab
-    lengths.add(len(cap.split()))
-    for phrase in cap.split(" on a ")[0].split(" and a "):
-      words = phrase.removeprefix("a ").split()
-      source = next(f for f in full if words[0] in f.split() and words[1] in f.split())
-      it = iter(source.split())
-      assert all(w in it for w in words), (phrase, source)  # ordered sub-sequence
-  assert len(lengths) > 5  # the dropout really varies the captions
+    """Dropped parts vary; what stays is a sub-sequence of the stored caption's words, and
+    every word is in `caption_vocabulary()`."""
+    from lumiere_jax.data.moving_shapes import caption_from_labels, caption_vocabulary
+    rng, vocab, lengths = np.random.default_rng(2), set(caption_vocabulary()), set()
+    for ex in _record(built) * 4:
+        full = ex["caption"].decode().split(" and a ")
+        cap = caption_from_labels(ex, rng, 0.5)
+        assert set(cap.split()) <= vocab
+        lengths.add(len(cap.split()))
+        for phrase in cap.split(" on a ")[0].split(" and a "):
+            words = phrase.removeprefix("a ").split()
+            source = next(f for f in full if words[0] in f.split() and words[1] in f.split())
+            it = iter(source.split())
+            assert all(w in it for w in words), (phrase, source)  # ordered sub-sequence
+    assert len(lengths) > 5  # the dropout really varies the captions

@@ -53,226 +53,230 @@ _SPLIT_IDS = {"train": 0, "test": 1}
 
 @dataclasses.dataclass(frozen=True)
 class ShapeObject:
-  """One moving object; positions in pixels (y, x) of the center."""
+    """One moving object; positions in pixels (y, x) of the center."""
 
-  shape: str
-  color: str
-  size: str
-  direction: str
-  speed: str
-  start: tuple[float, float]
-  velocity: tuple[float, float]  # pixels per frame
+    shape: str
+    color: str
+    size: str
+    direction: str
+    speed: str
+    start: tuple[float, float]
+    velocity: tuple[float, float]  # pixels per frame
 
-  def phrase(self) -> str:
-    return (f"a {self.size} {self.color} {self.shape} moving {SPEEDS[self.speed][1]} "
-            f"{DIRECTIONS[self.direction][1]}")
+    def phrase(self) -> str:
+        return (f"a {self.size} {self.color} {self.shape} moving {SPEEDS[self.speed][1]} "
+                f"{DIRECTIONS[self.direction][1]}")
 
 
 @dataclasses.dataclass(frozen=True)
 class Scene:
-  objects: tuple[ShapeObject, ...]
-  background: str
+    objects: tuple[ShapeObject, ...]
+    background: str
 
-  def caption(self) -> str:
-    return " and ".join(o.phrase() for o in self.objects) + f" on a {self.background} background"
+    def caption(self) -> str:
+        objects = " and ".join(o.phrase() for o in self.objects)
+        return f"{objects} on a {self.background} background"
 
 
 def caption_vocabulary() -> tuple[str, ...]:
-  """Every word a caption (full or with parts dropped) can hold, sorted (`WordTokenizer`)."""
-  words = {"a", "and", "on", "background", "moving"}
-  for phrases in (SHAPES, COLORS, BACKGROUNDS, SIZES,
-                  [p for _, p in DIRECTIONS.values()], [a for _, a in SPEEDS.values()]):
-    for phrase in phrases:
-      words.update(phrase.split())
-  return tuple(sorted(words))
+    """Every word a caption (full or with parts dropped) can hold, sorted (`WordTokenizer`)."""
+    words = {"a", "and", "on", "background", "moving"}
+    for phrases in (SHAPES, COLORS, BACKGROUNDS, SIZES,
+                    [p for _, p in DIRECTIONS.values()], [a for _, a in SPEEDS.values()]):
+        for phrase in phrases:
+            words.update(phrase.split())
+    return tuple(sorted(words))
 
 
 def caption_from_labels(labels: dict[str, Any], rng: np.random.Generator,
                         drop_prob: float) -> str:
-  """A caption rebuilt from a record's stored labels, optional parts dropped at random.
+    """A caption rebuilt from a record's stored labels, optional parts dropped at random.
 
-  Colour, shape and direction of every kept object always stay; size, speed, the
-  background and (of two objects) one whole object are each dropped with `drop_prob`, so
-  a model trained on these reads short prompts such as "a red circle moving right".
-  `labels`: a decoded record ('objects' with ClassLabel ids, 'background', 'num_objects').
-  """
-  objs, n = labels["objects"], int(labels["num_objects"])
-  order = list(range(n))
-  if n > 1 and rng.random() < drop_prob:
-    order = [int(rng.integers(n))]
-  phrases = []
-  for i in order:
-    size = "" if rng.random() < drop_prob else f"{list(SIZES)[int(objs['size'][i])]} "
-    speed = "" if rng.random() < drop_prob else f"{SPEEDS[list(SPEEDS)[int(objs['speed'][i])]][1]} "
-    phrases.append(f"a {size}{list(COLORS)[int(objs['color'][i])]} "
-                   f"{SHAPES[int(objs['shape'][i])]} moving {speed}"
-                   f"{DIRECTIONS[list(DIRECTIONS)[int(objs['direction'][i])]][1]}")
-  caption = " and ".join(phrases)
-  if rng.random() >= drop_prob:
-    caption += f" on a {list(BACKGROUNDS)[int(labels['background'])]} background"
-  return caption
+    Colour, shape and direction of every kept object always stay; size, speed, the
+    background and (of two objects) one whole object are each dropped with `drop_prob`, so
+    a model trained on these reads short prompts such as "a red circle moving right".
+    `labels`: a decoded record ('objects' with ClassLabel ids, 'background', 'num_objects').
+    """
+    objs, n = labels["objects"], int(labels["num_objects"])
+    order = list(range(n))
+    if n > 1 and rng.random() < drop_prob:
+        order = [int(rng.integers(n))]
+    phrases = []
+    for i in order:
+        size = "" if rng.random() < drop_prob else f"{list(SIZES)[int(objs['size'][i])]} "
+        speed_word = SPEEDS[list(SPEEDS)[int(objs['speed'][i])]][1]
+        speed = "" if rng.random() < drop_prob else f"{speed_word} "
+        phrases.append(f"a {size}{list(COLORS)[int(objs['color'][i])]} "
+                       f"{SHAPES[int(objs['shape'][i])]} moving {speed}"
+                       f"{DIRECTIONS[list(DIRECTIONS)[int(objs['direction'][i])]][1]}")
+    caption = " and ".join(phrases)
+    if rng.random() >= drop_prob:
+        caption += f" on a {list(BACKGROUNDS)[int(labels['background'])]} background"
+    return caption
 
 
 def sample_scene(
     rng: np.random.Generator, num_frames: int, height: int, width: int,
     two_object_prob: float = 0.5,
 ) -> Scene:
-  """Draw a random scene whose objects stay fully inside the frame for the whole clip."""
-  s = min(height, width)
-  n = 2 if rng.random() < two_object_prob else 1
-  background = str(rng.choice(list(BACKGROUNDS)))
-  objects, used = [], set()
-  while len(objects) < n:
-    shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
-    if color in used:  # two objects always differ in color (told apart by text and pixels)
-      continue
-    used.add(color)
-    size, direction, speed = (str(rng.choice(list(SIZES))), str(rng.choice(list(DIRECTIONS))),
-                              str(rng.choice(list(SPEEDS))))
-    r = SIZES[size] * s
-    unit = np.asarray(DIRECTIONS[direction][0])
-    unit = unit / np.linalg.norm(unit)
-    travel = unit * SPEEDS[speed][0] * s  # (dy, dx) over the clip
-    start = []
-    for extent, d in zip((height, width), travel):
-      lo, hi = r - min(0.0, d), extent - r - max(0.0, d)
-      start.append(float(rng.uniform(lo, hi)))
-    velocity = travel / max(num_frames - 1, 1)
-    objects.append(ShapeObject(shape, color, size, direction, speed, tuple(start),
-                               (float(velocity[0]), float(velocity[1]))))
-  return Scene(tuple(objects), background)
+    """Draw a random scene whose objects stay fully inside the frame for the whole clip."""
+    s = min(height, width)
+    n = 2 if rng.random() < two_object_prob else 1
+    background = str(rng.choice(list(BACKGROUNDS)))
+    objects, used = [], set()
+    while len(objects) < n:
+        shape, color = str(rng.choice(SHAPES)), str(rng.choice(list(COLORS)))
+        if color in used:  # two objects always differ in color (told apart by text and pixels)
+            continue
+        used.add(color)
+        size, direction, speed = (str(rng.choice(list(SIZES))), str(rng.choice(list(DIRECTIONS))),
+                                  str(rng.choice(list(SPEEDS))))
+        r = SIZES[size] * s
+        unit = np.asarray(DIRECTIONS[direction][0])
+        unit = unit / np.linalg.norm(unit)
+        travel = unit * SPEEDS[speed][0] * s  # (dy, dx) over the clip
+        start = []
+        for extent, d in zip((height, width), travel):
+            lo, hi = r - min(0.0, d), extent - r - max(0.0, d)
+            start.append(float(rng.uniform(lo, hi)))
+        velocity = travel / max(num_frames - 1, 1)
+        objects.append(ShapeObject(shape, color, size, direction, speed, tuple(start),
+                                   (float(velocity[0]), float(velocity[1]))))
+    return Scene(tuple(objects), background)
 
 
 def _signed_distance(shape: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np.ndarray:
-  """Signed distance (pixels, <0 inside) to a shape of circumradius-like size r."""
-  if shape == "circle":
-    return np.sqrt(dy**2 + dx**2) - r
-  if shape == "square":
-    return np.maximum(np.abs(dy), np.abs(dx)) - 0.85 * r
-  if shape == "diamond":
-    return (np.abs(dy) + np.abs(dx) - 1.1 * r) / np.sqrt(2.0)
-  if shape == "triangle":  # pointing up, circumradius r, inradius r / 2
-    c, h = np.sqrt(3.0) / 2, 0.5
-    return np.maximum(np.maximum(dy, c * dx - h * dy), -c * dx - h * dy) - 0.5 * r
-  raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}.")
+    """Signed distance (pixels, <0 inside) to a shape of circumradius-like size r."""
+    if shape == "circle":
+        return np.sqrt(dy**2 + dx**2) - r
+    if shape == "square":
+        return np.maximum(np.abs(dy), np.abs(dx)) - 0.85 * r
+    if shape == "diamond":
+        return (np.abs(dy) + np.abs(dx) - 1.1 * r) / np.sqrt(2.0)
+    if shape == "triangle":  # pointing up, circumradius r, inradius r / 2
+        c, h = np.sqrt(3.0) / 2, 0.5
+        return np.maximum(np.maximum(dy, c * dx - h * dy), -c * dx - h * dy) - 0.5 * r
+    raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}.")
 
 
 def render_scene(scene: Scene, num_frames: int, height: int, width: int) -> np.ndarray:
-  """Rasterize a scene with antialiased edges. Returns uint8 (T, H, W, 3)."""
-  s = min(height, width)
-  t = np.arange(num_frames, dtype=np.float32)[:, None, None]
-  ys = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]
-  xs = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
-  video = np.broadcast_to(np.asarray(BACKGROUNDS[scene.background], np.float32),
-                          (num_frames, height, width, 3)).copy()
-  for obj in scene.objects:  # later objects are drawn on top
-    cy = obj.start[0] + obj.velocity[0] * t
-    cx = obj.start[1] + obj.velocity[1] * t
-    sdf = _signed_distance(obj.shape, ys - cy, xs - cx, SIZES[obj.size] * s)
-    alpha = np.clip(0.5 - sdf, 0.0, 1.0)[..., None]  # (T, H, W, 1) pixel coverage
-    video = video * (1 - alpha) + alpha * np.asarray(COLORS[obj.color], np.float32)
-  return np.round(video).astype(np.uint8)
+    """Rasterize a scene with antialiased edges. Returns uint8 (T, H, W, 3)."""
+    s = min(height, width)
+    t = np.arange(num_frames, dtype=np.float32)[:, None, None]
+    ys = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]
+    xs = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
+    video = np.broadcast_to(np.asarray(BACKGROUNDS[scene.background], np.float32),
+                            (num_frames, height, width, 3)).copy()
+    for obj in scene.objects:  # later objects are drawn on top
+        cy = obj.start[0] + obj.velocity[0] * t
+        cx = obj.start[1] + obj.velocity[1] * t
+        sdf = _signed_distance(obj.shape, ys - cy, xs - cx, SIZES[obj.size] * s)
+        alpha = np.clip(0.5 - sdf, 0.0, 1.0)[..., None]  # (T, H, W, 1) pixel coverage
+        video = video * (1 - alpha) + alpha * np.asarray(COLORS[obj.color], np.float32)
+    return np.round(video).astype(np.uint8)
 
 
 def make_example(seed: int, split: str, index: int, num_frames: int, height: int,
                  width: int, two_object_prob: float = 0.5) -> dict[str, Any]:
-  """The record `index` of `split`: a pure function of its arguments."""
-  if split not in _SPLIT_IDS:
-    raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}.")
-  rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-  scene = sample_scene(rng, num_frames, height, width, two_object_prob)
-  return {
-      "video": render_scene(scene, num_frames, height, width),
-      "caption": scene.caption(),
-      "background": scene.background,
-      "num_objects": len(scene.objects),
-      "objects": {
-          "shape": [o.shape for o in scene.objects],
-          "color": [o.color for o in scene.objects],
-          "size": [o.size for o in scene.objects],
-          "direction": [o.direction for o in scene.objects],
-          "speed": [o.speed for o in scene.objects],
-          "start": np.asarray([o.start for o in scene.objects], np.float32),
-          "velocity": np.asarray([o.velocity for o in scene.objects], np.float32),
-      },
-  }
+    """The record `index` of `split`: a pure function of its arguments."""
+    if split not in _SPLIT_IDS:
+        raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}.")
+    rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
+    scene = sample_scene(rng, num_frames, height, width, two_object_prob)
+    return {
+        "video": render_scene(scene, num_frames, height, width),
+        "caption": scene.caption(),
+        "background": scene.background,
+        "num_objects": len(scene.objects),
+        "objects": {
+            "shape": [o.shape for o in scene.objects],
+            "color": [o.color for o in scene.objects],
+            "size": [o.size for o in scene.objects],
+            "direction": [o.direction for o in scene.objects],
+            "speed": [o.speed for o in scene.objects],
+            "start": np.asarray([o.start for o in scene.objects], np.float32),
+            "velocity": np.asarray([o.velocity for o in scene.objects], np.float32),
+        },
+    }
 
 
 @dataclasses.dataclass
 class MovingShapesConfig(tfds.core.BuilderConfig):
-  """Frame count, resolution, split sizes and seed of a `moving_shapes` build."""
+    """Frame count, resolution, split sizes and seed of a `moving_shapes` build."""
 
-  num_frames: int = 16
-  height: int = 32
-  width: int = 32
-  num_train: int = 20_000
-  num_test: int = 1_000
-  seed: int = 0
-  two_object_prob: float = 0.5
+    num_frames: int = 16
+    height: int = 32
+    width: int = 32
+    num_train: int = 20_000
+    num_test: int = 1_000
+    seed: int = 0
+    two_object_prob: float = 0.5
 
-  def __post_init__(self):
-    for field in ("num_frames", "height", "width", "num_train"):
-      if getattr(self, field) <= 0:
-        raise ValueError(f"MovingShapesConfig.{field} must be > 0, got {getattr(self, field)}.")
-    if min(self.height, self.width) < 8:
-      raise ValueError(
-          f"MovingShapesConfig height/width must be >= 8 for shapes to be visible, got "
-          f"{self.height}x{self.width}.")
-    if self.num_test < 0:
-      raise ValueError(f"MovingShapesConfig.num_test must be >= 0, got {self.num_test}.")
-    if not 0.0 <= self.two_object_prob <= 1.0:
-      raise ValueError(
-          f"MovingShapesConfig.two_object_prob must be in [0, 1], got {self.two_object_prob}.")
+    def __post_init__(self):
+        for field in ("num_frames", "height", "width", "num_train"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"MovingShapesConfig.{field} must be > 0, got "
+                                 f"{getattr(self, field)}.")
+        if min(self.height, self.width) < 8:
+            raise ValueError(
+                f"MovingShapesConfig height/width must be >= 8 for shapes to be visible, got "
+                f"{self.height}x{self.width}.")
+        if self.num_test < 0:
+            raise ValueError(f"MovingShapesConfig.num_test must be >= 0, got {self.num_test}.")
+        if not 0.0 <= self.two_object_prob <= 1.0:
+            raise ValueError(
+                "MovingShapesConfig.two_object_prob must be in [0, 1], got "
+                f"{self.two_object_prob}.")
 
 
 def _cfg(frames: int, px: int, num_train: int = 20_000) -> MovingShapesConfig:
-  return MovingShapesConfig(
-      name=f"f{frames}_s{px}", description=f"{frames} frames, {px}x{px} px",
-      num_frames=frames, height=px, width=px, num_train=num_train)
+    return MovingShapesConfig(
+        name=f"f{frames}_s{px}", description=f"{frames} frames, {px}x{px} px",
+        num_frames=frames, height=px, width=px, num_train=num_train)
 
 
 class MovingShapes(ArrayRecordBuilder):
-  """Procedural captioned moving-shapes videos (written as array_record)."""
+    """Procedural captioned moving-shapes videos (written as array_record)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  BUILDER_CONFIGS = [_cfg(16, 32), _cfg(16, 64), _cfg(32, 64), _cfg(80, 128, 5_000)]
-  DEFAULT_CONFIG_NAME = "f16_s32"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = [_cfg(16, 32), _cfg(16, 64), _cfg(32, 64), _cfg(80, 128, 5_000)]
+    DEFAULT_CONFIG_NAME = "f16_s32"
 
-  def _info(self) -> tfds.core.DatasetInfo:
-    c = self.builder_config
-    label = lambda names: tfds.features.ClassLabel(names=list(names))
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description=__doc__,
-        features=tfds.features.FeaturesDict({
-            "video": clip_feature(c.num_frames, c.height, c.width),
-            "caption": tfds.features.Text(),
-            "background": label(BACKGROUNDS),
-            "num_objects": tfds.features.Scalar(dtype=np.int32),
-            "objects": tfds.features.Sequence({
-                "shape": label(SHAPES),
-                "color": label(COLORS),
-                "size": label(SIZES),
-                "direction": label(DIRECTIONS),
-                "speed": label(SPEEDS),
-                "start": tfds.features.Tensor(shape=(2,), dtype=np.float32),
-                "velocity": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+    def _info(self) -> tfds.core.DatasetInfo:
+        c = self.builder_config
+        label = lambda names: tfds.features.ClassLabel(names=list(names))
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict({
+                "video": clip_feature(c.num_frames, c.height, c.width),
+                "caption": tfds.features.Text(),
+                "background": label(BACKGROUNDS),
+                "num_objects": tfds.features.Scalar(dtype=np.int32),
+                "objects": tfds.features.Sequence({
+                    "shape": label(SHAPES),
+                    "color": label(COLORS),
+                    "size": label(SIZES),
+                    "direction": label(DIRECTIONS),
+                    "speed": label(SPEEDS),
+                    "start": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                    "velocity": tfds.features.Tensor(shape=(2,), dtype=np.float32),
+                }),
             }),
-        }),
-        metadata=tfds.core.MetadataDict(seed=c.seed),
-    )
+            metadata=tfds.core.MetadataDict(seed=c.seed),
+        )
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # nothing to download
-    c = self.builder_config
-    splits = {"train": self._generate_examples("train", c.num_train)}
-    if c.num_test:
-      splits["test"] = self._generate_examples("test", c.num_test)
-    return splits
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing to download
+        c = self.builder_config
+        splits = {"train": self._generate_examples("train", c.num_train)}
+        if c.num_test:
+            splits["test"] = self._generate_examples("test", c.num_test)
+        return splits
 
-  def _generate_examples(self, split: str, num_examples: int):
-    c = self.builder_config
-    for i in range(num_examples):
-      yield i, make_example(c.seed, split, i, c.num_frames, c.height, c.width,
-                            c.two_object_prob)
+    def _generate_examples(self, split: str, num_examples: int):
+        c = self.builder_config
+        for i in range(num_examples):
+            yield i, make_example(c.seed, split, i, c.num_frames, c.height, c.width,
+                                  c.two_object_prob)
