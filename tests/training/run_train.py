@@ -26,55 +26,55 @@ argv = [sys.argv[0]] + sys.argv[3:]
 
 
 def die() -> None:
-      print(f"KILLING ({mode} {n})", flush=True)
-      os.kill(os.getpid(), signal.SIGKILL)
+    print(f"KILLING ({mode} {n})", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 if mode in ("kill_after_step", "term_after_step"):
-      from lumiere_jax.training import metrics
+    from lumiere_jax.training import metrics
 
-      original_write = metrics.MetricWriter.write
-      sent = []
+    original_write = metrics.MetricWriter.write
+    sent = []
 
-      def write(self, rows):
-            original_write(self, rows)
-            if any(r["step"] >= n for r in rows) and not sent:
-                  if mode == "kill_after_step":
-                        die()
-                  print(f"SENDING SIGTERM after step {n}", flush=True)
-                  sent.append(True)
-                  os.kill(os.getpid(), signal.SIGTERM)
+    def write(self, rows):
+        original_write(self, rows)
+        if any(r["step"] >= n for r in rows) and not sent:
+            if mode == "kill_after_step":
+                die()
+            print(f"SENDING SIGTERM after step {n}", flush=True)
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
 
-      metrics.MetricWriter.write = write
+    metrics.MetricWriter.write = write
 elif mode == "kill_in_save":
-      from orbax.checkpoint._src.path import atomicity
+    from orbax.checkpoint._src.path import atomicity
 
-      original_finalize = atomicity.AtomicRenameTemporaryPath.finalize
+    original_finalize = atomicity.AtomicRenameTemporaryPath.finalize
 
-      async def finalize(self, *args, **kwargs):
-            if self.get_final().name == str(n):
-                  die()
-            return await original_finalize(self, *args, **kwargs)
+    async def finalize(self, *args, **kwargs):
+        if self.get_final().name == str(n):
+            die()
+        return await original_finalize(self, *args, **kwargs)
 
-      atomicity.AtomicRenameTemporaryPath.finalize = finalize
+    atomicity.AtomicRenameTemporaryPath.finalize = finalize
 elif mode == "fsize_at_save":
-      import resource
+    import resource
 
-      from lumiere_jax.checkpoint import Checkpointer
+    from lumiere_jax.checkpoint import Checkpointer
 
-      original_save = Checkpointer.save
+    original_save = Checkpointer.save
 
-      def save(self, step, *args, **kwargs):
-            if step == n:
-                  self.wait_until_finished()
-                  print(f"LIMITING FILE SIZE before saving step {n}", flush=True)
-                  signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG errors instead of a kill
-                  resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, resource.RLIM_INFINITY))
-            return original_save(self, step, *args, **kwargs)
+    def save(self, step, *args, **kwargs):
+        if step == n:
+            self.wait_until_finished()
+            print(f"LIMITING FILE SIZE before saving step {n}", flush=True)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG errors instead of a kill
+            resource.setrlimit(resource.RLIMIT_FSIZE, (16 << 10, resource.RLIM_INFINITY))
+        return original_save(self, step, *args, **kwargs)
 
-      Checkpointer.save = save
+    Checkpointer.save = save
 elif mode != "none":
-      raise SystemExit(f"unknown mode {mode!r}")
+    raise SystemExit(f"unknown mode {mode!r}")
 
 sys.path.insert(0, os.getcwd())
 import train  # noqa: E402  (the repository root is the working directory)
