@@ -25,7 +25,7 @@ import time
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 from ml_collections import config_flags
@@ -247,4 +247,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
-    app.run(main)
+    cli.run(main, __doc__, "train.py")

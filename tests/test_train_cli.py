@@ -291,6 +291,13 @@ def error_line(out):
     return errors[0]
 
 
+def test_a_bad_config_value_is_one_line_and_exit_1(env):
+    workdir = env["tmp"].mktemp("bad_lr")
+    line = error_line(run(env, "none", 0, flags_for(env, workdir, "configs/tiny_t2i.py",
+                                                    "--config.optim.lr=-1"), expect_rc=1))
+    assert line.startswith("train.py: error: optim.lr=-1"), line
+
+
 def assert_ends_as_reference(workdir, reference):
     assert losses(workdir) == losses(reference)              # every step, bit for bit
     state, meta = restore(workdir, STEPS)

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 
-from absl import app, flags
+from absl import flags
 
 mode, n = sys.argv[1], int(sys.argv[2])
 argv = [sys.argv[0]] + sys.argv[3:]
@@ -78,6 +78,8 @@ elif mode != "none":
 
 sys.path.insert(0, os.getcwd())
 import train  # noqa: E402  (the repository root is the working directory)
+from lumiere_jax import cli  # noqa: E402
 
 flags.mark_flags_as_required(["config", "workdir"])
-app.run(train.main, argv)
+sys.argv = argv
+cli.run(train.main, train.__doc__, "train.py")
