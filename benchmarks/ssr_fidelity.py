@@ -37,7 +37,7 @@ stride = window // 2
 prompts = [src[i]["caption"].decode() for i in range(n)]
 enc = runs.text_encode_fn(config, params["text"])
 text, mask = (jnp.asarray(a) for a in enc(prompts))
-schedule = cosine_schedule(high, low)
+schedule = runs.noise_schedule(config)  # what the SSR run trained with
 
 
 @jax.jit

@@ -246,7 +246,9 @@ class LumierePipeline:
                   sampling: SamplingConfig | None = None, progress: bool = False
                   ) -> "LumierePipeline":
         """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
-        conditional) run and an SSR run; each stage reads prompts with its own encoder."""
+        conditional) run and an SSR run; each stage reads prompts with its own encoder and
+        samples on the noise schedule its run trained with (`runs.noise_schedule`), unless
+        `sampling` names schedules."""
         (base_cfg, base_params), (ssr_cfg, ssr_params) = base, ssr
         for name, cfg, stages in (("base", base_cfg, ("stunet", "conditional")),
                                   ("ssr", ssr_cfg, ("ssr",))):
@@ -257,6 +259,10 @@ class LumierePipeline:
             raise ValueError(f"the base run predicts {base_cfg.diffusion.prediction!r} but the "
                              f"SSR run {ssr_cfg.diffusion.prediction!r}; the sampler needs one")
         sampling = sampling or SamplingConfig(prediction=base_cfg.diffusion.prediction)
+        # Each stage samples on the noise schedule its run trained with (unless given).
+        sampling = dataclasses.replace(
+            sampling, base_schedule=sampling.base_schedule or runs.noise_schedule(base_cfg),
+            ssr_schedule=sampling.ssr_schedule or runs.noise_schedule(ssr_cfg))
         pipe = cls(runs.unet_config(base_cfg), base_params["unet"], runs.unet_config(ssr_cfg),
                    ssr_params["unet"], runs.text_encode_fn(base_cfg, base_params["text"]),
                    sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),

@@ -5,6 +5,7 @@ alike; imports nothing from `lumiere_jax.training`.
     model_cfg = unet_config(config)              # UNetConfig from config.model
     encoder = TextEncoder(text_config(config))   # vocab size from the configured tokenizer
     tok = tokenizer(config)                      # 'bytes' or 'words' (config.text.vocab)
+    schedule = noise_schedule(config)            # the schedule the run trains with
     params = load_run_params("runs/x/checkpoints", "stunet")   # {'unet', 'text'} (EMA)
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from absl import logging
 from flax import traverse_util
 
+from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.models import UNet, UNetConfig, dummy_inputs
 from lumiere_jax.text import (ByteTokenizer, TextEncoder, TextEncoderConfig, Tokenizer,
                               WordTokenizer, make_encode_fn)
@@ -35,6 +37,13 @@ def unet_config(config: Any) -> UNetConfig:
     if unknown:
         raise ValueError(f"config.model has unknown fields {unknown}; valid: {sorted(fields)}")
     return UNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def noise_schedule(config: Any) -> Schedule:
+    """The run's noise schedule: shifted cosine for `model.image_size` matched to
+    `diffusion.schedule_base_size`. Sampling a run's weights must use this schedule: the
+    network has learnt which noise level each time t means."""
+    return cosine_schedule(config.model.image_size, config.diffusion.schedule_base_size)
 
 
 def tokenizer(config: Any) -> Tokenizer:

@@ -116,3 +116,23 @@ def test_a_stunet_run_can_start_from_a_pretrained_t2i_stage(tmp_path):
     pretrained.write_manifest(tmp_path, {"t2i": entry, "style": entry})
     with pytest.raises(ValueError, match="2 stages of kind 't2i'"):
         setup.load_init_source(stunet_cfg)
+
+
+def test_each_stage_samples_on_the_schedule_its_run_trained_with(folder):
+    """The SSR stage of a train.py run learnt the noise level of each time t on its own
+    schedule (shift 2 log(schedule_base_size / image_size)); sampling it on another one
+    (e.g. shifted to the base size) gives a miscalibrated denoiser."""
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    from lumiere_jax.training.setup import step_config
+
+    out, stages = folder
+    pipe = LumierePipeline.from_pretrained(out)
+    for name, schedule in (("base", pipe.base_schedule), ("ssr", pipe.ssr_schedule)):
+        config = stages[name][0]
+        trained = step_config(config, runs.unet_config(config)).schedule
+        assert schedule == trained, name
+    ssr_cfg = stages["ssr"][0]
+    assert pipe.ssr_schedule == cosine_schedule(ssr_cfg.model.image_size,
+                                                ssr_cfg.diffusion.schedule_base_size)
+    assert pipe.ssr_schedule != cosine_schedule(ssr_cfg.model.image_size,
+                                                stages["base"][0].model.image_size)

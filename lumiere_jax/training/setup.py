@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from lumiere_jax.diffusion.schedules import cosine_schedule
+from lumiere_jax import runs
 from lumiere_jax.models import UNet, UNetConfig, dummy_inputs, inflate_params, trainable_mask
 from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
 from lumiere_jax.parallel.mesh import mesh_rules
@@ -41,7 +41,7 @@ class NonFiniteError(RuntimeError):
 def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
     d = config.diffusion
     return StepConfig(stage=config.stage,
-                      schedule=cosine_schedule(model_cfg.image_size, d.schedule_base_size),
+                      schedule=runs.noise_schedule(config),
                       prediction=d.prediction, weighting=d.weighting,
                       text_dropout=d.text_dropout, ema_decay=config.optim.ema_decay,
                       ema_warmup=bool(config.optim.get("ema_warmup", False)),
