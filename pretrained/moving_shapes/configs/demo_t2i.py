@@ -1,7 +1,15 @@
 """Demo stage 1: the shipped cascade's text-to-image U-Net, on single 32 px frames.
 
-Command (builds moving_shapes/f16_s32 first if it is missing):
-    python train.py --config configs/demo_t2i.py --workdir runs/demo_t2i
+Commands (the first builds moving_shapes/f16_s32 if it is missing); the shipped weights
+are the second run's step 1250:
+    python train.py --config configs/demo_t2i.py --workdir runs/demo_t2i   # 3000 steps, 2.1 h
+    python train.py --config configs/demo_t2i.py --workdir runs/demo_t2i_ft \
+        --config.train.init_from=runs/demo_t2i/checkpoints --config.train.num_steps=2500 \
+        --config.optim.decay_steps=2500 --config.optim.warmup_steps=50 \
+        --config.sample.every=1250                     # stopped at step 1250: 49 min
+Reached (benchmarks/t2i_prompt_following.py, 64 test prompts): colour 0.41 / shape 0.17
+with full captions, colour 0.69 / shape 0.33 with short prompts; background 1.0. Loss
+0.048 at step 3000 (mean of the last 50 steps), 0.058 at the continuation's 1250.
 
 Model: `models.configs.demo_t2i` (width 32, 3 levels, 32 / 16 / 8 px); a 2-layer
 width-64 text encoder over whole words (`WordTokenizer`, the moving_shapes vocabulary)
