@@ -1,0 +1,51 @@
+"""The committed demo cascade (`pretrained/moving_shapes`) still follows its prompts.
+
+Few sampler steps, a fixed seed, two short prompts that differ in colour and direction;
+each clip is read back by the analyzer (pixels only). A change that breaks the shipped
+weights, their loading or the sampling path fails here.
+
+What is asserted is what the shipped weights do: the prompt's colour, on an object seen
+in at least half the frames, in the base and the SSR video alike. Direction is not
+asserted: the shipped STUNet does not follow it yet (both of these clips move the other
+way; pretrained/moving_shapes/README.md has its measured direction accuracy).
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from lumiere_jax.eval import analyze_clip
+from lumiere_jax.eval.scoring import score_clip
+from lumiere_jax.pipeline import LumierePipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FOLDER = os.path.join(ROOT, "pretrained", "moving_shapes")
+PROMPTS = ["a red circle moving right", "a blue square moving left"]
+
+
+@pytest.fixture(scope="module")
+def clips():
+    pipe = LumierePipeline.from_pretrained(FOLDER, base_steps=16, ssr_steps=4)
+    low, high = pipe(PROMPTS, jax.random.key(0), return_low_res=True)
+    return low, high
+
+
+@pytest.mark.parametrize("i", range(len(PROMPTS)))
+def test_each_base_clip_shows_an_object_of_its_prompts_colour(clips, i):
+    low, _ = clips
+    reading = analyze_clip(low[i])
+    assert reading.matches(PROMPTS[i])["color"], (PROMPTS[i], reading.describe())
+    presence = score_clip(reading, PROMPTS[i])["presence"]  # of the track paired with it
+    assert presence >= 0.5, (presence, reading.describe())
+
+
+@pytest.mark.parametrize("i", range(len(PROMPTS)))
+def test_the_super_resolved_clip_keeps_the_colour_and_stays_near_the_base(clips, i):
+    low, high = clips
+    assert high.shape == (2, 16, 64, 64, 3) and low.shape == (2, 16, 32, 32, 3)
+    reading = analyze_clip(high[i])
+    assert reading.matches(PROMPTS[i])["color"], (PROMPTS[i], reading.describe())
+    down = jax.image.resize(high[i].astype(np.float32), low[i].shape, "linear")
+    assert np.abs(np.asarray(down) - low[i]).mean() < 20.0  # SSR stays close to its input
