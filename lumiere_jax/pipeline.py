@@ -182,7 +182,7 @@ class LumierePipeline:
         video, optional `cond_level_embedding`); `ssr_config.image_size` is the output
         resolution, `ssr_config.num_frames` the default MultiDiffusion window.
       text_encoder: `text_encoder(prompts: list[str]) -> (states (B, L, D), mask (B, L))`,
-        D = the configs' `text_dim` (e.g. a tokenizer + `T5Encoder`). It runs outside the
+        D = the configs' `text_input_dim` (e.g. a tokenizer + `T5Encoder`). It runs outside the
         jitted sampler; the empty prompt "" is the null condition for guidance.
       ssr_text_encoder: the SSR stage's encoder when it differs from the base stage's
         (e.g. two runs that each trained their own small encoder); None: `text_encoder`.
@@ -215,10 +215,10 @@ class LumierePipeline:
         if ssr_config.image_size < base_config.image_size:
             raise ValueError(f"ssr_config.image_size={ssr_config.image_size} must be >= "
                              f"base_config.image_size={base_config.image_size}.")
-        if ssr_text_encoder is None and base_config.text_dim != ssr_config.text_dim:
-            raise ValueError(f"base_config.text_dim={base_config.text_dim} and "
-                             f"ssr_config.text_dim={ssr_config.text_dim} must match (one text "
-                             "encoder feeds both; pass ssr_text_encoder otherwise).")
+        if ssr_text_encoder is None and base_config.text_input_dim != ssr_config.text_input_dim:
+            raise ValueError(f"base_config.text_input_dim={base_config.text_input_dim} and "
+                             f"ssr_config.text_input_dim={ssr_config.text_input_dim} must match "
+                             "(one text encoder feeds both; pass ssr_text_encoder otherwise).")
         if not isinstance(sampling, SamplingConfig):
             raise ValueError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
         self.base_config, self.ssr_config, self.sampling = base_config, ssr_config, sampling
@@ -375,16 +375,16 @@ class LumierePipeline:
     def encode_text(self, prompts: Sequence[str], stage: str = "base"
                     ) -> tuple[jax.Array, jax.Array]:
         """prompts -> (states (B, L, D) float32, mask (B, L) bool) from `stage`'s encoder
-        ('base' | 'ssr'), checked against that stage's `text_dim`."""
+        ('base' | 'ssr'), checked against that stage's `text_input_dim`."""
         states, mask = self.text_encoders[stage](list(prompts))
         states, mask = jnp.asarray(states, jnp.float32), jnp.asarray(mask).astype(bool)
         if states.ndim != 3 or mask.shape != states.shape[:2]:
             raise ValueError(f"text_encoder must return states (B, L, D) and mask (B, L); got "
                              f"{states.shape} and {mask.shape}.")
-        text_dim = (self.base_config if stage == "base" else self.ssr_config).text_dim
+        text_dim = (self.base_config if stage == "base" else self.ssr_config).text_input_dim
         if states.shape[-1] != text_dim:
             raise ValueError(f"the {stage} stage's text encoder gives D={states.shape[-1]} but "
-                             f"its config's text_dim={text_dim}.")
+                             f"its config's text_input_dim={text_dim}.")
         return states, mask
 
     def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,

@@ -64,7 +64,9 @@ def text_config(config: Any) -> TextEncoderConfig:
     """The run's `TextEncoderConfig`; its vocabulary is the configured tokenizer's."""
     t = config.text
     return TextEncoderConfig(vocab_size=tokenizer(config).vocab_size, width=t.width,
-                             depth=t.depth, num_heads=t.num_heads, max_length=t.max_length)
+                             depth=t.depth, num_heads=t.num_heads, max_length=t.max_length,
+                             temporal_width=t.get("temporal_width", 0),
+                             temporal_depth=t.get("temporal_depth", 1))
 
 
 def load_run_params(directory: str, stage: str, use_ema: bool = True,

@@ -29,6 +29,11 @@ class UNetConfig:
         `temporal_text_pool_proj`, and every temporal attention block is followed by a
         `temporal_cross_attention_*` to the text tokens. All of it is zero-initialised
         where it enters the residual stream, so identity at init still holds.
+      temporal_text_dim: with `temporal_text`, the width of extra text channels read only
+        by the temporal layers: `text` is then `(B, L, text_dim + temporal_text_dim)`, the
+        spatial layers read its first `text_dim` channels (the T2I's encoder) and the
+        temporal layers the rest (a fresh `temporal_encoder`, see `TextEncoderConfig`).
+        0: the temporal layers read the same states as the spatial ones.
     Conditioning:
       cond_channels: extra input channels (SSR low-res video, 7-channel <C, M>), fed
         through a zero-initialised `cond_input_conv` added to the input conv -- exactly a
@@ -53,6 +58,7 @@ class UNetConfig:
     temporal_kernel_size: int = 3
     temporal_heads: int = 4
     temporal_text: bool = False
+    temporal_text_dim: int = 0
     # conditioning
     cond_channels: int = 0
     cond_level_embedding: bool = False
@@ -80,8 +86,16 @@ class UNetConfig:
             raise ValueError("temporal_downsample is set but temporal=False")
         if self.temporal_text and not self.temporal:
             raise ValueError("temporal_text is set but temporal=False")
+        if self.temporal_text_dim < 0 or (self.temporal_text_dim and not self.temporal_text):
+            raise ValueError(f"temporal_text_dim={self.temporal_text_dim} must be >= 0 and needs "
+                             "temporal_text=True")
         if self.norm_groups < 1:
             raise ValueError(f"norm_groups must be >= 1, got {self.norm_groups}")
+
+    @property
+    def text_input_dim(self) -> int:
+        """The last dimension of the `text` input: `text_dim + temporal_text_dim`."""
+        return self.text_dim + self.temporal_text_dim
 
     @property
     def num_levels(self) -> int:

@@ -34,7 +34,9 @@ class UNet(nn.Module):
 
     `__call__(x, t, text, text_mask, cond=None, cond_level=None, train=False)`:
       x: `(B, H, W, C_in)` image or `(B, T, H, W, C_in)` video, values ~[-1, 1];
-      t: `(B,)` diffusion time in [0, 1]; text: `(B, L, D)` encoder states;
+      t: `(B,)` diffusion time in [0, 1]; text: `(B, L, D)` encoder states,
+        D = `config.text_input_dim` (the last `temporal_text_dim` read only by the
+        temporal layers);
       text_mask: `(B, L)` bool; cond: x's shape with `cond_channels` channels;
       cond_level: `(B,)` noise-augmentation level of `cond` (SSR).
     Returns the prediction with x's leading shape and `out_channels` channels, float32.
@@ -54,9 +56,10 @@ class UNet(nn.Module):
         return nn.remat(cls, static_argnums=(3,) if cls is ResBlock else ())
 
     def _block(self, h, emb, text, text_mask, *, level: int, tag: str, width: int,
-               batch: int, temporal: bool, train: bool, temporal_emb=None):
+               batch: int, temporal: bool, train: bool, temporal_emb=None, temporal_text=None):
         """ResBlock -> [cross-attn] -> [self-attn] -> [temporal conv | temporal attention
-        (-> temporal text cross-attention)]. `temporal_emb`: (B, E) for `temporal_text`."""
+        (-> temporal text cross-attention)]. With `temporal_text`: `temporal_emb` (B, E)
+        and the states the temporal layers read, `temporal_text` (B, L, D_t)."""
         cfg, kw = self.config, self._kw()
         h = self._wrap(ResBlock)(width, cfg.norm_groups, cfg.dropout, name=f"{tag}_res", **kw)(
             h, emb, train)
@@ -76,7 +79,7 @@ class UNet(nn.Module):
                 if cfg.temporal_text:
                     h = self._wrap(TextCrossAttention)(
                         cfg.temporal_heads, cfg.norm_groups,
-                        name=f"temporal_cross_attention_{tag}", **kw)(h, text, text_mask)
+                        name=f"temporal_cross_attention_{tag}", **kw)(h, temporal_text, text_mask)
         return h
 
     @nn.compact
@@ -92,6 +95,12 @@ class UNet(nn.Module):
         if text.ndim != 3 or text.shape[0] != batch or text_mask.shape != text.shape[:2]:
             raise ValueError(f"text must be (B, L, D) and text_mask (B, L) with B={batch}; got "
                              f"{text.shape} and {text_mask.shape}")
+        if cfg.temporal_text_dim and text.shape[-1] != cfg.text_input_dim:
+            raise ValueError(f"text must have D = text_dim + temporal_text_dim = "
+                             f"{cfg.text_input_dim} channels, got {text.shape[-1]}")
+        temporal_text = text
+        if cfg.temporal_text_dim:  # [T2I encoder states | temporal encoder states]
+            text, temporal_text = text[..., :cfg.text_dim], text[..., cfg.text_dim:]
         to_frames = (lambda a: rearrange(a, "b t h w c -> (b t) h w c")) if is_video else (
             lambda a: a)
 
@@ -118,10 +127,11 @@ class UNet(nn.Module):
         temporal_emb = None
         if temporal and cfg.temporal_text:  # trainable text path into the temporal layers
             temporal_emb = emb + dense(emb_dim, name="temporal_text_pool_proj", **kw)(
-                pooled_text(text, text_mask).astype(cfg.jnp_dtype))
+                pooled_text(temporal_text, text_mask).astype(cfg.jnp_dtype))
         block = lambda h, **a: self._block(h, emb, text, text_mask, batch=batch,
                                             temporal=temporal, train=train,
-                                            temporal_emb=temporal_emb, **a)
+                                            temporal_emb=temporal_emb,
+                                            temporal_text=temporal_text, **a)
         skips = [h]
         for level, mult in enumerate(cfg.channel_mults):
             for i in range(cfg.num_res_blocks):
@@ -166,7 +176,7 @@ def dummy_inputs(config: UNetConfig, batch: int = 1, num_frames: int | None = No
     inputs = dict(
         x=jnp.zeros(lead + spatial + (config.in_channels,), jnp.float32),
         t=jnp.zeros((batch,), jnp.float32),
-        text=jnp.zeros((batch, text_len, config.text_dim), jnp.float32),
+        text=jnp.zeros((batch, text_len, config.text_input_dim), jnp.float32),
         text_mask=jnp.ones((batch, text_len), bool),
     )
     if config.cond_channels:

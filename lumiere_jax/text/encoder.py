@@ -25,7 +25,16 @@ Dtype = Any
 
 @dataclasses.dataclass(frozen=True)
 class TextEncoderConfig:
-    """Pre-norm transformer encoder. `max_length` bounds the learned position table."""
+    """Pre-norm transformer encoder. `max_length` bounds the learned position table.
+
+    `temporal_width > 0` adds a second, independent encoder of that width and
+    `temporal_depth` blocks (own token and position embeddings), named `temporal_encoder`,
+    whose states are concatenated after the main ones: `(B, L, width + temporal_width)`.
+    A STUNet with `temporal_text_dim = temporal_width` feeds them only to its temporal
+    layers. Its `temporal_` name makes it train in the STUNet stage while the T2I's
+    encoder stays frozen (`models.trainable_mask`): a fresh path for words the T2I stage
+    had no reason to tell apart (directions of motion).
+    """
 
     vocab_size: int = ByteTokenizer.vocab_size
     max_length: int = 64
@@ -34,6 +43,8 @@ class TextEncoderConfig:
     num_heads: int = 4
     mlp_ratio: int = 4
     dropout_rate: float = 0.0
+    temporal_width: int = 0
+    temporal_depth: int = 1
 
     def __post_init__(self):
         for name in ("vocab_size", "max_length", "width", "depth", "num_heads", "mlp_ratio"):
@@ -45,6 +56,16 @@ class TextEncoderConfig:
                              f"num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ValueError(f"TextEncoderConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        if self.temporal_width < 0 or self.temporal_width % self.num_heads:
+            raise ValueError(f"TextEncoderConfig.temporal_width ({self.temporal_width}) must be >= 0 "
+                             f"and divisible by num_heads ({self.num_heads})")
+        if self.temporal_depth < 1:
+            raise ValueError(f"TextEncoderConfig.temporal_depth must be >= 1, got {self.temporal_depth}")
+
+    @property
+    def output_width(self) -> int:
+        """The last dimension of the states: `width + temporal_width`."""
+        return self.width + self.temporal_width
 
 
 def _dense(features: int, name: str, axes: tuple[str, str], dtype: Dtype, param_dtype: Dtype,
@@ -87,7 +108,8 @@ class EncoderBlock(nn.Module):
 
 
 class TextEncoder(nn.Module):
-    """`ids (B, L) int`, `mask (B, L) bool | None` -> `(states (B, L, width), mask)`, L <= max_length.
+    """`ids (B, L) int`, `mask (B, L) bool | None` -> `(states (B, L, output_width), mask)`,
+    L <= max_length.
 
     Learned absolute positions and key masking: the states of real tokens do not depend on
     the padding after them or on other captions in the batch. `train=True` enables dropout
@@ -116,4 +138,11 @@ class TextEncoder(nn.Module):
         x = nn.Dropout(c.dropout_rate, deterministic=not train)(x)
         for i in range(c.depth):
             x = EncoderBlock(c, name=f"block_{i}", **kw)(x, mask, train)
-        return _layer_norm("final_norm", **kw)(x), mask
+        states = _layer_norm("final_norm", **kw)(x)
+        if c.temporal_width:
+            temporal_config = dataclasses.replace(c, width=c.temporal_width, depth=c.temporal_depth,
+                                                  temporal_width=0)
+            temporal_states, _ = TextEncoder(temporal_config, name="temporal_encoder", **kw)(
+                ids, mask, train)
+            states = jnp.concatenate([states, temporal_states], axis=-1)
+        return states, mask

@@ -20,7 +20,10 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         width=model.text_dim, depth=2, num_heads=2, max_length=32,
         tokenizer="bytes",               # 'bytes' | 'words' (then `vocab` lists the words)
         vocab=(),
+        temporal_width=0,                # > 0: a fresh encoder for the temporal layers only
+        temporal_depth=1,                #   (needs model.temporal_text_dim = temporal_width)
         trainable=stage in ("t2i", "ssr")))  # trained with the T2I / SSR U-Net, else frozen
+                                         # (a `temporal_width` encoder trains in stunet)
     c.data = ml_collections.ConfigDict(dict(
         name="moving_shapes/f16_s32", split="train", data_dir="",
         batch_size=8,                    # global, over all processes

@@ -69,6 +69,11 @@ def check_config(config: Any) -> None:
     if config.model.text_dim != config.text.width:
         raise ValueError(f"config.model.text_dim={config.model.text_dim} must equal "
                          f"config.text.width={config.text.width}")
+    temporal_width = config.text.get("temporal_width", 0)
+    if config.model.get("temporal_text_dim", 0) != temporal_width:
+        raise ValueError(f"config.model.temporal_text_dim={config.model.get('temporal_text_dim', 0)} "
+                         f"must equal config.text.temporal_width={temporal_width} (the temporal "
+                         "layers read the temporal encoder's states)")
     on_unreadable = config.train.get("on_unreadable", "stop")
     if on_unreadable not in ON_UNREADABLE:
         raise ValueError(f"config.train.on_unreadable={on_unreadable!r}; valid: {ON_UNREADABLE} "
@@ -159,11 +164,16 @@ def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
 
 
 def trainable_tree(config: Any, params: Any) -> dict:
-    """Pytree of bool: which weights train in this stage."""
+    """Pytree of bool: which weights train in this stage. In stunet / conditional runs the
+    new `temporal_*` / `cond_*` weights train (also a `temporal_encoder` of the text
+    encoder); the rest of the encoder trains iff `config.text.trainable`."""
     const = lambda tree, v: jax.tree.map(lambda _: v, nn.meta.unbox(tree))
-    unet = (trainable_mask(params["unet"]) if config.stage in ("stunet", "conditional")
-            else const(params["unet"], True))
-    return {"unet": unet, "text": const(params["text"], bool(config.text.trainable))}
+    if config.stage not in ("stunet", "conditional"):
+        return {"unet": const(params["unet"], True),
+                "text": const(params["text"], bool(config.text.trainable))}
+    text = (const(params["text"], True) if config.text.trainable
+            else trainable_mask(params["text"]))
+    return {"unet": trainable_mask(params["unet"]), "text": text}
 
 
 def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
@@ -185,7 +195,7 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
         source = load_init_source(config)
         # Inflation is a pure merge: the new temporal_* / cond_* weights keep their init.
         params = {"unet": inflate_params(source["unet"], params["unet"]),
-                  "text": source["text"]}
+                  "text": inflate_params(source["text"], params["text"])}
         params = jax.device_put(params, shardings)
     return params, shardings
 

@@ -46,7 +46,7 @@ def is_temporal(path):
 
 
 def text_inputs(config, batch, key, length=5):
-    text = jax.random.normal(key, (batch, length, config.text_dim))
+    text = jax.random.normal(key, (batch, length, config.text_input_dim))
     mask = jnp.arange(length)[None, :] < jnp.array([length, 3])[:batch, None]
     return text, mask
 
@@ -57,14 +57,18 @@ SECOND_STUNET = configs.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
 
 
 def t2i_of(stunet_config):
-    return stunet_config.replace(temporal=False, temporal_downsample=(), temporal_text=False)
+    return stunet_config.replace(temporal=False, temporal_downsample=(), temporal_text=False,
+                                 temporal_text_dim=0)
 
 
-@pytest.fixture(scope="module", params=["tiny_stunet", "second", "temporal_text"])
+@pytest.fixture(scope="module", params=["tiny_stunet", "second", "temporal_text",
+                                        "temporal_text_dim"])
 def inflated(request):
     """(stunet config, perturbed T2I params, inflated STUNet params)."""
     stunet_cfg = {"tiny_stunet": configs.tiny_stunet(), "second": SECOND_STUNET,
-                  "temporal_text": configs.tiny_stunet(temporal_text=True)}[request.param]
+                  "temporal_text": configs.tiny_stunet(temporal_text=True),
+                  "temporal_text_dim": configs.tiny_stunet(temporal_text=True, temporal_text_dim=8)
+                  }[request.param]
     t2i_cfg = t2i_of(stunet_cfg)
     t2i_params = perturb(init_fn(t2i_cfg, False)(KEY), 1)
     stunet_params = init_fn(stunet_cfg, True)(jax.random.key(2, impl="rbg"))
@@ -91,7 +95,8 @@ def test_trainable_mask_is_exactly_the_new_weights(inflated):
 
 
 def test_identity_at_init_on_constant_video(inflated):
-    """Inflated STUNet at init on a clip of equal frames == T2I on each frame."""
+    """Inflated STUNet at init on a clip of equal frames == T2I on each frame (the T2I
+    reads the first `text_dim` text channels; any `temporal_text_dim` ones are extra)."""
     stunet_cfg, t2i_params, stunet_params = inflated
     t2i_cfg = t2i_of(stunet_cfg)
     batch, frames, size = 2, stunet_cfg.num_frames, stunet_cfg.image_size
@@ -99,7 +104,7 @@ def test_identity_at_init_on_constant_video(inflated):
     images = jax.random.normal(k1, (batch, size, size, 3))
     t = jax.random.uniform(k2, (batch,))
     text, mask = text_inputs(stunet_cfg, batch, k3)
-    expected = apply_fn(t2i_cfg)(t2i_params, images, t, text, mask)
+    expected = apply_fn(t2i_cfg)(t2i_params, images, t, text[..., :t2i_cfg.text_dim], mask)
     video = repeat(images, "b h w c -> b t h w c", t=frames)
     out = apply_fn(stunet_cfg)(stunet_params, video, t, text, mask)
     assert out.shape == video.shape
@@ -147,6 +152,27 @@ def test_text_reaches_temporal_layers_only_with_temporal_text(temporal_text):
         assert any(k.startswith("temporal_cross_attention") for k in params)
     else:
         assert change == 0.0
+
+
+def test_temporal_text_channels_are_read_by_the_temporal_layers_only():
+    """`temporal_text_dim`: the last text channels change the video only once the temporal
+    weights move (spatial layers never read them); a wrong width is a clear error."""
+    cfg = configs.tiny_stunet(temporal_text=True, temporal_text_dim=8)
+    at_init = inflate_params(perturb(init_fn(t2i_of(cfg), False)(KEY), 1), init_fn(cfg, True)(KEY))
+    trained = perturb(at_init, 7, where=is_temporal)
+    video = jax.random.normal(jax.random.key(8), (2, cfg.num_frames, cfg.image_size,
+                                                  cfg.image_size, 3))
+    t = jnp.array([0.3, 0.8])
+    text, mask = text_inputs(cfg, 2, jax.random.key(9))
+    other = text.at[..., cfg.text_dim:].set(jax.random.normal(jax.random.key(10), (2, 5, 8)))
+    f = apply_fn(cfg)
+    change = lambda p: float(jnp.abs(f(p, video, t, text, mask) - f(p, video, t, other, mask)).max())
+    assert change(at_init) == 0.0
+    assert change(trained) > 1e-3
+    with pytest.raises(ValueError, match="text_dim \\+ temporal_text_dim = 24"):
+        f(at_init, video, t, text[..., :cfg.text_dim], mask)
+    with pytest.raises(ValueError, match="temporal_text_dim.*needs temporal_text=True"):
+        configs.tiny_stunet(temporal_text_dim=8)
 
 
 def test_conditional_model_at_init_equals_plain_model():

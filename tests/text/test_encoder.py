@@ -122,3 +122,31 @@ def test_logical_axis_metadata_and_length_check(model):
 def test_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         TextEncoderConfig(**bad)
+
+
+def test_temporal_encoder_is_a_second_independent_encoder(model):
+    """`temporal_width`: states = [main encoder | `temporal_encoder`], each equal to the
+    NumPy reference of its own weights; the temporal part trains only through its own."""
+    _, _, params, _, ids, mask = model
+    wide = TextEncoderConfig(max_length=16, width=32, depth=2, num_heads=4, mlp_ratio=2,
+                             temporal_width=8, temporal_depth=1)
+    encoder = TextEncoder(wide)
+    shapes = nn.meta.unbox(jax.eval_shape(encoder.init, jax.random.key(0), ids, mask)["params"])
+    rng = np.random.default_rng(2)
+    temporal = jax.tree_util.tree_map_with_path(
+        lambda path, a: (path[-1].key == "scale") + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
+        shapes["temporal_encoder"])
+    assert set(shapes) == set(params) | {"temporal_encoder"}
+    both = dict(params, temporal_encoder=temporal)
+    states, _ = jax.jit(lambda p: encoder.apply({"params": p}, ids, mask))(both)
+    assert states.shape == (3, 16, 40) and wide.output_width == 40
+    np.testing.assert_allclose(states[..., :32], reference(params, ids, mask, CONFIG), atol=2e-5, rtol=2e-5)
+    sub = TextEncoderConfig(max_length=16, width=8, depth=1, num_heads=4, mlp_ratio=2)
+    np.testing.assert_allclose(states[..., 32:], reference(temporal, ids, mask, sub), atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("bad,match", [(dict(temporal_width=6), "temporal_width"),
+                                       (dict(temporal_width=8, temporal_depth=0), "temporal_depth")])
+def test_temporal_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        TextEncoderConfig(width=32, num_heads=4, **bad)

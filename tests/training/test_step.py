@@ -11,7 +11,7 @@ import optax
 import pytest
 from flax import traverse_util
 
-from lumiere_jax.models import UNet
+from lumiere_jax.models import UNet, inflate_params
 from lumiere_jax.parallel import DEFAULT_RULES, batch_sharding, make_mesh, param_shardings
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.text import TextEncoder
@@ -171,6 +171,27 @@ def test_only_trainable_weights_get_optimizer_state():
     n_opt = sum(np.prod(x.shape) for x in jax.tree.leaves(opt) if x.ndim > 0)
     # MultiSteps: accumulator + Adam mu + nu, each the size of the trainable weights only.
     assert n_opt == 3 * n_train
+
+
+def test_a_temporal_text_encoder_trains_in_the_stunet_stage_and_nothing_else_of_the_text():
+    """stunet with `text.temporal_width`: of the text encoder, exactly the fresh
+    `temporal_encoder` weights train; it inflates from a T2I run's text tree; mismatched
+    widths are refused naming both fields."""
+    c = tiny_config("stunet", temporal_text=True, temporal_text_dim=8)
+    c.text.update(temporal_width=8, trainable=False)
+    model, encoder = UNet(setup.unet_config(c)), TextEncoder(setup.text_config(c))
+    params = nn.meta.unbox(jax.eval_shape(setup.make_init_fn(model, encoder, c), jax.random.key(0)))
+    flat = traverse_util.flatten_dict(setup.trainable_tree(c, params)["text"])
+    assert {p for p, m in flat.items() if m} == {p for p in flat if p[0] == "temporal_encoder"}
+    assert any(p[0] == "temporal_encoder" for p in flat) and not all(flat.values())
+    t2i_text = {k: v for k, v in params["text"].items() if k != "temporal_encoder"}
+    merged = inflate_params(jax.tree.map(np.zeros_like, t2i_text),
+                            jax.tree.map(np.ones_like, params["text"]))
+    for path, leaf in traverse_util.flatten_dict(merged).items():
+        assert float(np.max(leaf)) == (1.0 if path[0] == "temporal_encoder" else 0.0), path
+    c.text.temporal_width, c.train.init_from = 16, "runs/t2i/checkpoints"
+    with pytest.raises(ValueError, match="temporal_text_dim=8 must equal config.text.temporal_width=16"):
+        setup.check_config(c)
 
 
 def test_compiler_options_merge_user_options_with_remat_ones():
