@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lumiere_jax import pretrained, runs
-from lumiere_jax.applications.conditional import unet_model_fn
+from lumiere_jax.sampling import unet_model_fn
 from lumiere_jax.data import load_source
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule

@@ -37,7 +37,7 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, init_params
 from lumiere_jax.models.configs import tiny_stunet
-from timing import matmul_peak, median_time  # benchmarks/timing.py
+from timing import matmul_peak  # benchmarks/timing.py
 
 
 

@@ -17,12 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from lumiere_jax import pretrained, runs
-from lumiere_jax.applications.conditional import unet_model_fn
+from lumiere_jax.sampling import unet_model_fn
 from lumiere_jax.data import load_source
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.multidiffusion import multidiffusion_denoiser, window_starts
 from lumiere_jax.diffusion.samplers import sample
-from lumiere_jax.diffusion.schedules import cosine_schedule
 
 if len(sys.argv) != 4:
     sys.exit(__doc__)

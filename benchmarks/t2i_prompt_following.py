@@ -11,7 +11,7 @@ import sys, json
 import jax, jax.numpy as jnp, numpy as np
 import imageio.v3 as iio
 from lumiere_jax import pretrained, runs
-from lumiere_jax.applications.conditional import unet_model_fn
+from lumiere_jax.sampling import unet_model_fn
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.data import load_source

@@ -41,7 +41,7 @@ from lumiere_jax.training import (init_state, make_optimizer, make_train_step, s
                                   state_shardings)
 from lumiere_jax.training import setup
 from lumiere_jax.training.defaults import base_config
-from timing import matmul_peak, median_time  # benchmarks/timing.py
+from timing import matmul_peak  # benchmarks/timing.py
 
 
 

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lumiere_jax import pretrained, runs
-from lumiere_jax.applications.conditional import sample_conditional, unet_model_fn
+from lumiere_jax.applications.conditional import sample_conditional
 from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    image_to_video_condition,
                                                    inpainting_condition, split_condition)
@@ -44,6 +44,7 @@ from lumiere_jax.diffusion.objectives import check_prediction
 from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.models import UNetConfig, check_input_shape
+from lumiere_jax.sampling import sample_unet, to_uint8, unet_model_fn
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
@@ -110,11 +111,6 @@ class SamplingConfig:
                                       "lanczos3", "lanczos5"):
             raise ValueError(f"SamplingConfig.resize_method={self.resize_method!r} is not a "
                              "jax.image.resize method (e.g. 'cubic', 'linear').")
-
-
-def to_uint8(video: jax.Array) -> jax.Array:
-    """[-1, 1] float -> uint8 [0, 255], rounded and clipped; any shape."""
-    return jnp.clip(jnp.round((video.astype(jnp.float32) + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def save_video(path: str | os.PathLike, video: np.ndarray, fps: float = 16.0) -> None:
@@ -309,7 +305,7 @@ class LumierePipeline:
         """ValueError unless both networks (and the SSR windows) accept `num_frames`."""
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}.")
-        low, high = self.base_config.image_size, self.ssr_config.image_size
+        low = self.base_config.image_size
         check_input_shape(self.base_config, (1, num_frames, low, low, 3))
         window_starts(num_frames, self.window, self.stride)  # window <= frames, 1 <= stride <= window
 
@@ -343,9 +339,10 @@ class LumierePipeline:
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), inputs["video_low"],
                              k_base_sample, strength=inputs["strength"], **base_kw)
         else:
-            low_res = sample(lambda x, t: base_fn(x, t, empty),
-                             jax.random.normal(k_base, shape, jnp.float32), k_base_sample,
-                             **base_kw)
+            low_res = sample_unet(base_cfg, base_params, cond=empty,
+                                  noise=jax.random.normal(k_base, shape, jnp.float32),
+                                  key=k_base_sample, guidance_scale=s.base_guidance,
+                                  **texts["base"], **base_kw)
         low_res = jnp.clip(low_res, -1.0, 1.0)
         if base_only:
             return to_uint8(low_res), None

@@ -1,7 +1,8 @@
 """Imports run one way (docs/design.md, "Which way imports run"), read from the source
 with `ast`, so nothing is imported to check it:
 
-  nn <- models <- pipeline / applications <- sample.py / evaluate.py;  training <- train.py
+  nn <- models <- sampling <- pipeline / applications <- sample.py / evaluate.py;
+  training <- train.py (training may use sampling, never the reverse)
 """
 
 import ast
@@ -65,6 +66,9 @@ RULES = [
     *[(layer, ("lumiere_jax.training",))
       for layer in ("lumiere_jax.pipeline", "lumiere_jax.applications", "lumiere_jax.runs",
                     "lumiere_jax.pretrained", "lumiere_jax.eval", "lumiere_jax.sampling")],
+    # sampling sits under the cascade and the applications that sample through it
+    ("lumiere_jax.sampling", ("lumiere_jax.pipeline", "lumiere_jax.applications",
+                              "lumiere_jax.data", "lumiere_jax.runs")),
 ]
 MODELS_MAY_USE = ("jax", "flax", "einops", "numpy", "lumiere_jax.nn", "lumiere_jax.models")
 
@@ -99,6 +103,7 @@ def test_the_package_imports_only_downward():
     ("lumiere_jax.data.pipeline", "import train"),
     ("lumiere_jax.models.config", "import tensorflow_datasets as tfds"),
     ("lumiere_jax.applications.style", "def f():\n    from lumiere_jax.training import optim"),
+    ("lumiere_jax.sampling", "from lumiere_jax.applications.conditioning import split_condition"),
 ])
 def test_a_planted_upward_import_is_caught(module, planted):
     modules = package_modules()

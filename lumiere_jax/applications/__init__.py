@@ -1,7 +1,7 @@
 """Lumiere applications: stylized generation, the 7-channel conditional input
 (image-to-video, inpainting, cinemagraphs), SDEdit video-to-video, conditional sampling."""
 
-from lumiere_jax.applications.conditional import sample_conditional, unet_model_fn
+from lumiere_jax.applications.conditional import sample_conditional
 from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    image_to_video_condition,
                                                    inpainting_condition, make_condition,
@@ -13,5 +13,4 @@ from lumiere_jax.applications.style import check_alpha, interpolate_spatial_weig
 __all__ = ["interpolate_spatial_weights", "check_alpha", "make_condition", "split_condition",
            "image_to_video_condition", "inpainting_condition", "cinemagraph_condition",
            "random_training_condition",
-           "noise_to_strength", "sdedit", "check_strength", "sample_conditional",
-           "unet_model_fn"]
+           "noise_to_strength", "sdedit", "check_strength", "sample_conditional"]

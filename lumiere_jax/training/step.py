@@ -17,14 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lumiere_jax.applications.conditional import unet_model_fn
 from lumiere_jax.applications.conditioning import (image_to_video_condition,
                                                    random_training_condition)
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.objectives import diffusion_loss
-from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
+from lumiere_jax.sampling import sample_unet, to_uint8
 from lumiere_jax.text.cache import drop_to_null
 from lumiere_jax.training.state import ema_decay_at, ema_update, merge_params
 
@@ -165,12 +164,10 @@ def make_sample_fn(model: UNet, encoder: Any, cfg: StepConfig, *, num_steps: int
             cond_level = jnp.zeros((noise.shape[0],), jnp.float32)
         if cfg.stage == "conditional":  # animate the batch's first frames (image-to-video)
             cond = image_to_video_condition(to_float(pixels)[:, 0], noise.shape[1])
-        model_fn = unet_model_fn(model.config, params["unet"], states, smask,
-                                 guidance_scale=guidance, null_text=nstates, null_mask=nmask,
-                                 cond_level=cond_level)
-        out = sample(lambda x, t: model_fn(x, t, cond), noise, key, schedule=cfg.schedule,
-                     sampler=sampler, num_steps=num_steps, prediction=cfg.prediction,
-                     clip="static")
-        return jnp.clip(jnp.round((out + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+        out = sample_unet(model.config, params["unet"], states, smask, noise, key,
+                          schedule=cfg.schedule, num_steps=num_steps, guidance_scale=guidance,
+                          null_text=nstates, null_mask=nmask, cond=cond, cond_level=cond_level,
+                          sampler=sampler, prediction=cfg.prediction, clip="static")
+        return to_uint8(out)
 
     return fn

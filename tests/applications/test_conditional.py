@@ -13,7 +13,8 @@ import pytest
 from flax import traverse_util
 
 from lumiere_jax.applications import (cinemagraph_condition, image_to_video_condition,
-                                      inpainting_condition, sample_conditional, unet_model_fn)
+                                      inpainting_condition, sample_conditional)
+from lumiere_jax.sampling import unet_model_fn
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, configs, dummy_inputs
 
