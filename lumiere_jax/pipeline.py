@@ -43,6 +43,7 @@ from lumiere_jax.diffusion.multidiffusion import WEIGHT_KINDS, multidiffusion_de
 from lumiere_jax.diffusion.objectives import check_prediction
 from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
+from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.sampling import sample_unet, to_uint8, unet_model_fn
 
@@ -119,22 +120,7 @@ def save_video(path: str | os.PathLike, video: np.ndarray, fps: float = 16.0) ->
     if video.ndim != 4 or video.shape[-1] != 3 or video.dtype != np.uint8:
         raise ValueError(f"video must be uint8 (T, H, W, 3) (one clip of the batch), got "
                          f"{video.dtype} {video.shape}.")
-    try:
-        from lumiere_jax.data.video_io import write_video
-    except ImportError:  # the data package is optional for sampling
-        write_video = None
-    if write_video is not None:
-        write_video(path, video, fps=fps)
-        return
-    import imageio.v2 as imageio
-
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix == ".gif":
-        imageio.mimsave(path, list(video), duration=1000.0 / fps, loop=0)
-    elif suffix == ".mp4":
-        imageio.mimsave(path, list(video), fps=fps, codec="libx264", macro_block_size=1)
-    else:
-        raise ValueError(f"path suffix {suffix!r} not supported; use .mp4 or .gif.")
+    write_video(path, video, fps=fps)
 
 
 class StageProgress:

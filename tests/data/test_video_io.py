@@ -144,3 +144,24 @@ def test_bad_arguments(tmp_path):
         read_video(tmp_path / "v.mp4", num_frames=0)
     with pytest.raises(ValueError, match="size"):
         read_video(tmp_path / "v.mp4", size=(0, 4))
+
+
+def test_writing_a_video_loads_neither_tfds_nor_grain(tmp_path):
+    """`lumiere_jax.data` imports its TFDS / grain half lazily: the cascade writes videos
+    through `write_video` without them; their names still resolve on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from lumiere_jax.pipeline import save_video\n"
+        f"save_video({str(tmp_path / 'a.gif')!r}, np.zeros((2, 8, 8, 3), np.uint8))\n"
+        "heavy = [m for m in ('tensorflow_datasets', 'grain', 'tensorflow') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "import lumiere_jax.data as data\n"
+        "assert callable(data.load_source) and 'grain' in sys.modules\n"
+        "try:\n    data.no_such_name\nexcept AttributeError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "has no attribute 'no_such_name'" in out.stdout
+    assert (tmp_path / "a.gif").stat().st_size > 0
