@@ -198,9 +198,10 @@ class LumierePipeline:
             raise ValueError(f"ssr_config.image_size={ssr_config.image_size} must be >= "
                              f"base_config.image_size={base_config.image_size}.")
         if ssr_text_encoder is None and base_config.text_input_dim != ssr_config.text_input_dim:
-            raise ValueError(f"base_config.text_input_dim={base_config.text_input_dim} and "
-                             f"ssr_config.text_input_dim={ssr_config.text_input_dim} must match "
-                             "(one text encoder feeds both; pass ssr_text_encoder otherwise).")
+            raise ValueError("the text widths (text_dim + temporal_text_dim) of base_config "
+                             f"({base_config.text_input_dim}) and ssr_config "
+                             f"({ssr_config.text_input_dim}) must match (one text encoder "
+                             "feeds both; pass ssr_text_encoder otherwise).")
         if not isinstance(sampling, SamplingConfig):
             raise ValueError(f"sampling must be a SamplingConfig, got {type(sampling).__name__}.")
         self.base_config, self.ssr_config, self.sampling = base_config, ssr_config, sampling
@@ -367,7 +368,7 @@ class LumierePipeline:
         text_dim = (self.base_config if stage == "base" else self.ssr_config).text_input_dim
         if states.shape[-1] != text_dim:
             raise ValueError(f"the {stage} stage's text encoder gives D={states.shape[-1]} but "
-                             f"its config's text_input_dim={text_dim}.")
+                             f"its config's text_dim + temporal_text_dim = {text_dim}.")
         return states, mask
 
     def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,

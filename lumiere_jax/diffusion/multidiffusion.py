@@ -9,11 +9,12 @@ reconciled by the least-squares merge
 
 i.e. every frame is the (weighted) average of the window predictions that cover it.
 
-Everything here is data-parallel array math: starts are a static integer array, windows
-are gathered with ``vmap(dynamic_slice)``, run through the denoiser as one vmapped batch
-(or in chunks of ``chunk_size`` windows inside a ``lax.scan``), and merged with
-``zeros.at[:, frame_index].add(...)``. No Python loop over windows runs at trace time
-beyond building the static start array.
+Everything here is data-parallel array math: starts and merge weights are static (NumPy,
+fixed when the sampler is built, so the frame coverage is computed once, outside jit),
+windows are gathered with ``vmap(dynamic_slice)``, run through the denoiser in chunks of
+``chunk_size`` windows inside a ``lax.scan`` (one chunk of all windows by default), and
+merged with ``zeros.at[:, frame_index].add(...)``. No Python loop over windows runs at
+trace time beyond building the static start array.
 """
 
 from __future__ import annotations
@@ -97,45 +98,71 @@ def window_weights(window: int, kind: str = "uniform") -> np.ndarray:
     raise ValueError(f"weights must be one of {WEIGHT_KINDS} or an array, got {kind!r}.")
 
 
-def _resolve_weights(weights: Any, num_windows: int, window: int) -> np.ndarray | Array | None:
-    """None / kind string / (window,) / (N, window) -> None or an (N, window) array."""
+def _resolve_weights(weights: Any, num_windows: int, window: int) -> np.ndarray:
+    """None / kind string / (window,) / (N, window) -> a static (N, window) float32 array."""
     if weights is None:
-        return None
+        weights = "uniform"
     if isinstance(weights, str):
         weights = window_weights(window, weights)
-    xp = jnp if isinstance(weights, jax.Array) else np  # jax.Array includes tracers
-    w = xp.asarray(weights, dtype=xp.float32)
+    if isinstance(weights, jax.core.Tracer):
+        raise ValueError("weights must be static (a NumPy array, a list or a kind name), not "
+                         "a traced array: the frame coverage is computed once, outside jit.")
+    w = np.asarray(weights, dtype=np.float32)
     if w.shape == (window,):
-        w = xp.broadcast_to(w[None, :], (num_windows, window))
+        w = np.broadcast_to(w[None, :], (num_windows, window))
     if w.shape != (num_windows, window):
         raise ValueError(
             f"weights must have shape (window,)=({window},) or (N, window)=({num_windows}, "
             f"{window}), got {tuple(w.shape)}."
         )
-    if xp is np and not np.all(w > 0):
+    if not np.all(w > 0):
         raise ValueError("weights must be strictly positive so every covered frame keeps weight.")
     return w
 
 
-def _frame_index(starts: Any, window: int) -> np.ndarray | Array:
-    """(N,) starts -> (N, window) frame indices, NumPy when starts are static."""
-    if isinstance(starts, np.ndarray) or not isinstance(starts, jax.Array):
-        starts = np.asarray(starts, dtype=np.int32)
-        return starts[:, None] + np.arange(window, dtype=np.int32)[None, :]
-    return starts[:, None].astype(jnp.int32) + jnp.arange(window, dtype=jnp.int32)[None, :]
-
-
-def _check_static_starts(starts: Any, num_frames: int, window: int) -> None:
+def _static_starts(starts: Any, num_frames: int, window: int) -> np.ndarray:
+    """Validate static window starts -> (N,) int32 NumPy."""
     if isinstance(starts, jax.core.Tracer):
-        return
+        raise ValueError("starts must be static (e.g. window_starts(...)), not a traced array: "
+                         "the window geometry is fixed when a sampler is built.")
     s = np.asarray(starts)
-    if s.ndim != 1 or s.size == 0:
-        raise ValueError(f"starts must be a non-empty 1-D int array, got shape {s.shape}.")
+    if s.ndim != 1 or s.size == 0 or not np.issubdtype(s.dtype, np.integer):
+        raise ValueError(f"starts must be a non-empty 1-D int array, got {s.dtype} {s.shape}.")
     if s.min() < 0 or s.max() > num_frames - window:
         raise ValueError(
             f"starts must lie in [0, num_frames - window] = [0, {num_frames - window}], "
             f"got min {s.min()} max {s.max()}."
         )
+    return s.astype(np.int32)
+
+
+def _coverage(starts: np.ndarray, weights: np.ndarray, num_frames: int) -> np.ndarray:
+    """(T,) float64: the total merge weight each frame receives; every frame must get some."""
+    cover = np.zeros((num_frames,), np.float64)
+    np.add.at(cover, starts[:, None] + np.arange(weights.shape[1])[None, :], weights)
+    if not np.all(cover > 0):
+        missing = np.flatnonzero(cover <= 0).tolist()
+        raise ValueError(f"frames {missing} are covered by no window; check starts/window.")
+    return cover
+
+
+def _gather(video: Array, starts: Array, window: int) -> Array:
+    """(B, T, ...) -> (M, B, window, ...) at start frames `starts` (M,) (traced in a scan)."""
+    return jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(video, s, window, axis=1))(starts)
+
+
+def _scatter_add(acc: Array, preds: Array, starts: Array, weights: Array) -> Array:
+    """acc (B, T, ...) += weights * preds (M, B, window, ...) at frames starts[:, None] + f."""
+    window = preds.shape[2]
+    preds = einops.rearrange(preds, "m b w ... -> b m w ...").astype(acc.dtype)
+    w_b = weights.astype(acc.dtype).reshape((1,) + weights.shape + (1,) * (preds.ndim - 3))
+    index = starts[:, None] + jnp.arange(window, dtype=jnp.int32)[None, :]
+    return acc.at[:, index].add(preds * w_b)
+
+
+def _normalise(acc: Array, cover: np.ndarray) -> Array:
+    """acc (B, T, ...) / cover (T,) broadcast over the frame axis."""
+    return acc / jnp.asarray(cover, acc.dtype).reshape((1, -1) + (1,) * (acc.ndim - 2))
 
 
 def split_windows(video: Array, starts: Any, window: int) -> Array:
@@ -143,7 +170,7 @@ def split_windows(video: Array, starts: Any, window: int) -> Array:
 
     Args:
       video: (B, T, ...) array.
-      starts: (N,) int start frames (static numpy or traced).
+      starts: (N,) static int start frames (e.g. ``window_starts``).
       window: static window length.
     Returns:
       (N, B, window, ...) windows; ``out[i] = video[:, starts[i]:starts[i] + window]``.
@@ -154,13 +181,7 @@ def split_windows(video: Array, starts: Any, window: int) -> Array:
     num_frames = video.shape[1]
     if window > num_frames:
         raise ValueError(f"window={window} is longer than the clip (T={num_frames}).")
-    _check_static_starts(starts, num_frames, window)
-    starts = jnp.asarray(starts, dtype=jnp.int32)
-
-    def take(start: Array) -> Array:
-        return jax.lax.dynamic_slice_in_dim(video, start, window, axis=1)
-
-    return jax.vmap(take)(starts)
+    return _gather(video, jnp.asarray(_static_starts(starts, num_frames, window)), window)
 
 
 def merge_windows(
@@ -173,49 +194,33 @@ def merge_windows(
 
     Args:
       windows: (N, B, window, ...) float window predictions.
-      starts: (N,) int start frames.
+      starts: (N,) static int start frames.
       num_frames: T of the merged clip.
-      weights: None (uniform), ``'uniform'``/``'tapered'``, (window,) or (N, window) > 0.
+      weights: None (uniform), ``'uniform'``/``'tapered'``, or static (window,) / (N, window)
+        values > 0.
     Returns:
       (B, T, ...) merged clip in ``windows.dtype`` (accumulated in at least float32).
     Raises:
-      ValueError: shapes disagree or (static starts) a frame is covered by no window.
+      ValueError: shapes disagree, starts or weights are traced, or a frame is covered by
+        no window.
     """
     num_frames = _check_int("num_frames", num_frames, 1)
     if windows.ndim < 3:
         raise ValueError(f"windows must be (N, B, window, ...), got shape {windows.shape}.")
-    num_windows, _, window = windows.shape[:3]
+    num_windows, batch, window = windows.shape[:3]
     if window > num_frames:
         raise ValueError(f"window={window} is longer than the clip (num_frames={num_frames}).")
     if np.shape(starts) != (num_windows,):
         raise ValueError(
             f"starts must have shape (N,)=({num_windows},) to match windows, got {np.shape(starts)}."
         )
-    _check_static_starts(starts, num_frames, window)
+    starts = _static_starts(starts, num_frames, window)
     w = _resolve_weights(weights, num_windows, window)
-    index = _frame_index(starts, window)  # (N, window)
-
-    acc_dtype = jnp.promote_types(windows.dtype, jnp.float32)
-    preds = einops.rearrange(windows, "n b w ... -> b n w ...").astype(acc_dtype)
-    if w is None:
-        w_cover = (np if isinstance(index, np.ndarray) else jnp).ones(index.shape, np.float32)
-    else:
-        w_cover = w
-        w_b = jnp.asarray(w, acc_dtype).reshape((1,) + w.shape + (1,) * (preds.ndim - 3))
-        preds = preds * w_b
-    if isinstance(index, np.ndarray) and isinstance(w_cover, np.ndarray):
-        cover = np.zeros((num_frames,), np.float64)
-        np.add.at(cover, index, w_cover)
-        if not np.all(cover > 0):
-            missing = np.flatnonzero(cover <= 0).tolist()
-            raise ValueError(f"frames {missing} are covered by no window; check starts/window.")
-    else:
-        cover = jnp.zeros((num_frames,), acc_dtype).at[index].add(jnp.asarray(w_cover, acc_dtype))
-
-    total = jnp.zeros((preds.shape[0], num_frames) + preds.shape[3:], acc_dtype)
-    total = total.at[:, index].add(preds)
-    cover = jnp.asarray(cover, acc_dtype).reshape((1, num_frames) + (1,) * (total.ndim - 2))
-    return (total / cover).astype(windows.dtype)
+    cover = _coverage(starts, w, num_frames)
+    acc = jnp.zeros((batch, num_frames) + windows.shape[3:],
+                    jnp.promote_types(windows.dtype, jnp.float32))
+    acc = _scatter_add(acc, windows, jnp.asarray(starts), jnp.asarray(w))
+    return _normalise(acc, cover).astype(windows.dtype)
 
 
 def multidiffusion_denoiser(
@@ -235,8 +240,9 @@ def multidiffusion_denoiser(
       chunk_size: None runs all N windows as one vmapped batch; k >= 1 runs them k at a
         time inside a ``lax.scan`` whose carry is the running weighted sum, so the
         temporary memory depends on k, not on N. N is split into ceil(N / k) equal chunks
-        (fewer than ceil(N / k) zero-weight padding windows; none when k divides N).
-      weights: ``'uniform'``, ``'tapered'``, or a positive (window,) / (N, window) array.
+        (fewer than ceil(N / k) zero-weight padding windows; none when k divides N). One
+        code path: unchunked is a single chunk of all N windows.
+      weights: ``'uniform'``, ``'tapered'``, or a static positive (window,) / (N, window) array.
     Returns:
       ``denoise(x_t (B, T, ...), t (B,), *frame_args (B, T, ...)) -> (B, T, ...)``: each
       ``frame_args`` array (e.g. the upsampled low-res video for SSR) is windowed
@@ -249,39 +255,24 @@ def multidiffusion_denoiser(
     if chunk_size is not None:
         chunk_size = _check_int("chunk_size", chunk_size, 1)
     w = _resolve_weights(weights, num_windows, window)
-    if not isinstance(w, np.ndarray):
-        raise ValueError("multidiffusion_denoiser needs static (NumPy / str) weights.")
-    index = _frame_index(starts, window)
-    cover = np.zeros((num_frames,), np.float64)
-    np.add.at(cover, index, w)
-    inv_cover = (1.0 / cover).astype(np.float32)
+    cover = _coverage(starts, w, num_frames)  # once, here: the geometry is static
 
-    if chunk_size is not None and chunk_size < num_windows:
-        # ceil(N / k) chunks of equal size k' <= k; the < num_chunks padding windows repeat
-        # the last start with weight 0, so one compiled body serves every chunk and the
-        # temporary memory is that of k' windows whatever N is.
-        num_chunks = -(-num_windows // chunk_size)
-        per_chunk = -(-num_windows // num_chunks)
-        pad = num_chunks * per_chunk - num_windows
-        s_chunks = einops.rearrange(
-            np.concatenate([starts, np.full((pad,), starts[-1], np.int32)]), "(c k) -> c k",
-            k=per_chunk)
-        w_chunks = einops.rearrange(
-            np.concatenate([w, np.zeros((pad, window), np.float32)]), "(c k) w -> c k w",
-            k=per_chunk)
+    # ceil(N / k) chunks of equal size k' <= k; the < num_chunks padding windows repeat
+    # the last start with weight 0, so one compiled body serves every chunk and the
+    # temporary memory is that of k' windows whatever N is.
+    num_chunks = 1 if chunk_size is None else -(-num_windows // min(chunk_size, num_windows))
+    per_chunk = -(-num_windows // num_chunks)
+    pad = num_chunks * per_chunk - num_windows
+    s_chunks = einops.rearrange(np.concatenate([starts, np.full((pad,), starts[-1], np.int32)]),
+                                "(c k) -> c k", k=per_chunk)
+    w_chunks = einops.rearrange(np.concatenate([w, np.zeros((pad, window), np.float32)]),
+                                "(c k) w -> c k w", k=per_chunk)
 
     def run_windows(x_t: Array, t: Array, frame_args: tuple[Array, ...], s: Array) -> Array:
         """Denoise the windows starting at ``s`` (M,) -> (M, B, window, ...)."""
-        xs = split_windows(x_t, s, window)
-        args = tuple(split_windows(a, s, window) for a in frame_args)
+        args = tuple(_gather(a, s, window) for a in frame_args)
         in_axes = (0, None) + (0,) * len(args)
-        return jax.vmap(window_denoise_fn, in_axes=in_axes)(xs, t, *args)
-
-    def scatter(acc: Array, preds: Array, s: Array, w_s: Array) -> Array:
-        """acc (B, T, ...) += w * preds (M, B, window, ...) at frames s[:, None] + f."""
-        preds = einops.rearrange(preds, "m b w ... -> b m w ...").astype(acc.dtype)
-        w_b = w_s.astype(acc.dtype).reshape((1,) + w_s.shape + (1,) * (preds.ndim - 3))
-        return acc.at[:, _frame_index(s, window)].add(preds * w_b)
+        return jax.vmap(window_denoise_fn, in_axes=in_axes)(_gather(x_t, s, window), t, *args)
 
     def denoise(x_t: Array, t: Array, *frame_args: Array) -> Array:
         if x_t.ndim < 2 or x_t.shape[1] != num_frames:
@@ -293,22 +284,21 @@ def multidiffusion_denoiser(
                 raise ValueError(
                     f"frame_args[{i}] must share (B, T)={x_t.shape[:2]} with x_t, got {a.shape}."
                 )
-        if chunk_size is None or chunk_size >= num_windows:
-            preds = run_windows(x_t, t, frame_args, starts)
-            return merge_windows(preds, starts, num_frames, w)
-
         one = jax.eval_shape(
             lambda s: run_windows(x_t, t, frame_args, s), jax.ShapeDtypeStruct((1,), jnp.int32)
         )
-        acc_dtype = jnp.promote_types(one.dtype, jnp.float32)
-        acc = jnp.zeros((one.shape[1], num_frames) + one.shape[3:], acc_dtype)
+        acc = jnp.zeros((one.shape[1], num_frames) + one.shape[3:],
+                        jnp.promote_types(one.dtype, jnp.float32))
 
         def body(acc: Array, chunk: tuple[Array, Array]) -> tuple[Array, None]:
             s, w_s = chunk
-            return scatter(acc, run_windows(x_t, t, frame_args, s), s, w_s), None
+            return _scatter_add(acc, run_windows(x_t, t, frame_args, s), s, w_s), None
 
-        acc, _ = jax.lax.scan(body, acc, (jnp.asarray(s_chunks), jnp.asarray(w_chunks)))
-        inv = jnp.asarray(inv_cover, acc_dtype).reshape((1, num_frames) + (1,) * (acc.ndim - 2))
-        return (acc * inv).astype(one.dtype)
+        chunks = (jnp.asarray(s_chunks), jnp.asarray(w_chunks))
+        if num_chunks == 1:  # the same body, without a one-trip loop around it
+            acc, _ = body(acc, jax.tree.map(lambda c: c[0], chunks))
+        else:
+            acc, _ = jax.lax.scan(body, acc, chunks)
+        return _normalise(acc, cover).astype(one.dtype)
 
     return denoise
