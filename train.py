@@ -14,8 +14,9 @@ Resuming skips damaged checkpoints (moved aside to checkpoints/<step>.corrupt) a
 from the newest readable one; if none is readable it stops (exit 1) unless
 --config.train.on_unreadable=restart. A failed save stops the run with exit 1 and a
 one-line message naming the step; the rerun resumes from the newest good checkpoint.
-Reads top to bottom: config -> distributed init -> mesh -> data -> model -> state ->
-jitted step -> loop (log, checkpoint, sample).
+Reads top to bottom: config -> distributed init -> mesh -> the run (`build_run`: model,
+optimizer, shardings, jitted step) -> state (restored or fresh) -> data -> compiled step
+-> loop (log, checkpoint, sample).
 """
 
 from __future__ import annotations
@@ -34,14 +35,11 @@ from lumiere_jax import cli
 from lumiere_jax.checkpoint import (Checkpointer, CheckpointSaveError,
                                     UnreadableCheckpointError, config_fingerprint)
 from lumiere_jax.data import prepare_moving_shapes
-from lumiere_jax.models import UNet
-from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, initialize_distributed,
-                                  make_mesh, shard_batch, with_shardings)
+from lumiere_jax.parallel import DEFAULT_RULES, initialize_distributed, make_mesh, shard_batch
 from lumiere_jax.parallel.mesh import mesh_rules
-from lumiere_jax.text import TextEncoder
-from lumiere_jax.training import (MetricWriter, init_state, make_optimizer, make_sample_fn,
-                                  make_train_step, merge_params, split_params, state_shardings)
+from lumiere_jax.training import MetricWriter, make_sample_fn, merge_params
 from lumiere_jax.training import setup
+from lumiere_jax.training.run import build_run
 from lumiere_jax.training.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE, PreemptionWatch
 
 config_flags.DEFINE_config_file("config", None, "configs/NAME.py", lock_config=True)
@@ -58,7 +56,6 @@ def train(config, workdir: str) -> dict:
     lead = jax.process_index() == 0
     mesh = make_mesh(config.mesh.to_dict())
     replicated = NamedSharding(mesh, P())
-    xla_options = setup.compiler_options(config)
     # Refuses a workdir holding checkpoints of another config before anything compiles.
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
                         config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
@@ -69,35 +66,20 @@ def train(config, workdir: str) -> dict:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json(indent=2, sort_keys=True))
 
-    # --- model, optimizer, parameters (born sharded; stunet inflates the T2I run) -------
-    model_cfg = setup.unet_config(config)
-    model, encoder = UNet(model_cfg), TextEncoder(setup.text_config(config))
-    step_cfg = setup.step_config(config, model_cfg)
-    tx, lr_schedule = make_optimizer(config.optim)
-    # Shapes and shardings only; real weights are made below if no checkpoint is restored.
-    abstract, shardings = setup.abstract_params(config, model, encoder, mesh)
-    mask = setup.trainable_tree(config, abstract)
-    abstract_trainable, frozen = split_params(abstract, mask)
-    train_sh, frozen_sh = split_params(shardings, mask)
+    # --- the run: model, encoder, optimizer, shardings, jitted step (abstract) ----------
+    run = build_run(config, mesh)
 
-    # --- train state: restored from the newest readable checkpoint, or fresh ------------
-    state_sh = state_shardings(train_sh, tx, abstract_trainable, mesh)
-    key = jax.random.key(config.seed + 1, impl="threefry2x32")  # in-step draws
-    make_state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh)
+    # --- train state: restored from the newest readable checkpoint, or fresh (born
+    # sharded; stunet inflates the T2I run) ----------------------------------------------
     tree = lambda s, f: {"state": s, "frozen": f} if f else {"state": s}
-    target = tree(with_shardings(jax.eval_shape(make_state, abstract_trainable, key), state_sh),
-                  frozen)
-    restored = restore_newest_readable(ckpt, target, config.train.get("on_unreadable", "stop"),
-                                       lead)
+    restored = restore_newest_readable(ckpt, tree(run.state, run.frozen),
+                                       config.train.get("on_unreadable", "stop"), lead)
     data_state, start = None, 0
     if restored is None:
-        params, _ = setup.init_params(config, model, encoder, mesh)
-        trainable, frozen = split_params(params, mask)
-        state = make_state.lower(trainable, key).compile(xla_options)(trainable, key)
-        del params, trainable
+        state, frozen = run.fresh_state()
     else:
         restored, meta = restored
-        state, frozen = restored["state"], restored.get("frozen", frozen)
+        state, frozen = restored["state"], restored.get("frozen", run.frozen)
         start, data_state = int(meta["step"]), meta["data_state"]
         if lead:
             print(f"resuming from checkpoint step {start} in {ckpt.directory}", flush=True)
@@ -110,27 +92,18 @@ def train(config, workdir: str) -> dict:
     it = setup.ShardedBatches(config)
     if data_state is not None:
         it.set_state(data_state)
-    tok = setup.tokenizer(config)
-    null_ids, null_mask = (a[0] for a in tok.encode([""]))
+    tok, null_ids, null_mask = run.tokenizer, run.null_ids, run.null_mask
 
     # --- the jitted step (compiled once, FLOPs from its cost analysis) ------------------
-    step_fn = make_train_step(model, encoder, tx, lr_schedule, step_cfg, null_ids, null_mask)
-    batch_sh = jax.tree.map(lambda _: batch_sharding(mesh),
-                            setup.abstract_batch_shapes(config, model_cfg))
-    metrics_sh = replicated
-    with mesh_rules(mesh, DEFAULT_RULES):
-        train_step = jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
-                             out_shardings=(state_sh, metrics_sh), donate_argnums=(0,))
-        compiled = train_step.lower(state, frozen, setup.abstract_batch_shapes(config, model_cfg)
-                                    ).compile(xla_options)
+    compiled = run.compile()
     flops = float((compiled.cost_analysis() or {}).get("flops", 0.0))
     sample_fn = None
     if config.sample.every:
-        sample_fn = jax.jit(make_sample_fn(model, encoder, step_cfg,
+        sample_fn = jax.jit(make_sample_fn(run.model, run.encoder, run.step_config,
                                            num_steps=config.sample.num_steps,
                                            guidance=config.sample.guidance,
                                            sampler=config.sample.sampler),
-                            out_shardings=replicated, compiler_options=xla_options)
+                            out_shardings=replicated, compiler_options=run.xla_options)
 
     # --- loop: step, log, checkpoint, sample -------------------------------------------
     writer = MetricWriter(workdir, enabled=lead, resume_step=start,

@@ -31,15 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lumiere_jax.models import UNet
 from lumiere_jax.models import configs as model_configs
-from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, make_mesh, memory_report,
-                                  param_shardings, remat_compiler_options, with_shardings)
-from lumiere_jax.parallel.mesh import mesh_rules
-from lumiere_jax.text import TextEncoder
-from lumiere_jax.training import (init_state, make_optimizer, make_train_step, split_params,
-                                  state_shardings)
+from lumiere_jax.parallel import make_mesh, memory_report, remat_compiler_options
+from lumiere_jax.training import init_state, split_params
 from lumiere_jax.training import setup
+from lumiere_jax.training.run import build_run
 from lumiere_jax.training.defaults import base_config
 from timing import matmul_peak  # benchmarks/timing.py
 
@@ -47,31 +43,10 @@ from timing import matmul_peak  # benchmarks/timing.py
 
 
 def build(config, mesh):
-    """Abstract (sharded ShapeDtypeStruct) state, frozen weights and batch + jitted step."""
-    mcfg = setup.unet_config(config)
-    model, encoder = UNet(mcfg), TextEncoder(setup.text_config(config))
-    tx, lr = make_optimizer(config.optim)
-    init_fn = setup.make_init_fn(model, encoder, config)
-    key = jax.random.key(0)
-    with mesh_rules(mesh, DEFAULT_RULES):
-        boxed = jax.eval_shape(init_fn, key)
-        shardings = param_shardings(boxed, mesh)
-    params = nn.meta.unbox(boxed)
-    mask = setup.trainable_tree(config, params)
-    trainable, frozen = split_params(params, mask)
-    train_sh, frozen_sh = split_params(shardings, mask)
-    state_sh = state_shardings(train_sh, tx, trainable, mesh)
-    state = with_shardings(jax.eval_shape(lambda t: init_state(t, tx, jax.random.key(0)),
-                                          trainable), state_sh)
-    frozen = with_shardings(frozen, frozen_sh)
-    batch = setup.abstract_batch_shapes(config, mcfg)
-    batch_sh = jax.tree.map(lambda _: batch_sharding(mesh), batch)
-    batch = with_shardings(batch, batch_sh)
-    ids, mask_ = (a[0] for a in setup.tokenizer(config).encode([""]))
-    step = make_train_step(model, encoder, tx, lr, setup.step_config(config, mcfg), ids, mask_)
-    jitted = jax.jit(step, in_shardings=(state_sh, frozen_sh, batch_sh),
-                     out_shardings=(state_sh, None), donate_argnums=(0,))
-    return jitted, state, frozen, batch, init_fn, mask, tx
+    """The run train.py builds (`build_run`: abstract sharded state, frozen weights, batch,
+    jitted step) and a random-init function for real weights (no T2I to inflate)."""
+    run = build_run(config, mesh)
+    return run, setup.make_init_fn(run.model, run.encoder, config)
 
 
 def bench_config(stage: str, frames: int, size: int, width: int, batch: int):
@@ -89,15 +64,15 @@ def bench_config(stage: str, frames: int, size: int, width: int, batch: int):
 def throughput(stage: str, peak: float, frames: int, size: int, width: int, batch: int) -> dict:
     config = bench_config(stage, frames, size, width, batch)
     mesh = make_mesh({"data": 1}, devices=jax.devices()[:1])
-    jitted, state_a, frozen_a, batch_a, init_fn, mask, tx = build(config, mesh)
-    with mesh_rules(mesh, DEFAULT_RULES):
-        t = time.perf_counter()
-        compiled = jitted.lower(state_a, frozen_a, batch_a).compile()
-        compile_s = time.perf_counter() - t
+    run, init_fn = build(config, mesh)
+    state_a, frozen_a, batch_a = run.state, run.frozen, run.batch
+    t = time.perf_counter()
+    compiled = run.compile()  # with train.py's compiler options
+    compile_s = time.perf_counter() - t
     flops = float(compiled.cost_analysis()["flops"])
     params = nn.meta.unbox(jax.jit(init_fn)(jax.random.key(0, impl="rbg")))
-    trainable, frozen = split_params(params, mask)
-    state = init_state(trainable, tx, jax.random.key(1))
+    trainable, frozen = split_params(params, run.mask)
+    state = init_state(trainable, run.tx, jax.random.key(1))
     rng = np.random.default_rng(0)
     batch_np = {k: (rng.integers(0, 256, v.shape).astype(v.dtype) if k == "pixels" else
                     np.ones(v.shape, v.dtype)) for k, v in batch_a.items()}
@@ -148,11 +123,11 @@ def paper_memory(remat: bool = True) -> dict:
     c.data.batch_size = n
     c.train.init_from = "(abstract)"
     mesh = make_mesh({"fsdp": n})
-    jitted, state_a, frozen_a, batch_a, _, _, _ = build(c, mesh)
-    with mesh_rules(mesh, DEFAULT_RULES):
-        t = time.perf_counter()
-        compiled = jitted.lower(state_a, frozen_a, batch_a).compile(remat_compiler_options())
-        compile_s = time.perf_counter() - t
+    run = build_run(c, mesh)
+    state_a, frozen_a = run.state, run.frozen
+    t = time.perf_counter()
+    compiled = run.compile()  # setup.compiler_options: the remat options, as train.py
+    compile_s = time.perf_counter() - t
     report = memory_report(compiled)
     count = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
     return dict(figure="paper_stunet_train_step_memory", devices=n, mesh={"fsdp": n},
