@@ -89,7 +89,7 @@ def train(config, workdir: str) -> dict:
         prepare_moving_shapes(config.data.name, config.data.data_dir or None)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices("dataset ready")
-    it = setup.ShardedBatches(config)
+    it = setup.train_batches(config, run.tokenizer)
     if data_state is not None:
         it.set_state(data_state)
     tok, null_ids, null_mask = run.tokenizer, run.null_ids, run.null_mask
@@ -117,7 +117,7 @@ def train(config, workdir: str) -> dict:
     try:
         with mesh_rules(mesh, DEFAULT_RULES), PreemptionWatch() as watch:
             for step in range(start, config.train.num_steps):
-                host = setup.host_batch(next(it), tok)
+                host = next(it)
                 state, metrics = compiled(state, frozen, shard_batch(host, mesh))
                 pending.append((step + 1, metrics))
                 done = step + 1 == config.train.num_steps

@@ -210,6 +210,18 @@ class _ExampleTransform:
         return out
 
 
+class _Tokenize:
+    """Batch map: captions -> 'ids' int32 (B, L), 'mask' bool (B, L)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        ids, mask = self.tokenizer.encode([c.decode() if isinstance(c, bytes) else str(c)
+                                           for c in batch["caption"]])
+        return {**batch, "ids": np.asarray(ids, np.int32), "mask": np.asarray(mask, bool)}
+
+
 def make_dataset(
     source: Sequence[Any],
     *,
@@ -227,6 +239,7 @@ def make_dataset(
     shard_count: int | None = None,
     embedding_lookup: EmbeddingLookup | None = None,
     caption_dropout: float = 0.0,
+    tokenizer: Any | None = None,
     num_threads: int = 8,
     prefetch_buffer_size: int = 16,
     num_workers: int = 0,
@@ -252,13 +265,17 @@ def make_dataset(
       caption_dropout: > 0 rebuilds each `moving_shapes` caption from its stored labels with
         size, speed, background and one of two objects each dropped with this probability
         (`moving_shapes.caption_from_labels`), so short prompts are in the training data.
+      tokenizer: an object with `encode(captions) -> (ids (B, L), mask (B, L))` (e.g.
+        `lumiere_jax.text.WordTokenizer`): each batch gains 'ids' int32 and 'mask' bool,
+        tokenised by a map step of the pipeline (in its read threads).
       num_threads, prefetch_buffer_size: batches read in parallel / kept ready.
       num_workers: > 0 decodes in that many worker processes (grain `mp_prefetch`), for
         when one Python process (GIL) cannot keep up; the stream and its state are the same.
 
     Returns:
       grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
-      'caption': str (B,)[, 'text': float32 (B, L, D), 'text_mask': bool (B, L)]}; its
+      'caption': str (B,)[, 'ids': int32 (B, L), 'mask': bool (B, L)][, 'text': float32
+      (B, L, D), 'text_mask': bool (B, L)]}; its
       iterator has `get_state()` / `set_state()` (JSON-able dicts).
     """
     if batch_size <= 0:
@@ -313,6 +330,8 @@ def make_dataset(
     # Seeded per record position: the same element gets the same crop on every run.
     ds = ds.random_map(transform, seed=crop_seed)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if tokenizer is not None:
+        ds = ds.map(_Tokenize(tokenizer))
     it_ds = ds.to_iter_dataset(
         grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch_buffer_size))
     if num_workers:

@@ -6,16 +6,15 @@ Config -> model / encoder / tokenizer and loading a run live in `lumiere_jax.run
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.sharding import Mesh
 
 from lumiere_jax import runs
-from lumiere_jax.models import UNet, UNetConfig, dummy_inputs, inflate_params, trainable_mask
+from lumiere_jax.models import UNet, UNetConfig, inflate_params, trainable_mask
 from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.runs import (load_run_params, make_init_fn, text_config, tokenizer,  # noqa: F401
@@ -93,54 +92,18 @@ def num_shards(config: Any) -> int:
     return n
 
 
-class ShardedBatches:
-    """This process's data: `num_shards / process_count` grain iterators, concatenated.
+def train_batches(config: Any, tok: Tokenizer):
+    """This process's tokenised training batches (`data.ShardedBatches`) for the config."""
+    from lumiere_jax.data import load_source
+    from lumiere_jax.data.sharded import ShardedBatches
 
-    The global batch is a function of the config alone (not of the process count): with
-    `data.num_shards = 2`, one process reading shards 0 and 1 sees exactly the global
-    batches two processes see together. `get_state()` / `set_state()`: JSON-able.
-    """
-
-    def __init__(self, config: Any):
-        from lumiere_jax.data import load_source, make_dataset
-
-        d, mcfg, n = config.data, config.model, num_shards(config)
-        per_process = n // jax.process_count()
-        source = load_source(d.name, d.split, data_dir=d.data_dir or None)
-        first = jax.process_index() * per_process
-        self._its = [iter(make_dataset(
-            source, batch_size=d.batch_size // n, seed=config.seed,
-            num_frames=None if config.stage == "t2i" else mcfg.num_frames,
-            size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
-            caption_dropout=d.get("caption_dropout", 0.0),
-            prefetch_buffer_size=d.prefetch, shard_index=i, shard_count=n))
-            for i in range(first, first + per_process)]
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict:
-        parts = [next(it) for it in self._its]
-        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
-
-    def get_state(self) -> list:
-        return [it.get_state() for it in self._its]
-
-    def set_state(self, state: list) -> None:
-        if len(state) != len(self._its):
-            raise ValueError(f"data state holds {len(state)} shard states but this process "
-                             f"reads {len(self._its)} shards")
-        for it, s in zip(self._its, state):
-            it.set_state(s)
-
-
-def host_batch(batch: dict, tok: Tokenizer) -> dict:
-    """A grain batch -> {'pixels': uint8, 'ids': int32 (B, L), 'mask': bool (B, L)}."""
-    pixels = batch["image"] if "image" in batch else batch["video"]
-    ids, mask = tok.encode([c.decode() if isinstance(c, bytes) else str(c)
-                            for c in batch["caption"]])
-    return dict(pixels=np.asarray(pixels, np.uint8), ids=ids.astype(np.int32),
-                mask=mask.astype(bool))
+    d, mcfg = config.data, config.model
+    return ShardedBatches(
+        load_source(d.name, d.split, data_dir=d.data_dir or None),
+        global_batch_size=d.batch_size, num_shards=num_shards(config), tokenizer=tok,
+        seed=config.seed, num_frames=None if config.stage == "t2i" else mcfg.num_frames,
+        size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
+        caption_dropout=d.get("caption_dropout", 0.0), prefetch_buffer_size=d.prefetch)
 
 
 def compiler_options(config: Any) -> dict | None:
@@ -244,8 +207,3 @@ def check_nonfinite(rows: list[dict], max_nonfinite: int, last_checkpoint: int |
                 f"gradient (limit config.train.max_nonfinite={max_nonfinite}); their updates "
                 f"were skipped. Stopping. {saved}: lower config.optim.lr, raise warmup, "
                 "check the data, then resume.")
-
-
-def batches(it: Iterator[dict], tok: Tokenizer) -> Iterator[dict]:
-    for b in it:
-        yield host_batch(b, tok)

@@ -188,6 +188,38 @@ def test_embedding_lookup_adds_text(source):
     assert all_captions(source, FMAP) == ["apply eye makeup", "jump rope", "walking dog"]
 
 
+def test_tokenizer_map_adds_ids_and_sharded_batches_concatenate_shards(source):
+    """`tokenizer`: each batch gains the ByteTokenizer encoding of its captions (compared
+    with encoding them here); `ShardedBatches` over 2 shards in one process = the two
+    shards' batches side by side, pixels / ids / mask only, resumable."""
+    from lumiere_jax.data.sharded import ShardedBatches
+    from lumiere_jax.text import ByteTokenizer
+
+    tok = ByteTokenizer(max_length=12)
+    batch = next(iter(make_dataset(source, batch_size=4, feature_map=FMAP, seed=1, tokenizer=tok)))
+    ids, mask = tok.encode([str(c) for c in batch["caption"]])
+    np.testing.assert_array_equal(batch["ids"], ids)
+    np.testing.assert_array_equal(batch["mask"], mask)
+    assert batch["ids"].dtype == np.int32 and batch["mask"].dtype == bool
+
+    kw = dict(feature_map=FMAP, seed=2, num_frames=4)
+    it = ShardedBatches(source, global_batch_size=6, num_shards=2, tokenizer=tok, **kw)
+    shards = [iter(make_dataset(source, batch_size=3, tokenizer=tok, shard_index=i,
+                                shard_count=2, **kw)) for i in range(2)]
+    for _ in range(3):
+        got, parts = next(it), [next(s) for s in shards]
+        assert set(got) == {"pixels", "ids", "mask"}
+        np.testing.assert_array_equal(got["pixels"], np.concatenate([p["video"] for p in parts]))
+        np.testing.assert_array_equal(got["ids"], np.concatenate([p["ids"] for p in parts]))
+    state = json.loads(json.dumps(it.get_state()))
+    want = next(it)
+    again = ShardedBatches(source, global_batch_size=6, num_shards=2, tokenizer=tok, **kw)
+    again.set_state(state)
+    np.testing.assert_array_equal(next(again)["pixels"], want["pixels"])
+    with pytest.raises(ValueError, match="must be a multiple of the 1 processes and divide"):
+        ShardedBatches(source, global_batch_size=5, num_shards=2, tokenizer=tok, **kw)
+
+
 def test_moving_shapes_by_name_end_to_end(tmp_path):
     config = MovingShapesConfig(name="pipe", num_frames=8, height=16, width=16, num_train=12,
                                 num_test=2)
