@@ -34,6 +34,7 @@ import numpy as np
 
 from lumiere_jax import pretrained, runs
 from lumiere_jax.applications.conditional import sample_conditional
+from lumiere_jax.applications.inputs import mask_input, pixels_input, resize_input
 from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    image_to_video_condition,
                                                    inpainting_condition, split_condition)
@@ -419,9 +420,9 @@ class LumierePipeline:
         [-1, 1], any size (resized to each stage). Returns as `__call__`."""
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
-        image = self._pixels("image", image, 4, len(prompts))
+        image = pixels_input("image", image, 4, len(prompts))
         return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
-                                     image_to_video_condition(self._resize(image, size),
+                                     image_to_video_condition(self._fit(image, size),
                                                               num_frames))
 
     def cinemagraph(self, prompts: Sequence[str] | str, image: Any, still_mask: Any,
@@ -431,11 +432,11 @@ class LumierePipeline:
         image stays still (bool or float in [0, 1], any size). Returns as `__call__`."""
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
-        image = self._pixels("image", image, 4, len(prompts))
-        still = self._mask("still_mask", still_mask, 3, len(prompts))
+        image = pixels_input("image", image, 4, len(prompts))
+        still = mask_input("still_mask", still_mask, 3, len(prompts))
         return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
-                                     cinemagraph_condition(self._resize(image, size),
-                                                           self._resize(still, size), num_frames))
+                                     cinemagraph_condition(self._fit(image, size),
+                                                           self._fit(still, size), num_frames))
 
     def inpaint(self, prompts: Sequence[str] | str, video: Any, known_mask: Any,
                 key: jax.Array, *, return_low_res: bool = False):
@@ -443,12 +444,12 @@ class LumierePipeline:
         float in [-1, 1]); known_mask (H', W'), (T, H', W') or (B, T, H', W'), 1 = keep.
         Returns as `__call__`, with the video's T frames."""
         prompts = check_prompts(prompts)
-        video = self._pixels("video", video, 5, len(prompts))
+        video = pixels_input("video", video, 5, len(prompts))
         num_frames = self._frames(video.shape[1])
-        known = self._mask("known_mask", known_mask, 4, len(prompts), num_frames)
+        known = mask_input("known_mask", known_mask, 4, len(prompts), num_frames)
         return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
-                                     inpainting_condition(self._resize(video, size),
-                                                          self._resize(known, size)))
+                                     inpainting_condition(self._fit(video, size),
+                                                          self._fit(known, size)))
 
     def edit(self, prompts: Sequence[str] | str, video: Any, key: jax.Array, *,
              strength: float = 0.6, return_low_res: bool = False):
@@ -456,9 +457,9 @@ class LumierePipeline:
         the prompts: noise it to t = strength in (0, 1], denoise. Returns as `__call__`."""
         prompts = check_prompts(prompts)
         check_strength(strength)
-        video = self._pixels("video", video, 5, len(prompts))
+        video = pixels_input("video", video, 5, len(prompts))
         num_frames = self._frames(video.shape[1])
-        inputs = dict(video_low=self._resize(video, self.base_config.image_size),
+        inputs = dict(video_low=self._fit(video, self.base_config.image_size),
                       strength=jnp.float32(strength))
         return self._run(prompts, key, num_frames, return_low_res, "edit", inputs)
 
@@ -469,64 +470,16 @@ class LumierePipeline:
         self.check_num_frames(num_frames)
         return num_frames
 
+    def _fit(self, x: jax.Array, size: int) -> jax.Array:
+        """`resize_input` with this pipeline's `resize_method`."""
+        return resize_input(x, size, self.sampling.resize_method)
+
     def _run_conditioned(self, prompts: list[str], key: jax.Array, num_frames: int,
                          return_low_res: bool, build: Callable[[int], jax.Array]):
         """'conditional' mode; `build(size)` gives the `<C, M>` condition at `size` px."""
         conds = dict(cond_low=build(self.base_config.image_size),
                      cond_high=build(self.ssr_config.image_size))
         return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
-
-    def _resize(self, x: jax.Array, size: int) -> jax.Array:
-        """Pixels (..., H, W, 3) or masks (..., H, W, 1) -> (..., size, size, C); masks
-        resize linearly (soft edges), pixels with `resize_method` (antialiased shrinking)."""
-        shape = x.shape[:-3] + (size, size, x.shape[-1])
-        is_mask = x.shape[-1] == 1
-        out = jax.image.resize(x, shape, "linear" if is_mask else self.sampling.resize_method)
-        return jnp.clip(out, 0.0 if is_mask else -1.0, 1.0)
-
-    @staticmethod
-    def _pixels(name: str, x: Any, rank: int, batch: int) -> jax.Array:
-        """uint8 [0, 255] or float [-1, 1] pixels, optionally without the batch axis ->
-        float32 (batch, ..., 3) in [-1, 1]; rank counts the batch axis (4: images, 5: videos)."""
-        arr = np.asarray(x)
-        if arr.ndim == rank - 1:
-            arr = arr[None]
-        if arr.ndim != rank or arr.shape[-1] != 3 or arr.shape[0] not in (1, batch):
-            layout = "(H, W, 3)" if rank == 4 else "(T, H, W, 3)"
-            raise ValueError(f"{name} must be {layout} or with a leading batch of 1 or "
-                             f"{batch} (one per prompt), got shape {arr.shape}.")
-        if arr.dtype == np.uint8:
-            arr = arr.astype(np.float32) / 127.5 - 1.0
-        elif not np.issubdtype(arr.dtype, np.floating):
-            raise ValueError(f"{name} must be uint8 [0, 255] or float [-1, 1], got {arr.dtype}.")
-        elif arr.size and (np.nanmin(arr) < -1.0 - 1e-3 or np.nanmax(arr) > 1.0 + 1e-3
-                           or not np.all(np.isfinite(arr))):
-            raise ValueError(f"float {name} must be finite and in [-1, 1] (got values in "
-                             f"[{np.nanmin(arr)}, {np.nanmax(arr)}]); pass uint8 for [0, 255].")
-        return jnp.broadcast_to(jnp.asarray(arr, jnp.float32), (batch,) + arr.shape[1:])
-
-    @staticmethod
-    def _mask(name: str, m: Any, rank: int, batch: int, num_frames: int | None = None
-              ) -> jax.Array:
-        """bool / [0, 1] mask without channel axis -> float32 (batch, ..., 1); rank counts
-        the batch axis (3: (B, H, W); 4: (B, T, H, W), where T may be 1 for all frames)."""
-        arr = np.asarray(m)
-        if arr.dtype != bool and not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"{name} must be bool or numeric in [0, 1], got {arr.dtype}.")
-        arr = arr.astype(np.float32)
-        while arr.ndim < rank:
-            arr = arr[None]
-        frames_ok = rank == 3 or arr.shape[1] in (1, num_frames)
-        if arr.ndim != rank or arr.shape[0] not in (1, batch) or not frames_ok:
-            raise ValueError(f"{name} has shape {np.shape(m)}; expected "
-                             + ("(H, W) or (B, H, W)" if rank == 3 else
-                                f"(H, W), (T, H, W) or (B, T, H, W) with T = 1 or {num_frames}")
-                             + f" and B = 1 or {batch}.")
-        if arr.size and not (np.all(arr >= 0.0) and np.all(arr <= 1.0)):
-            raise ValueError(f"{name} must hold values in [0, 1] (1 = given / still), got "
-                             f"[{arr.min()}, {arr.max()}].")
-        arr = np.broadcast_to(arr, (batch,) + arr.shape[1:])
-        return jnp.asarray(arr)[..., None]
 
     @staticmethod
     def save_mp4(video: np.ndarray, path: str | os.PathLike, fps: float = 16.0) -> None:
