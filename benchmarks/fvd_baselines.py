@@ -63,7 +63,8 @@ def generate(draw, encode, prompts, noise, key, batch: int, per_frame: bool) -> 
         if per_frame:
             text, mask = (np.repeat(a, frames, axis=0) for a in (text, mask))
             x = einops.rearrange(x, "b t h w c -> (b t) h w c")
-        video = np.asarray(draw(text, mask, null_text, null_mask, x, jax.random.fold_in(key, start)))
+        video = np.asarray(draw(text, mask, null_text, null_mask, x,
+                                jax.random.fold_in(key, start)))
         if per_frame:
             video = einops.rearrange(video, "(b t) h w c -> b t h w c", t=frames)
         out.append(video)
@@ -79,7 +80,8 @@ def main(folder: str, n: int, batch: int = 8) -> None:
     base_config, base = pretrained.load_stage(folder, "base")
     t2i_config, t2i = pretrained.load_stage(folder, "t2i")
     base_cfg, t2i_cfg = runs.unet_config(base_config), runs.unet_config(t2i_config)
-    inflated = inflate_params(t2i["unet"], runs.random_params(base_config, jax.random.key(1))["unet"])
+    inflated = inflate_params(t2i["unet"],
+                              runs.random_params(base_config, jax.random.key(1))["unet"])
 
     source = load_source(base_config.data.name, "test")
     records = [source[i] for i in range(n)]

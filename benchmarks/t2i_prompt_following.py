@@ -30,12 +30,15 @@ sched = cosine_schedule(32, 32)
 nt, nm = enc([""])
 @jax.jit
 def draw(t, mk, key):
-    fn = unet_model_fn(mcfg, params["unet"], t, mk, guidance_scale=3.0, null_text=jnp.asarray(nt), null_mask=jnp.asarray(nm))
+    fn = unet_model_fn(mcfg, params["unet"], t, mk, guidance_scale=3.0, null_text=jnp.asarray(nt),
+                       null_mask=jnp.asarray(nm))
     x = jax.random.normal(key, (t.shape[0], 32, 32, 3))
-    out = sample(lambda x, tt: fn(x, tt, None), x, jax.random.key(1), schedule=sched, num_steps=32, prediction="v", clip="dynamic")
+    out = sample(lambda x, tt: fn(x, tt, None), x, jax.random.key(1), schedule=sched, num_steps=32,
+                 prediction="v", clip="dynamic")
     return jnp.clip(jnp.round((out + 1) * 127.5), 0, 255).astype(jnp.uint8)
 for mode in ("full", "short"):
-    prompts = [r["caption"].decode() if mode == "full" else short_caption(normalize_labels(r)) for r in recs]
+    prompts = [r["caption"].decode() if mode == "full" else short_caption(normalize_labels(r))
+               for r in recs]
     t, mk = enc(prompts)
     imgs = np.asarray(draw(jnp.asarray(t), jnp.asarray(mk), jax.random.key(0)))
     tally = {}
@@ -45,5 +48,9 @@ for mode in ("full", "short"):
         for k in ("color", "shape", "background"):
             if m.get(k) is not None:
                 tally.setdefault(k, []).append(bool(m[k]))
-    print(json.dumps({"mode": mode, "n": n, **{k: round(float(np.mean(v)), 3) for k, v in tally.items()}}), flush=True)
-    iio.imwrite(f"/tmp/t2i_eval_{mode}.png", np.kron(np.concatenate([np.concatenate(list(imgs[i:i+8]), 1) for i in range(0, 32, 8)], 0), np.ones((3,3,1), np.uint8)))
+    print(json.dumps({"mode": mode, "n": n,
+                      **{k: round(float(np.mean(v)), 3) for k, v in tally.items()}}), flush=True)
+    iio.imwrite(f"/tmp/t2i_eval_{mode}.png",
+                np.kron(np.concatenate([np.concatenate(list(imgs[i:i+8]), 1)
+                                        for i in range(0, 32, 8)], 0),
+                        np.ones((3,3,1), np.uint8)))

@@ -155,7 +155,8 @@ def test_config_fingerprint():
     assert config_fingerprint(a) != config_fingerprint({**a, "lr": 2e-4})
     moved = {**a, "workdir": "/b"}
     assert config_fingerprint(a) != config_fingerprint(moved)
-    assert config_fingerprint(a, exclude=["workdir"]) == config_fingerprint(moved, exclude=["workdir"])
+    assert (config_fingerprint(a, exclude=["workdir"])
+            == config_fingerprint(moved, exclude=["workdir"]))
     wider = {**a, "model": {"channels": 64, "heads": 4}}
     assert (config_fingerprint(a, exclude=["model.heads"])
             != config_fingerprint(wider, exclude=["model.heads"]))
@@ -218,8 +219,10 @@ def test_sigkill_during_save_keeps_previous_checkpoint(tmp_path):
         assert ckpt.latest_step() == 1
         assert ckpt.all_steps() == [1]
         state, meta = ckpt.restore(target={
-            "w": jax.ShapeDtypeStruct((64, 64), jnp.float32, sharding=SingleDeviceSharding(jax.devices()[0])),
-            "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=SingleDeviceSharding(jax.devices()[0]))})
+            "w": jax.ShapeDtypeStruct((64, 64), jnp.float32,
+                                      sharding=SingleDeviceSharding(jax.devices()[0])),
+            "step": jax.ShapeDtypeStruct((), jnp.int32,
+                                         sharding=SingleDeviceSharding(jax.devices()[0]))})
         np.testing.assert_array_equal(np.asarray(state["w"]), np.ones((64, 64), np.float32))
         assert int(state["step"]) == 1 and meta["data_state"] == {"i": 1}
         # The resumed run can save step 2 again over the debris of the killed save.

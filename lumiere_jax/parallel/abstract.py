@@ -18,7 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from lumiere_jax.parallel.mesh import DEFAULT_RULES, Rules, batch_sharding, mesh_rules, param_shardings
+from lumiere_jax.parallel.mesh import (DEFAULT_RULES, Rules, batch_sharding, mesh_rules,
+                                       param_shardings)
 
 
 def with_shardings(tree: Any, shardings: Any) -> Any:
@@ -59,8 +60,8 @@ def remat_compiler_options(backend: str | None = None) -> dict[str, str]:
 
 def compile_abstract(fn: Callable[..., Any], *abstract_args: Any, mesh: Mesh | None = None,
                      rules: Rules = DEFAULT_RULES, out_shardings: Any = None,
-                     donate_argnums: int | Sequence[int] = (), static_argnums: int | Sequence[int] = ()
-                     ) -> jax.stages.Compiled:
+                     donate_argnums: int | Sequence[int] = (),
+                     static_argnums: int | Sequence[int] = ()) -> jax.stages.Compiled:
     """`jax.jit(fn).lower(*abstract_args).compile()` with input shardings from the structs.
 
     abstract_args: pytrees of `jax.ShapeDtypeStruct` (with `.sharding`) or static values.
@@ -80,7 +81,8 @@ def compile_abstract(fn: Callable[..., Any], *abstract_args: Any, mesh: Mesh | N
 
 
 def tree_bytes_per_device(tree: Any) -> int:
-    """Bytes one device holds for a tree of sharded arrays / `ShapeDtypeStruct`s (max over devices)."""
+    """Bytes one device holds for a tree of sharded arrays / `ShapeDtypeStruct`s (max over
+    devices)."""
     per_device: dict[Any, int] = {}
     for x in jax.tree.leaves(tree):
         sharding = getattr(x, "sharding", None)

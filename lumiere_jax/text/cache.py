@@ -32,7 +32,8 @@ FORMAT = "lumiere_jax.text_embedding_cache.v1"
 
 
 def make_encode_fn(encoder: nn.Module, params: Any, tokenizer: Tokenizer) -> EncodeFn:
-    """captions (B,) -> `(states (B, L, D) float32 np, mask (B, L) bool np)`, L = tokenizer.max_length.
+    """captions (B,) -> `(states (B, L, D) float32 np, mask (B, L) bool np)`,
+    L = tokenizer.max_length.
 
     `encoder` is a `TextEncoder` or `T5Encoder` (`apply` returns `(states, mask)`); `params`
     is its `'params'` collection (logical-partitioning boxes are removed). One jitted apply
@@ -69,7 +70,8 @@ def drop_to_null(states: jax.Array, mask: jax.Array, null_states: jax.Array,
     `states (B, L, D)`, `mask (B, L)`, `null_states (L, D) | (B, L, D)`, `null_mask (L,) | (B, L)`.
     """
     if states.ndim != 3 or mask.shape != states.shape[:2]:
-        raise ValueError(f"states must be (B, L, D) and mask (B, L), got {states.shape} and {mask.shape}")
+        raise ValueError(f"states must be (B, L, D) and mask (B, L), got {states.shape} and "
+                         f"{mask.shape}")
     drop = jax.random.bernoulli(key, rate, (states.shape[0],))
     null_states = jnp.broadcast_to(null_states, states.shape).astype(states.dtype)
     null_mask = jnp.broadcast_to(null_mask, mask.shape).astype(bool)
@@ -79,7 +81,8 @@ def drop_to_null(states: jax.Array, mask: jax.Array, null_states: jax.Array,
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class EmbeddingCache:
-    """Encoder outputs keyed by caption. `states (N, L, D)`, `mask (N, L)`, null `(L, D)`, `(L,)`."""
+    """Encoder outputs keyed by caption. `states (N, L, D)`, `mask (N, L)`, null `(L, D)`,
+    `(L,)`."""
 
     captions: tuple[str, ...]
     states: np.ndarray
@@ -90,8 +93,9 @@ class EmbeddingCache:
     def __post_init__(self):
         n, length, dim = self.states.shape
         if len(self.captions) != n or self.mask.shape != (n, length):
-            raise ValueError(f"EmbeddingCache: {len(self.captions)} captions, states {self.states.shape}"
-                             f" and mask {self.mask.shape} disagree (expected N = {n}, mask (N, {length}))")
+            raise ValueError(f"EmbeddingCache: {len(self.captions)} captions, states "
+                             f"{self.states.shape} and mask {self.mask.shape} disagree "
+                             f"(expected N = {n}, mask (N, {length}))")
         if self.null_states.shape != (length, dim) or self.null_mask.shape != (length,):
             raise ValueError(f"EmbeddingCache: null_states {self.null_states.shape} / null_mask "
                              f"{self.null_mask.shape} must be ({length}, {dim}) / ({length},)")
@@ -111,7 +115,8 @@ class EmbeddingCache:
         missing = [c for c in captions if c not in self]
         if missing:
             raise ValueError(f"{len(missing)} caption(s) not in the embedding cache, e.g. "
-                             f"{missing[:3]!r}; rebuild it with build_embedding_cache over the dataset")
+                             f"{missing[:3]!r}; rebuild it with build_embedding_cache over the "
+                             "dataset")
         rows = np.array([self._index.get(c, -1) for c in captions], np.int64)
         states = np.asarray(self.states[np.maximum(rows, 0)])
         mask = np.asarray(self.mask[np.maximum(rows, 0)])
@@ -125,10 +130,12 @@ class EmbeddingCache:
                 np.broadcast_to(self.null_mask, (batch_size, *self.null_mask.shape)))
 
     def save(self, path: str | os.PathLike) -> None:
-        save_file({"states": np.ascontiguousarray(self.states), "mask": np.ascontiguousarray(self.mask),
+        save_file({"states": np.ascontiguousarray(self.states),
+                   "mask": np.ascontiguousarray(self.mask),
                    "null_states": np.ascontiguousarray(self.null_states),
                    "null_mask": np.ascontiguousarray(self.null_mask)},
-                  str(path), metadata={"format": FORMAT, "captions": json.dumps(list(self.captions))})
+                  str(path),
+                  metadata={"format": FORMAT, "captions": json.dumps(list(self.captions))})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EmbeddingCache:

@@ -55,12 +55,14 @@ class TextEncoderConfig:
             raise ValueError(f"TextEncoderConfig.width ({self.width}) must be divisible by "
                              f"num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout_rate < 1.0:
-            raise ValueError(f"TextEncoderConfig.dropout_rate must be in [0, 1), got {self.dropout_rate}")
+            raise ValueError(f"TextEncoderConfig.dropout_rate must be in [0, 1), got "
+                             f"{self.dropout_rate}")
         if self.temporal_width < 0 or self.temporal_width % self.num_heads:
-            raise ValueError(f"TextEncoderConfig.temporal_width ({self.temporal_width}) must be >= 0 "
-                             f"and divisible by num_heads ({self.num_heads})")
+            raise ValueError(f"TextEncoderConfig.temporal_width ({self.temporal_width}) must be "
+                             f">= 0 and divisible by num_heads ({self.num_heads})")
         if self.temporal_depth < 1:
-            raise ValueError(f"TextEncoderConfig.temporal_depth must be >= 1, got {self.temporal_depth}")
+            raise ValueError(f"TextEncoderConfig.temporal_depth must be >= 1, got "
+                             f"{self.temporal_depth}")
 
     @property
     def output_width(self) -> int:
@@ -73,17 +75,21 @@ def _dense(features: int, name: str, axes: tuple[str, str], dtype: Dtype, param_
     init = nn.initializers.zeros_init() if zero else nn.initializers.xavier_uniform()
     return nn.Dense(features, name=name, dtype=dtype, param_dtype=param_dtype,
                     kernel_init=nn.with_logical_partitioning(init, axes),
-                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), (axes[1],)))
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                           (axes[1],)))
 
 
 def _layer_norm(name: str, dtype: Dtype, param_dtype: Dtype) -> nn.LayerNorm:
     return nn.LayerNorm(name=name, dtype=dtype, param_dtype=param_dtype,
-                        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
-                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("norm",)))
+                        scale_init=nn.with_logical_partitioning(nn.initializers.ones_init(),
+                                                                ("norm",)),
+                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(),
+                                                               ("norm",)))
 
 
 class EncoderBlock(nn.Module):
-    """`x + attn(LN(x))`, then `x + mlp(LN(x))`: `x: (B, L, D)`, `mask: (B, L) bool` -> `(B, L, D)`."""
+    """`x + attn(LN(x))`, then `x + mlp(LN(x))`: `x: (B, L, D)`, `mask: (B, L) bool` ->
+    `(B, L, D)`."""
 
     config: TextEncoderConfig
     dtype: Dtype = jnp.float32
@@ -96,7 +102,8 @@ class EncoderBlock(nn.Module):
         split = lambda t: rearrange(t, "b l (h d) -> b l h d", h=c.num_heads)
 
         h = _layer_norm("attention_norm", **kw)(x)
-        q, k, v = (split(_dense(c.width, n, ("embed", "mlp"), **kw)(h)) for n in ("query", "key", "value"))
+        q, k, v = (split(_dense(c.width, n, ("embed", "mlp"), **kw)(h))
+                   for n in ("query", "key", "value"))
         h = jax.nn.dot_product_attention(q, k, v, mask=rearrange(mask, "b l -> b 1 1 l"))
         h = _dense(c.width, "out", ("mlp", "embed"), **kw)(rearrange(h, "b l h d -> b l (h d)"))
         x = x + drop(h)
@@ -133,7 +140,8 @@ class TextEncoder(nn.Module):
                      embedding_init=nn.with_logical_partitioning(
                          nn.initializers.normal(0.02), ("vocab", "embed")))(ids)
         positions = self.param("position_embedding", nn.with_logical_partitioning(
-            nn.initializers.normal(0.02), (None, "embed")), (c.max_length, c.width), self.param_dtype)
+            nn.initializers.normal(0.02), (None, "embed")), (c.max_length, c.width),
+            self.param_dtype)
         x = x + jnp.asarray(positions[: ids.shape[1]], self.dtype)[None]
         x = nn.Dropout(c.dropout_rate, deterministic=not train)(x)
         for i in range(c.depth):

@@ -140,7 +140,8 @@ def relative_position_bucket(relative_position: np.ndarray, *, bidirectional: bo
 
 
 def check_ids_mask(ids: jax.Array, mask: jax.Array | None) -> jax.Array:
-    """Validates `ids (B, L) int` and `mask (B, L) | None`; returns the mask as bool (all True if None)."""
+    """Validates `ids (B, L) int` and `mask (B, L) | None`; returns the mask as bool (all True if
+    None)."""
     if ids.ndim != 2 or not jnp.issubdtype(ids.dtype, jnp.integer):
         raise ValueError(f"ids must be (B, L) integers, got shape {ids.shape} dtype {ids.dtype}")
     if mask is None:
@@ -222,7 +223,8 @@ class T5FeedForward(nn.Module):
 
 
 class T5Block(nn.Module):
-    """Pre-norm residual block: `x + attn(norm(x))`, then `x + ffn(norm(x))`. `(B, L, D)` -> same."""
+    """Pre-norm residual block: `x + attn(norm(x))`, then `x + ffn(norm(x))`. `(B, L, D)` ->
+    same."""
 
     config: T5Config
     dtype: Dtype = jnp.float32
@@ -234,7 +236,8 @@ class T5Block(nn.Module):
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         eps = self.config.layer_norm_epsilon
         h = T5LayerNorm(eps, name="attention_norm", **kw)(x)
-        x = x + T5SelfAttention(self.config, name="attention", precision=self.precision, **kw)(h, bias, mask)
+        x = x + T5SelfAttention(self.config, name="attention", precision=self.precision,
+                                **kw)(h, bias, mask)
         h = T5LayerNorm(eps, name="mlp_norm", **kw)(x)
         return x + T5FeedForward(self.config, name="mlp", precision=self.precision, **kw)(h)
 
@@ -253,7 +256,8 @@ class T5Encoder(nn.Module):
     precision: Any = None
 
     @nn.compact
-    def __call__(self, ids: jax.Array, mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, ids: jax.Array,
+                 mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         c = self.config
         mask = check_ids_mask(ids, mask)
         length = ids.shape[1]

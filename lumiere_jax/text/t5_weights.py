@@ -68,7 +68,8 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if nbytes == 0:
             out[name] = np.zeros(shape, dtype)
         else:
-            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape)
+            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin,
+                                  shape=shape)
     return out
 
 
@@ -91,7 +92,8 @@ def read_safetensors_folder(folder: str | os.PathLike) -> dict[str, np.ndarray]:
     if not files:
         found = sorted(p.name for p in folder.iterdir())
         raise ValueError(f"no .safetensors weights in {str(folder)!r} (found {found}); convert a "
-                         "PyTorch checkpoint once with `save_pretrained(..., safe_serialization=True)`")
+                         "PyTorch checkpoint once with "
+                         "`save_pretrained(..., safe_serialization=True)`")
     tensors: dict[str, np.ndarray] = {}
     for name in files:
         if not (folder / name).is_file():
@@ -105,9 +107,11 @@ def _expected_tensors(config: T5Config) -> dict[str, tuple[tuple[int, ...], tupl
     c = config
     inner = c.num_heads * c.d_kv
     out = {
-        "encoder.embed_tokens.weight": ((c.vocab_size, c.d_model), ("token_embedding", "embedding"), False),
+        "encoder.embed_tokens.weight": ((c.vocab_size, c.d_model),
+                                        ("token_embedding", "embedding"), False),
         "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight": (
-            (c.relative_attention_num_buckets, c.num_heads), ("relative_attention_bias", "embedding"), False),
+            (c.relative_attention_num_buckets, c.num_heads),
+            ("relative_attention_bias", "embedding"), False),
         "encoder.final_layer_norm.weight": ((c.d_model,), ("final_norm", "scale"), False),
     }
     ffn = ["wi_0", "wi_1", "wo"] if c.is_gated else ["wi", "wo"]
@@ -144,7 +148,8 @@ def convert_t5_weights(tensors: Mapping[str, Any], config: T5Config,
     expected = _expected_tensors(config)
     missing = [n for n in expected if n not in tensors]
     misshaped = [f"{n}: expected {list(expected[n][0])}, got {list(np.shape(tensors[n]))}"
-                 for n in expected if n in tensors and tuple(np.shape(tensors[n])) != expected[n][0]]
+                 for n in expected
+                 if n in tensors and tuple(np.shape(tensors[n])) != expected[n][0]]
     unexpected = sorted(n for n in tensors if n.startswith("encoder.") and n not in expected)
     if missing or misshaped or unexpected:
         parts = []

@@ -35,8 +35,8 @@ class Tokenizer(Protocol):
 def _as_text_list(texts: Sequence[str] | np.ndarray | str) -> list[str]:
     """Accepts a list / tuple / 1-D array of `str` or UTF-8 `bytes` (as tf.data / TFDS yields)."""
     if isinstance(texts, (str, bytes)):
-        raise ValueError(f"texts must be a sequence of captions, got a single {type(texts).__name__}; "
-                         "wrap it in a list: encode([caption])")
+        raise ValueError("texts must be a sequence of captions, got a single "
+                         f"{type(texts).__name__}; wrap it in a list: encode([caption])")
     if isinstance(texts, np.ndarray):
         if texts.ndim != 1:
             raise ValueError(f"texts must be 1-D (B,), got an array of shape {texts.shape}")
@@ -51,7 +51,8 @@ def _as_text_list(texts: Sequence[str] | np.ndarray | str) -> list[str]:
     return out
 
 
-def _pad_batch(rows: Iterable[list[int]], max_length: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad_batch(rows: Iterable[list[int]], max_length: int,
+               pad_id: int) -> tuple[np.ndarray, np.ndarray]:
     rows = list(rows)
     ids = np.full((len(rows), max_length), pad_id, np.int32)
     mask = np.zeros((len(rows), max_length), bool)
@@ -88,7 +89,8 @@ class ByteTokenizer:
         return _pad_batch(rows, self.max_length, self.pad_id)
 
     def decode(self, ids: np.ndarray) -> list[str]:
-        """ids: (B, L) int -> B strings (stops at the first EOS; bytes split by truncation are replaced)."""
+        """ids: (B, L) int -> B strings (stops at the first EOS; bytes split by truncation are
+        replaced)."""
         out = []
         for row in np.asarray(ids).reshape(-1, np.shape(ids)[-1]):
             data = bytearray()
@@ -118,7 +120,8 @@ class WordTokenizer:
         words = [str(w).lower() for w in vocab]
         bad = [w for w in words if not re.fullmatch(r"[a-z0-9]+", w)]
         if not words or bad or len(set(words)) != len(words):
-            raise ValueError("vocab must be a non-empty list of distinct words of letters / digits; "
+            raise ValueError("vocab must be a non-empty list of distinct "
+                             "words of letters / digits; "
                              f"got {len(words)} entries" + (f", invalid: {bad[:5]}" if bad else
                                                             ", with duplicates" if words else ""))
         self.vocab = tuple(words)

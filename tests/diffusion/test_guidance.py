@@ -15,7 +15,8 @@ B, T, H, W, C, L, D = 2, 3, 4, 4, 3, 5, 6
 def _model(x, t, cond):
     """A nonlinear, per-example model of (x, t, cond={'text', 'mask'})."""
     text = jnp.sum(cond["text"] * cond["mask"][..., None], axis=(1, 2))       # (B',)
-    return jnp.tanh(x * (1.0 + t[:, None, None, None, None]) + text[:, None, None, None, None]) + x ** 2
+    return (jnp.tanh(x * (1.0 + t[:, None, None, None, None]) + text[:, None, None, None, None])
+            + x ** 2)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +93,8 @@ def test_static_and_dynamic_threshold_reference():
 
 def test_noise_augment_levels_and_statistics():
     schedule = cosine_schedule()
-    x = jnp.asarray(np.broadcast_to(np.linspace(-1, 1, 16, dtype=np.float32)[:, None, None, None, None],
-                                    (16, 2, 8, 8, 3)))
+    x = jnp.asarray(np.broadcast_to(
+        np.linspace(-1, 1, 16, dtype=np.float32)[:, None, None, None, None], (16, 2, 8, 8, 3)))
     augment = jax.jit(lambda x, k, t=None: noise_augment(x, k, schedule, 0.6, t=t))
     noisy, t_aug = augment(x, jax.random.key(2))
     assert t_aug.shape == (16,) and noisy.shape == x.shape

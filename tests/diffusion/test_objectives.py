@@ -88,7 +88,8 @@ def test_loss_of_optimal_denoiser_is_posterior_variance(prediction, weighting):
     t0 = 0.4
     a, sig = (float(v) for v in SCHEDULE.alpha_sigma(t0))
     snr = a ** 2 / sig ** 2
-    post_var = float(np.mean(np.asarray(STD) ** 2 * sig ** 2 / (a ** 2 * np.asarray(STD) ** 2 + sig ** 2)))
+    post_var = float(np.mean(np.asarray(STD) ** 2 * sig ** 2
+                             / (a ** 2 * np.asarray(STD) ** 2 + sig ** 2)))
     factor = {"x0": 1.0, "eps": snr, "v": snr + 1.0}[prediction]
     expected = post_var * (min(snr, 5.0) if weighting == "min_snr" else factor)
 

@@ -190,7 +190,8 @@ def test_static_and_dynamic_clipping_of_x0():
     np.testing.assert_allclose(static, np.broadcast_to([1.0, 0.5, -1.0], (2, 3)), atol=1e-5)
     dynamic = run(point_oracle(point, "x0"), x, jax.random.key(0), clip="dynamic", **kw)
     s = max(np.quantile(np.abs([2.0, 0.5, -3.0]), 0.995), 1.0)
-    np.testing.assert_allclose(dynamic, np.broadcast_to(np.clip([2.0, 0.5, -3.0], -s, s) / s, (2, 3)),
+    np.testing.assert_allclose(dynamic,
+                               np.broadcast_to(np.clip([2.0, 0.5, -3.0], -s, s) / s, (2, 3)),
                                atol=1e-5)
 
 

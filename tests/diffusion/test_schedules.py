@@ -82,7 +82,8 @@ def test_ddpm_cosine_betas_closed_form():
 
 def test_discrete_timesteps_round_trip():
     idx = np.arange(0, 1000, 37)
-    np.testing.assert_array_equal(np.asarray(discrete_timesteps(jnp.asarray(idx / 999.0), 1000)), idx)
+    np.testing.assert_array_equal(
+        np.asarray(discrete_timesteps(jnp.asarray(idx / 999.0), 1000)), idx)
 
 
 def test_schedule_is_hashable_static_arg():

@@ -54,7 +54,8 @@ def test_centroids_follow_the_rendered_path():
         if ex["num_objects"] != 1:
             continue
         track, = analyze_clip(ex["video"]).objects
-        truth = ex["objects"]["start"][0] + np.arange(FRAMES)[:, None] * ex["objects"]["velocity"][0]
+        truth = (ex["objects"]["start"][0]
+                 + np.arange(FRAMES)[:, None] * ex["objects"]["velocity"][0])
         errors.append(np.abs(track.centroids - truth).max())
         assert track.presence == 1.0
         np.testing.assert_allclose(track.velocity, ex["objects"]["velocity"][0], atol=0.05)

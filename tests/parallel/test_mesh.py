@@ -215,7 +215,8 @@ def test_shardings_like_params_for_optimizer_state():
 def test_param_shardings_plain_partitioned_and_unboxed_leaves():
     mesh = _mesh((2, 2, 2))
     tree = {"a": nn.Partitioned(jax.ShapeDtypeStruct((4, 6), np.float32), names=("tensor", "data")),
-            "odd": nn.Partitioned(jax.ShapeDtypeStruct((3, 6), np.float32), names=("tensor", "data")),
+            "odd": nn.Partitioned(jax.ShapeDtypeStruct((3, 6), np.float32),
+                                  names=("tensor", "data")),
             "b": jax.ShapeDtypeStruct((3,), np.float32)}
     s = param_shardings(tree, mesh)
     assert s["a"].spec == P("tensor", "data")

@@ -41,7 +41,8 @@ class TinyNet(nn.Module):
         h = nn.with_logical_constraint(h, ("batch", None, None, None))
         h = nn.LayerNorm(name="norm",
                          scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))(h)
+                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros,
+                                                                ("norm",)))(h)
         temb = _dense(WIDTH, "time")(jnp.sin(t[:, None] * jnp.arange(1, 9, dtype=jnp.float32)))
         h = h + temb[:, None, None, :]
         h = nn.gelu(_dense(HIDDEN, "mlp_in")(h))

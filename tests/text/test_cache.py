@@ -1,4 +1,5 @@
-"""Embedding cache: rows equal the encoder run on each caption alone; null embedding; file round trip."""
+"""Embedding cache: rows equal the encoder run on each caption alone; null embedding; file round
+trip."""
 
 import jax
 import numpy as np
@@ -98,7 +99,8 @@ def test_float16_storage(encoder, tmp_path):
                                   dtype=np.float16)
     loaded = EmbeddingCache.load(tmp_path / "h.safetensors")
     assert loaded.states.dtype == np.float16
-    np.testing.assert_allclose(loaded.lookup(["a dog"])[0], reference(["a dog"])[0], atol=2e-3, rtol=2e-3)
+    np.testing.assert_allclose(loaded.lookup(["a dog"])[0], reference(["a dog"])[0],
+                               atol=2e-3, rtol=2e-3)
     with pytest.raises(ValueError, match="float32 or float16"):
         build_embedding_cache(encode, ["a"], dtype=np.int8)
 
@@ -116,7 +118,8 @@ def test_drop_to_null():
     s, m = jax.jit(drop_to_null)(states, mask, null_s, null_m, key, 0.5)
     is_null = np.all(np.asarray(s) == 7.0, axis=(1, 2))
     np.testing.assert_array_equal(np.asarray(s)[~is_null], states[~is_null])
-    np.testing.assert_array_equal(np.asarray(m)[is_null], np.broadcast_to(null_m, (is_null.sum(), 5)))
+    np.testing.assert_array_equal(np.asarray(m)[is_null],
+                                  np.broadcast_to(null_m, (is_null.sum(), 5)))
     assert 16 < is_null.sum() < 48
 
 
@@ -131,7 +134,8 @@ def test_t5_path_with_sentencepiece(tmp_path):
 
     (tmp_path / "corpus.txt").write_text("\n".join(["a red ball bounces", "a blue cube spins",
                                                     "two dogs run on grass"] * 30))
-    spm.SentencePieceTrainer.train(input=str(tmp_path / "corpus.txt"), model_prefix=str(tmp_path / "spiece"),
+    spm.SentencePieceTrainer.train(input=str(tmp_path / "corpus.txt"),
+                                   model_prefix=str(tmp_path / "spiece"),
                                    vocab_size=40, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
                                    hard_vocab_limit=False, minloglevel=2)
     fixture = pathlib.Path(__file__).resolve().parents[1] / "fixtures" / "t5_tiny"

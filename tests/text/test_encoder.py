@@ -9,7 +9,8 @@ import pytest
 from lumiere_jax.text.encoder import TextEncoder, TextEncoderConfig
 from lumiere_jax.text.tokenizers import ByteTokenizer
 
-CONFIG = TextEncoderConfig(max_length=16, width=32, depth=2, num_heads=4, mlp_ratio=2, dropout_rate=0.1)
+CONFIG = TextEncoderConfig(max_length=16, width=32, depth=2, num_heads=4, mlp_ratio=2,
+                           dropout_rate=0.1)
 CAPTIONS = ["a red ball", "", "two circles orbit each other"]
 
 
@@ -21,7 +22,8 @@ def model():
     # Random weights everywhere (an init has zero biases), norm scales near 1.
     rng = np.random.default_rng(1)
     params = jax.tree_util.tree_map_with_path(
-        lambda path, a: (path[-1].key == "scale") + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
+        lambda path, a: (path[-1].key == "scale")
+        + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
         nn.meta.unbox(variables["params"]))
     apply = jax.jit(lambda p, ids, mask: encoder.apply({"params": p}, ids, mask))
     return encoder, variables, params, apply, ids, mask
@@ -46,7 +48,8 @@ def reference(params, ids, mask, config):
     params = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     out = []
     for tokens, m in zip(ids, mask):
-        x = params["token_embedding"]["embedding"][tokens] + params["position_embedding"][: len(tokens)]
+        x = (params["token_embedding"]["embedding"][tokens]
+             + params["position_embedding"][: len(tokens)])
         for i in range(config.depth):
             p = params[f"block_{i}"]
             h = _layer_norm(x, p["attention_norm"])
@@ -77,7 +80,8 @@ def test_matches_numpy_reference(model):
 def test_padding_and_batch_do_not_change_real_tokens(model):
     _, _, params, apply, ids, mask = model
     states, _ = apply(params, ids, mask)
-    junk = np.where(mask, ids, np.random.default_rng(0).integers(0, 259, ids.shape)).astype(np.int32)
+    junk = np.where(mask, ids,
+                    np.random.default_rng(0).integers(0, 259, ids.shape)).astype(np.int32)
     junk_states, _ = apply(params, junk, mask)
     reversed_states, _ = apply(params, ids[::-1], mask[::-1])
     short_ids, short_mask = ByteTokenizer(12).encode(CAPTIONS[:1])  # same caption, less padding
@@ -134,19 +138,23 @@ def test_temporal_encoder_is_a_second_independent_encoder(model):
     shapes = nn.meta.unbox(jax.eval_shape(encoder.init, jax.random.key(0), ids, mask)["params"])
     rng = np.random.default_rng(2)
     temporal = jax.tree_util.tree_map_with_path(
-        lambda path, a: (path[-1].key == "scale") + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
+        lambda path, a: (path[-1].key == "scale")
+        + 0.2 * rng.standard_normal(a.shape).astype(np.float32),
         shapes["temporal_encoder"])
     assert set(shapes) == set(params) | {"temporal_encoder"}
     both = dict(params, temporal_encoder=temporal)
     states, _ = jax.jit(lambda p: encoder.apply({"params": p}, ids, mask))(both)
     assert states.shape == (3, 16, 40) and wide.output_width == 40
-    np.testing.assert_allclose(states[..., :32], reference(params, ids, mask, CONFIG), atol=2e-5, rtol=2e-5)
+    np.testing.assert_allclose(states[..., :32], reference(params, ids, mask, CONFIG),
+                               atol=2e-5, rtol=2e-5)
     sub = TextEncoderConfig(max_length=16, width=8, depth=1, num_heads=4, mlp_ratio=2)
-    np.testing.assert_allclose(states[..., 32:], reference(temporal, ids, mask, sub), atol=2e-5, rtol=2e-5)
+    np.testing.assert_allclose(states[..., 32:], reference(temporal, ids, mask, sub),
+                               atol=2e-5, rtol=2e-5)
 
 
 @pytest.mark.parametrize("bad,match", [(dict(temporal_width=6), "temporal_width"),
-                                       (dict(temporal_width=8, temporal_depth=0), "temporal_depth")])
+                                       (dict(temporal_width=8, temporal_depth=0),
+                                        "temporal_depth")])
 def test_temporal_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         TextEncoderConfig(width=32, num_heads=4, **bad)

@@ -1,4 +1,5 @@
-"""Flax T5 encoder vs a fixture from Hugging Face `transformers` (tests/fixtures/make_t5_fixture.py)."""
+"""Flax T5 encoder vs a fixture from Hugging Face `transformers`
+(tests/fixtures/make_t5_fixture.py)."""
 
 import pathlib
 
@@ -28,8 +29,10 @@ def t5():
 
 def test_config_read_from_hf_json():
     c = T5Config.from_hf(FIXTURE)
-    assert (c.d_model, c.d_kv, c.d_ff, c.num_layers, c.num_heads, c.vocab_size) == (32, 6, 64, 2, 4, 128)
-    assert c.relative_attention_max_distance == 20 and c.is_gated and c.activation_name == "gelu_new"
+    assert ((c.d_model, c.d_kv, c.d_ff, c.num_layers, c.num_heads, c.vocab_size)
+            == (32, 6, 64, 2, 4, 128))
+    assert (c.relative_attention_max_distance == 20 and c.is_gated
+            and c.activation_name == "gelu_new")
 
 
 def test_matches_transformers_reference(t5, expected):
@@ -57,7 +60,8 @@ def test_padding_does_not_change_real_tokens(t5, expected):
     ref = expected["states"][1, :n]
     # Same caption, trimmed to its real tokens / padded to 24 with junk ids / padded to 40.
     trimmed, _ = apply(ids[:, :n], mask[:, :n])
-    junk = np.where(mask, ids, np.random.default_rng(1).integers(0, 128, ids.shape)).astype(np.int32)
+    junk = np.where(mask, ids,
+                    np.random.default_rng(1).integers(0, 128, ids.shape)).astype(np.int32)
     junk_states, _ = apply(junk, mask)
     long_ids = np.pad(ids, ((0, 0), (0, 16)))
     long_states, _ = apply(long_ids, np.pad(mask, ((0, 0), (0, 16))))
@@ -115,7 +119,8 @@ def test_config_from_hf_names_missing_fields():
 
 
 def test_sharded_over_eight_devices_matches_reference(t5, expected):
-    """Converted weights placed with the logical-axis shardings (fsdp x tensor) give the same states."""
+    """Converted weights placed with the logical-axis shardings (fsdp x tensor) give the same
+    states."""
     from lumiere_jax.parallel import make_mesh, param_shardings
 
     encoder, params, _ = t5

@@ -38,17 +38,20 @@ def _folder(tmp_path, tensors, config_dir=FIXTURE):
 def test_layout_transposes_linear_weights(hf, reference_params):
     tensors, _ = hf
     p = reference_params
-    np.testing.assert_array_equal(p["block_1"]["attention"]["query"]["kernel"], tensors[f"{ATTN}.q.weight"].T)
+    np.testing.assert_array_equal(p["block_1"]["attention"]["query"]["kernel"],
+                                  tensors[f"{ATTN}.q.weight"].T)
     np.testing.assert_array_equal(p["block_0"]["mlp"]["wo"]["kernel"],
                                   tensors["encoder.block.0.layer.1.DenseReluDense.wo.weight"].T)
     np.testing.assert_array_equal(p["token_embedding"]["embedding"], tensors["shared.weight"])
-    np.testing.assert_array_equal(p["final_norm"]["scale"], tensors["encoder.final_layer_norm.weight"])
+    np.testing.assert_array_equal(p["final_norm"]["scale"],
+                                  tensors["encoder.final_layer_norm.weight"])
 
 
 def test_missing_tensor_is_named(hf, tmp_path):
     tensors, config = hf
     broken = {k: v for k, v in tensors.items() if k != f"{ATTN}.v.weight"}
-    with pytest.raises(ValueError, match=r"missing tensors \(1\):\n  encoder.block.1.layer.0.SelfAttention.v.weight"):
+    with pytest.raises(ValueError, match=r"missing tensors \(1\):\n  "
+                                         r"encoder.block.1.layer.0.SelfAttention.v.weight"):
         load_t5_encoder(_folder(tmp_path, broken))
     no_embedding = {k: v for k, v in tensors.items() if k != "shared.weight"}
     with pytest.raises(ValueError, match="encoder.embed_tokens.weight"):
@@ -58,7 +61,8 @@ def test_missing_tensor_is_named(hf, tmp_path):
 def test_misshaped_tensor_is_named_with_shapes(hf):
     tensors, config = hf
     broken = dict(tensors, **{f"{ATTN}.o.weight": np.zeros((24, 32), np.float32)})
-    with pytest.raises(ValueError, match=r"SelfAttention.o.weight: expected \[32, 24\], got \[24, 32\]"):
+    with pytest.raises(ValueError,
+                       match=r"SelfAttention.o.weight: expected \[32, 24\], got \[24, 32\]"):
         convert_t5_weights(broken, config)
 
 
@@ -68,7 +72,8 @@ def test_config_mismatch_names_missing_and_unexpected(hf):
         convert_t5_weights(tensors, T5Config(**{**config.__dict__, "num_layers": 3}))
     with pytest.raises(ValueError, match=r"unexpected encoder tensors \(9\):\n  encoder.block.1"):
         convert_t5_weights(tensors, T5Config(**{**config.__dict__, "num_layers": 1}))
-    with pytest.raises(ValueError, match=r"mis-shaped tensors \(20\)"):  # d_model 40: all but the bias table
+    # d_model 40: all but the bias table
+    with pytest.raises(ValueError, match=r"mis-shaped tensors \(20\)"):
         convert_t5_weights(tensors, T5Config(**{**config.__dict__, "d_model": 40}))
 
 
@@ -86,7 +91,8 @@ def test_sharded_folder_with_index(hf, reference_params, tmp_path):
     tensors, _ = hf
     shutil.copy(FIXTURE / "config.json", tmp_path / "config.json")
     names = sorted(tensors)
-    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    shards = {"model-00001-of-00002.safetensors": names[::2],
+              "model-00002-of-00002.safetensors": names[1::2]}
     for file, keys in shards.items():
         save_file({k: tensors[k] for k in keys}, str(tmp_path / file))
     index = {"weight_map": {k: f for f, keys in shards.items() for k in keys}}
@@ -104,7 +110,8 @@ def _write_bf16_safetensors(path, tensors):
     header, blobs, offset = {}, [], 0
     for name, value in tensors.items():
         data = np.ascontiguousarray(value.astype(ml_dtypes.bfloat16)).tobytes()
-        header[name] = {"dtype": "BF16", "shape": list(value.shape), "data_offsets": [offset, offset + len(data)]}
+        header[name] = {"dtype": "BF16", "shape": list(value.shape),
+                        "data_offsets": [offset, offset + len(data)]}
         blobs.append(data)
         offset += len(data)
     raw = json.dumps(header).encode()
@@ -118,7 +125,8 @@ def test_half_precision_files(hf, tmp_path):
     _folder(half, {k: v.astype(np.float16) for k, v in tensors.items()})
     _, params = load_t5_encoder(half)
     np.testing.assert_array_equal(params["block_1"]["attention"]["key"]["kernel"],
-                                  tensors[f"{ATTN}.k.weight"].astype(np.float16).astype(np.float32).T)
+                                  tensors[f"{ATTN}.k.weight"].astype(np.float16)
+                                  .astype(np.float32).T)
     bf16 = tmp_path / "bf16"
     bf16.mkdir()
     shutil.copy(FIXTURE / "config.json", bf16 / "config.json")
@@ -134,7 +142,8 @@ def test_malformed_files_give_clear_errors(tmp_path):
     (tmp_path / "truncated.safetensors").write_bytes(good[: len(good) // 2])
     with pytest.raises(ValueError, match="truncated"):
         read_safetensors(tmp_path / "truncated.safetensors")
-    (tmp_path / "lfs.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\n")
+    (tmp_path / "lfs.safetensors").write_text("version https://git-lfs.github.com/spec/v1\n"
+                                              "oid sha256:abc\n")
     with pytest.raises(ValueError, match="not a safetensors file"):
         read_safetensors(tmp_path / "lfs.safetensors")
     (tmp_path / "tiny.safetensors").write_bytes(b"\x01\x02")

@@ -15,7 +15,8 @@ def test_byte_tokenizer_layout_by_hand():
     np.testing.assert_array_equal(ids, [[100, 101, 1, 0, 0, 0],
                                         [1, 0, 0, 0, 0, 0],
                                         [198, 172, 1, 0, 0, 0]])
-    np.testing.assert_array_equal(mask, [[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0], [1, 1, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 0, 0, 0], [1, 0, 0, 0, 0, 0],
+                                         [1, 1, 1, 0, 0, 0]])
     assert ids.dtype == np.int32 and mask.dtype == bool
 
 

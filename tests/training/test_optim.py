@@ -25,7 +25,8 @@ def cfg(**kw):
 def np_lr(c, n):
     if n < c.warmup_steps:
         return c.lr * n / c.warmup_steps
-    frac = min(n - c.warmup_steps, c.decay_steps - c.warmup_steps) / (c.decay_steps - c.warmup_steps)
+    frac = (min(n - c.warmup_steps, c.decay_steps - c.warmup_steps)
+            / (c.decay_steps - c.warmup_steps))
     end = c.lr * c.end_lr_factor
     return end + (c.lr - end) * 0.5 * (1 + math.cos(math.pi * frac))
 
