@@ -1,7 +1,8 @@
 """Do a run's text encodings keep direction words apart? (the motion-from-text risk)
 
     python benchmarks/text_direction.py --run runs/demo_t2i/checkpoints --config configs/demo_t2i.py
-    python benchmarks/text_direction.py --pretrained pretrained/moving_shapes --stage base
+    python benchmarks/text_direction.py --pretrained pretrained/moving_shapes --stage base \
+        --part temporal     # only the states the temporal layers read
 
 For prompts that differ in exactly one attribute (direction / colour / shape), prints the
 mean cosine distance between their encodings: over the token states (masked mean of
@@ -38,6 +39,9 @@ def main() -> None:
     parser.add_argument("--config", help="its config file (with --run)")
     parser.add_argument("--pretrained", help="a pretrained folder (instead of --run)")
     parser.add_argument("--stage", default="base", help="stage name in the pretrained folder")
+    parser.add_argument("--part", choices=("all", "spatial", "temporal"), default="all",
+                        help="which channels of the states: the T2I encoder's ('spatial', the "
+                             "first text.width) or the temporal encoder's (text.temporal_width)")
     args = parser.parse_args()
     if args.pretrained:
         config, params = pretrained.load_stage(args.pretrained, args.stage)
@@ -47,7 +51,16 @@ def main() -> None:
         spec.loader.exec_module(module)
         config = module.get_config()
         params = runs.load_run_params(args.run, config.stage, field="--run")
-    encode = runs.text_encode_fn(config, params["text"])
+    full_encode, width = runs.text_encode_fn(config, params["text"]), config.text.width
+    if args.part == "temporal" and not config.text.get("temporal_width", 0):
+        parser.error("--part temporal: this stage's text encoder has no temporal_width")
+    part = {"all": slice(None), "spatial": slice(0, width), "temporal": slice(width, None)}[
+        args.part]
+
+    def encode(prompts):
+        states, mask = full_encode(prompts)
+        return np.asarray(states)[..., part], np.asarray(mask)
+
     base = dict(color=list(COLORS)[:4], shape=list(SHAPES),
                 direction=[p for _, p in DIRECTIONS.values()][:4])
     for attribute in ("direction", "color", "shape"):
@@ -64,7 +77,7 @@ def main() -> None:
                 pooled_d.append(float(cosine_distance(pool(sa, ma), pool(sb, mb))))
         print(json.dumps(dict(figure="text_encoding_distance", attribute=attribute,
                               pairs=len(token_d), token_cosine_distance=np.mean(token_d),
-                              pooled_cosine_distance=np.mean(pooled_d),
+                              pooled_cosine_distance=np.mean(pooled_d), part=args.part,
                               source=args.pretrained or args.run)))
 
 
