@@ -1,17 +1,21 @@
 """Demo stage 2: the demo T2I U-Net inflated into a STUNet (16 frames at 32 px).
 
-Command (after configs/demo_t2i.py and its continuation, pretrained/moving_shapes/README.md):
-    python train.py --config configs/demo_stunet.py --workdir runs/demo_stunet
-Measured: 1000 steps in 57 min on 2 shared cores, loss 0.034 (mean of the last 50). On 64
-test prompts (evaluate.py --base_only): colour 0.86 / direction 0.16 / shape 0.20 with
-short prompts; the direction does not follow the text yet (pretrained/moving_shapes/README.md).
+Command (reads the shipped T2I stage, pretrained/moving_shapes; the shipped base is this run):
+    python train.py --config configs/demo_stunet.py --workdir runs/demo_stunet_tt \
+        --config.sample.every=0
+Measured: 1500 steps in 78 min on 2 shared cores, loss 0.035 (mean of the last 50). On 64
+test prompts (evaluate.py --base_only): colour 0.94 / shape 0.28 / direction 0.06 /
+presence 0.86 with short prompts; the direction does not follow the text yet
+(pretrained/moving_shapes/README.md).
 
-The T2I U-Net weights (EMA) are loaded from `train.init_from` and frozen; the `temporal_*`
-weights train, and so does the T2I's text encoder (loaded from the same run). Two temporal
-downsamplings (16 -> 8 -> 4 frames at the coarsest level). Deviations from the paper (README
-"Design notes": motion from text): `model.temporal_text=True` lets the temporal layers read
-the prompt, and `text.trainable=True`, because the T2I stage, seeing single frames, had all
-but erased the direction words from its encoder (benchmarks/text_direction.py).
+The T2I U-Net weights (EMA) and its text encoder are loaded from `train.init_from` and
+frozen; the `temporal_*` weights train, among them a fresh `temporal_encoder` of the text
+encoder. Two temporal downsamplings (16 -> 8 -> 4 frames at the coarsest level).
+Deviations from the paper (README "Design notes": motion from text): `model.temporal_text`
+lets the temporal layers read the prompt, from their own encoder's states
+(`model.temporal_text_dim = text.temporal_width = 64`), because the T2I stage, seeing
+single frames, had all but erased the direction words from its encoder
+(benchmarks/text_direction.py).
 """
 
 from lumiere_jax.models import configs as model_configs
