@@ -51,7 +51,13 @@ def test_configs_form_a_cascade(prefix):
         assert stunet_shapes.get(path) == shape, path
     extra = set(stunet_shapes) - set(t2i_shapes)
     assert extra and all(any(p.startswith("temporal_") for p in path) for path in extra)
-    assert t2i.text.to_dict() == {**stunet.text.to_dict(), "trainable": True}  # frozen copy
+    # The STUNet's text encoder is a frozen copy of the T2I's, plus (optionally) a fresh
+    # temporal encoder whose width is the STUNet's temporal_text_dim.
+    shared = lambda text: {k: v for k, v in text.to_dict().items()
+                           if k not in ("temporal_width", "temporal_depth")}
+    assert shared(t2i.text) == {**shared(stunet.text), "trainable": True}
+    assert t2i.text.get("temporal_width", 0) == 0
+    assert stunet.text.get("temporal_width", 0) == stunet.model.get("temporal_text_dim", 0)
     if conditional is not None:
         # conditional inflates stunet the same way, adding only the cond_ input conv.
         assert conditional.stage == "conditional"

@@ -119,6 +119,13 @@ def loss_weight(log_snr: jax.Array, prediction: str, weighting: str = "plain",
     return clipped
 
 
+def sample_times(key: jax.Array, batch: int, power: float = 1.0) -> jax.Array:
+    """(batch,) diffusion times `t = 1 - (1 - u)^power`, u ~ U(0, 1): uniform for power 1,
+    towards high noise (t near 1) for power > 1 (CDF `1 - (1 - t)^(1 / power)`)."""
+    u = jax.random.uniform(key, (batch,), jnp.float32)
+    return 1.0 - (1.0 - u) ** power
+
+
 def diffusion_loss(denoise_fn: DenoiseFn, x0: jax.Array, key: jax.Array, schedule: Schedule,
                    prediction: str = "v", weighting: str = "plain", gamma: float = 5.0,
                    *, t: jax.Array | None = None) -> jax.Array:

@@ -32,7 +32,8 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         num_threads=4, prefetch=4))
     c.diffusion = ml_collections.ConfigDict(dict(
         prediction="v", weighting="plain", schedule_base_size=model.image_size,
-        text_dropout=0.1, ssr_low_res=model.image_size // 4, ssr_max_aug=0.3))
+        text_dropout=0.1, ssr_low_res=model.image_size // 4, ssr_max_aug=0.3,
+        t_power=1.0))                    # t = 1 - (1 - u)^t_power; > 1 favours high noise
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-4, warmup_steps=100, decay_steps=10_000, end_lr_factor=0.1, b1=0.9, b2=0.99,
         eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999,

@@ -44,7 +44,8 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       prediction=d.prediction, weighting=d.weighting,
                       text_dropout=d.text_dropout, ema_decay=config.optim.ema_decay,
                       ema_warmup=bool(config.optim.get("ema_warmup", False)),
-                      ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug)
+                      ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug,
+                      t_power=float(d.get("t_power", 1.0)))
 
 
 def check_config(config: Any) -> None:

@@ -20,7 +20,7 @@ import optax
 from lumiere_jax.applications.conditioning import (image_to_video_condition,
                                                    random_training_condition)
 from lumiere_jax.diffusion.guidance import noise_augment
-from lumiere_jax.diffusion.objectives import diffusion_loss
+from lumiere_jax.diffusion.objectives import diffusion_loss, sample_times
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
 from lumiere_jax.sampling import sample_unet, to_uint8
@@ -41,6 +41,9 @@ class StepConfig:
     ema_warmup: ramp the decay up as min(ema_decay, (1 + step) / (10 + step)).
     ssr_low_res: the SSR's conditioning is the clip resized to this size and back.
     ssr_max_aug: noise augmentation level of that conditioning, t_aug ~ U(0, max).
+    t_power: training times t = 1 - (1 - u)^t_power (`sample_times`); 1 is uniform, > 1
+      spends more of training at high noise, where the noisy clip no longer shows what the
+      prompt must decide (e.g. the direction of motion).
     """
 
     stage: str
@@ -52,6 +55,7 @@ class StepConfig:
     ema_warmup: bool = False
     ssr_low_res: int = 8
     ssr_max_aug: float = 0.3
+    t_power: float = 1.0
 
     def __post_init__(self):
         if self.stage not in STAGES:
@@ -60,6 +64,8 @@ class StepConfig:
             raise ValueError(f"text_dropout={self.text_dropout}; must be in [0, 1)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay={self.ema_decay}; must be in [0, 1)")
+        if not self.t_power > 0.0:
+            raise ValueError(f"t_power={self.t_power}; must be > 0 (1: uniform t)")
 
 
 def to_float(pixels: jax.Array) -> jax.Array:
@@ -112,7 +118,11 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
             return model.apply({"params": params["unet"]}, x_t, t, states, mask, train=True,
                                rngs={"dropout": k_dropout}, **extra)
 
-        return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction, cfg.weighting)
+        t = None  # uniform, drawn inside diffusion_loss
+        if cfg.t_power != 1.0:
+            t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
+        return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction, cfg.weighting,
+                              t=t)
 
     def step(state: dict, frozen: dict, batch: dict) -> tuple[dict, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
