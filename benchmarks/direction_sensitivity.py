@@ -1,6 +1,7 @@
 """Does a STUNet's denoising loss depend on the direction word of its prompt?
 
     python benchmarks/direction_sensitivity.py pretrained/moving_shapes base 64
+    python benchmarks/direction_sensitivity.py runs/demo_stunet_tp3 - 64   # a train.py workdir
 
 If the model reads direction from text, the true caption must predict a real clip better
 than the same caption with the opposite direction, at least where the noisy clip hides
@@ -16,6 +17,7 @@ to learn direction from the text (yet).
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import jax
@@ -42,7 +44,15 @@ def opposite(caption: str) -> str:
 
 
 def main(folder: str, stage: str, n: int, batch: int = 8) -> None:
-    config, params = pretrained.load_stage(folder, stage)
+    if os.path.isdir(os.path.join(folder, "checkpoints")):  # a train.py workdir: newest EMA
+        import ml_collections
+
+        with open(os.path.join(folder, "config.json")) as f:
+            config = ml_collections.ConfigDict(json.load(f))
+        params = runs.load_run_params(os.path.join(folder, "checkpoints"), config.stage)
+        stage = config.stage
+    else:
+        config, params = pretrained.load_stage(folder, stage)
     mcfg = runs.unet_config(config)
     schedule = runs.noise_schedule(config)
     encode = runs.text_encode_fn(config, params["text"])
