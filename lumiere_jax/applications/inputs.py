@@ -28,6 +28,7 @@ def resize_input(x: jax.Array, size: int, method: str) -> jax.Array:
     out = jax.image.resize(x, shape, "linear" if is_mask else method)
     return jnp.clip(out, 0.0 if is_mask else -1.0, 1.0)
 
+
 def pixels_input(name: str, x: Any, rank: int, batch: int) -> jax.Array:
     """uint8 [0, 255] or float [-1, 1] pixels, optionally without the batch axis ->
     float32 (batch, ..., 3) in [-1, 1]; rank counts the batch axis (4: images, 5: videos)."""
@@ -48,8 +49,9 @@ def pixels_input(name: str, x: Any, rank: int, batch: int) -> jax.Array:
                          f"[{np.nanmin(arr)}, {np.nanmax(arr)}]); pass uint8 for [0, 255].")
     return jnp.broadcast_to(jnp.asarray(arr, jnp.float32), (batch,) + arr.shape[1:])
 
+
 def mask_input(name: str, m: Any, rank: int, batch: int, num_frames: int | None = None
-          ) -> jax.Array:
+               ) -> jax.Array:
     """bool / [0, 1] mask without channel axis -> float32 (batch, ..., 1); rank counts
     the batch axis (3: (B, H, W); 4: (B, T, H, W), where T may be 1 for all frames)."""
     arr = np.asarray(m)

@@ -212,7 +212,8 @@ def merge_windows(
         raise ValueError(f"window={window} is longer than the clip (num_frames={num_frames}).")
     if np.shape(starts) != (num_windows,):
         raise ValueError(
-            f"starts must have shape (N,)=({num_windows},) to match windows, got {np.shape(starts)}."
+            f"starts must have shape (N,)=({num_windows},) to match windows, got "
+            f"{np.shape(starts)}."
         )
     starts = _static_starts(starts, num_frames, window)
     w = _resolve_weights(weights, num_windows, window)

@@ -79,7 +79,8 @@ class UNet(nn.Module):
                 if cfg.temporal_text:
                     h = self._wrap(TextCrossAttention)(
                         cfg.temporal_heads, cfg.norm_groups,
-                        name=f"temporal_cross_attention_{tag}", **kw)(h, temporal_text, text_mask)
+                        name=f"temporal_cross_attention_{tag}", **kw)(
+                            h, temporal_text, text_mask)
         return h
 
     @nn.compact

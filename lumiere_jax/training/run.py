@@ -34,6 +34,11 @@ from lumiere_jax.training.step import StepConfig, make_train_step
 PyTree = Any
 
 
+def _state_key(config: Any) -> jax.Array:
+    """The key a run's train state starts from (the step's own random draws)."""
+    return jax.random.key(config.seed + 1, impl="threefry2x32")
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
     """A training run's parts. `state`, `frozen` and `batch` are sharded
@@ -65,7 +70,7 @@ class Run:
 
     def state_key(self) -> jax.Array:
         """The key the train state starts from (the step's own random draws)."""
-        return jax.random.key(self.config.seed + 1, impl="threefry2x32")
+        return _state_key(self.config)
 
     def compile(self):
         """The train step compiled for `batch` (donates the state argument)."""
@@ -97,8 +102,8 @@ def build_run(config: Any, mesh: Mesh) -> Run:
     train_sh, frozen_sh = split_params(param_sh, mask)
     state_sh = state_shardings(train_sh, tx, abstract_trainable, mesh)
     make_state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh)
-    key = jax.random.key(config.seed + 1, impl="threefry2x32")
-    state = with_shardings(jax.eval_shape(make_state, abstract_trainable, key), state_sh)
+    state = with_shardings(jax.eval_shape(make_state, abstract_trainable, _state_key(config)),
+                           state_sh)
 
     batch_shapes = setup.abstract_batch_shapes(config, model_config)
     batch_sh = jax.tree.map(lambda _: batch_sharding(mesh), batch_shapes)

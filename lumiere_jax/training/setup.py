@@ -69,11 +69,12 @@ def check_config(config: Any) -> None:
     if config.model.text_dim != config.text.width:
         raise ValueError(f"config.model.text_dim={config.model.text_dim} must equal "
                          f"config.text.width={config.text.width}")
+    temporal_dim = config.model.get("temporal_text_dim", 0)
     temporal_width = config.text.get("temporal_width", 0)
-    if config.model.get("temporal_text_dim", 0) != temporal_width:
-        raise ValueError(f"config.model.temporal_text_dim={config.model.get('temporal_text_dim', 0)} "
-                         f"must equal config.text.temporal_width={temporal_width} (the temporal "
-                         "layers read the temporal encoder's states)")
+    if temporal_dim != temporal_width:
+        raise ValueError(f"config.model.temporal_text_dim={temporal_dim} must equal "
+                         f"config.text.temporal_width={temporal_width} (the temporal layers "
+                         "read the temporal encoder's states)")
     on_unreadable = config.train.get("on_unreadable", "stop")
     if on_unreadable not in ON_UNREADABLE:
         raise ValueError(f"config.train.on_unreadable={on_unreadable!r}; valid: {ON_UNREADABLE} "

@@ -190,7 +190,8 @@ def test_a_temporal_text_encoder_trains_in_the_stunet_stage_and_nothing_else_of_
     for path, leaf in traverse_util.flatten_dict(merged).items():
         assert float(np.max(leaf)) == (1.0 if path[0] == "temporal_encoder" else 0.0), path
     c.text.temporal_width, c.train.init_from = 16, "runs/t2i/checkpoints"
-    with pytest.raises(ValueError, match="temporal_text_dim=8 must equal config.text.temporal_width=16"):
+    with pytest.raises(ValueError,
+                       match="temporal_text_dim=8 must equal config.text.temporal_width=16"):
         setup.check_config(c)
 
 
