@@ -34,10 +34,13 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from lumiere_jax import cli, runs
+from lumiere_jax import cli, pretrained, runs
+from lumiere_jax.applications import interpolate_spatial_weights
 from lumiere_jax.data import load_source
 from lumiere_jax.data.video_io import center_crop_resize, read_video, write_video
 from lumiere_jax.eval import I3DFeatures, analyze_clip, frechet_distance, short_caption
+from lumiere_jax.eval import applications as apps
+from lumiere_jax.eval.applications import MODES as APP_MODES
 from lumiere_jax.eval.captions import normalize_labels
 from lumiere_jax.eval.contact_sheet import contact_sheet
 from lumiere_jax.eval.fvd import MIN_SIZE as FVD_MIN_SIZE
@@ -80,6 +83,11 @@ flags.DEFINE_integer("fvd_batch_size", 8, "clips per I3D forward")
 flags.DEFINE_integer("sheet_rows", 16, "clips shown on the contact sheet")
 flags.DEFINE_bool("base_only", False, "generation mode: judge the base stage's videos (its "
                   "size, no SSR); FVD against real clips at that size")
+flags.DEFINE_enum("mode", "t2v", ("t2v",) + APP_MODES, "t2v: text-to-video (above); or an "
+                  "application, measured on held-out clips (see the docstring)")
+flags.DEFINE_list("strengths", ["0.3", "0.5", "0.7", "0.9"], "--mode=edit: SDEdit strengths")
+flags.DEFINE_list("alphas", ["0", "0.25", "0.5", "0.75", "1"], "--mode=style: style alphas")
+flags.DEFINE_string("style", "style_outline", "--mode=style: the pretrained folder's style stage")
 flags.DEFINE_bool("save_videos", False, "generation mode: also write the clips as GIFs + "
                   "prompts.json into <out_dir>/videos (re-scorable with --videos_dir)")
 
@@ -256,11 +264,84 @@ def collect(f):
     return list(videos), entries, [r["video"] for r in records], info
 
 
+def _sweep(f) -> tuple[str | None, list[float | None]]:
+    """The swept setting of the mode and its values (edit: strength, style: alpha)."""
+    name = {"edit": "strength", "style": "alpha"}.get(f.mode)
+    raw = {"strength": f.strengths, "alpha": f.alphas}.get(name, [None])
+    try:
+        values = [None if v is None else float(v) for v in raw]
+    except ValueError as e:
+        raise ValueError(f"--{name}s={','.join(raw)}: expected numbers ({e})") from e
+    return name, values
+
+
+def evaluate_application(f) -> None:
+    """--mode i2v | cinemagraph | inpaint | edit | style on held-out single-object test
+    clips (`lumiere_jax.eval.applications`), judged at the base stage's size."""
+    if not f.pretrained:
+        raise ValueError(f"--mode={f.mode} evaluates a pretrained folder: pass --pretrained "
+                         "(e.g. pretrained/moving_shapes)")
+    sweep_name, values = _sweep(f)
+    source = load_source(f.dataset, "test", data_dir=f.data_dir or None)
+    tasks = apps.make_tasks(f.mode, source, f.num_clips, f.seed)
+    stage = pretrained.base_stage_for(f.pretrained, f.mode)
+    pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base_stage=stage,
+                                           **sampling_overrides(f))
+    base_unet = pipe.base_params
+    style_unet = pretrained.load_stage(f.pretrained, f.style)[1]["unet"] if (
+        f.mode == "style") else None
+    key = jax.random.key(f.seed)  # the same noise at every swept value: paired figures
+    os.makedirs(f.out_dir, exist_ok=True)
+    results, clips = [], []
+    for value in values:
+        if f.mode == "style":  # same shapes: the compiled sampler is reused
+            pipe.base_params = interpolate_spatial_weights(base_unet, style_unet, value)
+        t0 = time.perf_counter()
+        videos = apps.run_tasks(pipe, tasks, key, batch_size=f.batch_size, base_only=True,
+                                strength=value if f.mode == "edit" else 0.6)
+        seconds = time.perf_counter() - t0
+        rows = [apps.measure(t, v, value if f.mode == "edit" else None)
+                for t, v in zip(tasks, videos)]
+        summary = apps.summarize_tasks(rows)
+        results.append({sweep_name or "setting": value, **summary,
+                        "seconds_per_clip": seconds / len(tasks)})
+        clips += [dict(r, **({sweep_name: value} if sweep_name else {})) for r in rows]
+        suffix = "" if value is None else f"_{sweep_name}{value:g}"
+        shown = list(range(min(f.sheet_rows, len(videos))))
+        inputs = [t.video if t.video is not None else None for t in tasks]
+        contact_sheet(
+            [np.concatenate([inputs[i], videos[i]], axis=2) if inputs[i] is not None
+             else videos[i] for i in shown],
+            [[f"prompt: {rows[i]['prompt']}", f"read:   {rows[i]['reading']}"]
+             + ([f"{sweep_name} {value:g}"] if sweep_name else []) for i in shown],
+            os.path.join(f.out_dir, f"contact_sheet{suffix}.png"))
+        if f.save_videos:
+            folder = os.path.join(f.out_dir, "videos")
+            os.makedirs(folder, exist_ok=True)
+            for k, v in enumerate(videos[:f.sheet_rows]):
+                write_video(os.path.join(folder, f"{f.mode}{suffix}_{k:04d}.gif"), v, fps=8)
+    metrics = {"mode": f.mode, "stage": stage, "pretrained": f.pretrained,
+               "dataset": f.dataset, "split": "test", "judged_at": "base stage size",
+               "results": results, "clips": clips}
+    with open(os.path.join(f.out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
+        json.dump(metrics, fh, indent=1)
+    columns = [k for k in results[0] if k not in ("num_clips", "setting")]
+    print(f"--mode={f.mode} on {len(tasks)} held-out clips, stage {stage!r}, judged at "
+          f"{pipe.base_config.image_size} px")
+    print("  ".join(f"{c:>16}" for c in columns))
+    for r in results:
+        print("  ".join(f"{'-' if r.get(c) is None else format(r[c], '.3f'):>16}"
+                        for c in columns))
+    print(f"wrote {os.path.join(f.out_dir, 'metrics.json')} and contact sheets")
+
+
 def main(argv) -> None:
     del argv
     f = flags.FLAGS
     if f.batch_size < 1 or f.fvd_batch_size < 1:
         raise ValueError("--batch_size and --fvd_batch_size must be >= 1")
+    if f.mode != "t2v":
+        return evaluate_application(f)
     videos, entries, real, info = collect(f)
     if not videos:
         raise ValueError(f"no readable video to score ({info['skipped']} skipped)")

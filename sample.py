@@ -20,8 +20,13 @@ Applications (`--mode`; inputs are resized to each stage, masks are images, whit
     --mode cinemagraph --image still.png --mask still_region.png
     --mode inpaint --video clip.mp4 --mask known_region.png
     --mode edit --video clip.mp4 --strength 0.6      SDEdit video-to-video
-Stylized generation: `--style_ckpt runs/style_t2i/checkpoints --style_alpha 0.8` blends a
-style-fine-tuned T2I run (same T2I config as the base) into the base STUNet's spatial weights.
+With the shipped folder, i2v / cinemagraph / inpaint sample its conditional STUNet (stage
+'conditional', the 7-channel `<C, M>` input); without one the base is steered by
+replacement. Inputs of another size are center-cropped and resized (with a notice); grey
+mask levels are thresholded at half (with a warning).
+Stylized generation: `--style outline --style_alpha 0.8` blends a shipped style (a T2I
+fine-tuned on outlined shapes) into the base STUNet's spatial weights; for your own runs,
+`--style_ckpt runs/style_t2i/checkpoints` (same T2I config as the base).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
-from lumiere_jax import cli, runs
+from lumiere_jax import cli, pretrained, runs
 from lumiere_jax.applications import interpolate_spatial_weights
 from lumiere_jax.data.video_io import center_crop_resize, read_video
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
@@ -82,8 +87,11 @@ flags.DEFINE_string("image", "", "i2v / cinemagraph: the first frame (PNG, JPEG,
 flags.DEFINE_string("video", "", "inpaint / edit: the input video (MP4, GIF, ...)")
 flags.DEFINE_string("mask", "", "cinemagraph: still region; inpaint: known region (image, white = 1)")
 flags.DEFINE_float("strength", 0.6, "edit: SDEdit noise level in (0, 1]")
-flags.DEFINE_string("style_ckpt", "", "checkpoint folder of the style t2i run")
-flags.DEFINE_float("style_alpha", 0.0, "style weight interpolation in [0, 1] (0: off)")
+flags.DEFINE_string("style", "", "a style the pretrained folder ships (e.g. 'outline': its "
+                    "stage 'style_outline'), blended in by --style_alpha")
+flags.DEFINE_string("style_ckpt", "", "checkpoint folder of a style t2i run (with --base_ckpt)")
+flags.DEFINE_float("style_alpha", 0.8, "style weight interpolation in [0, 1] (with --style / "
+                   "--style_ckpt; 0: the base's own weights)")
 
 
 def load_stage(config, ckpt: str, use_ema: bool, name: str, key: jax.Array) -> dict:
@@ -115,8 +123,8 @@ def output_paths(f, prompts: list[str]) -> list[list[str]]:
     return [[os.path.join("samples", f"{n}.{ext}") for ext in ("mp4", "gif")] for n in names]
 
 
-def read_image(path: str, flag: str, size: int) -> np.ndarray:
-    """An image file -> uint8 (size, size, 3), center-cropped to a square and resized."""
+def _read_pixels(path: str, flag: str) -> np.ndarray:
+    """An image file -> uint8 (H, W, 3)."""
     try:
         img = np.asarray(iio.imread(path))
     except (OSError, ValueError) as e:
@@ -126,12 +134,33 @@ def read_image(path: str, flag: str, size: int) -> np.ndarray:
     if img.ndim != 3 or img.shape[-1] not in (3, 4) or img.dtype != np.uint8:
         raise ValueError(f"--{flag}={path!r}: expected an 8-bit grey, RGB or RGBA image, got "
                          f"{img.dtype} {img.shape}.")
-    return center_crop_resize(img[None, ..., :3], size)[0]
+    return img[..., :3]
+
+
+def _fit(img: np.ndarray, flag: str, size: int) -> np.ndarray:
+    """uint8 (H, W, C) -> (size, size, C), center-cropped to a square and resized, with a
+    notice when the size changes."""
+    if img.shape[:2] != (size, size):
+        logging.warning("--%s is %dx%d: center-cropped and resized to %dx%d", flag,
+                        img.shape[1], img.shape[0], size, size)
+        return center_crop_resize(img[None], size)[0]
+    return img
+
+
+def read_image(path: str, flag: str, size: int) -> np.ndarray:
+    """An image file -> uint8 (size, size, 3), center-cropped to a square and resized."""
+    return _fit(_read_pixels(path, flag), flag, size)
 
 
 def read_mask(path: str, flag: str, size: int) -> np.ndarray:
-    """A mask image -> float (size, size) in [0, 1], white = 1."""
-    return read_image(path, flag, size).mean(axis=-1) / 255.0
+    """A mask image -> float (size, size) of 0 / 1, white = 1: grey levels are thresholded
+    at half (with a warning), after the resize."""
+    grey = _read_pixels(path, flag).mean(axis=-1)
+    if not np.isin(grey, (0.0, 255.0)).all():
+        logging.warning("--%s=%s is not black and white only: thresholded at half grey",
+                        flag, path)
+    mask = _fit(np.repeat(grey[..., None], 3, -1).astype(np.uint8), flag, size)[..., 0]
+    return (mask >= 128).astype(np.float32)
 
 
 def check_mode_inputs(f) -> None:
@@ -144,9 +173,16 @@ def check_mode_inputs(f) -> None:
         if given and name not in needed:
             raise ValueError(f"--{name} is not used by --mode={f.mode} (it uses "
                              f"{', '.join('--' + n for n in needed) or 'no input files'}).")
-    if f.style_alpha and not f.style_ckpt:
-        raise ValueError("--style_alpha needs --style_ckpt (the checkpoints of a style t2i run "
-                         "with the base run's T2I config).")
+    if f["style_alpha"].present and not (f.style or f.style_ckpt):
+        raise ValueError("--style_alpha needs --style (a shipped style, e.g. outline) or "
+                         "--style_ckpt (a style t2i run)")
+    if f.style and f.style_ckpt:
+        raise ValueError("give --style (a shipped style) or --style_ckpt (a t2i run), not both")
+    if (f.style or f.style_ckpt) and not 0.0 <= f.style_alpha <= 1.0:
+        raise ValueError(f"--style_alpha={f.style_alpha} must be in [0, 1] (0: the base's own "
+                         "spatial weights, 1: the style's)")
+    if f.mode == "edit" and not 0.0 < f.strength <= 1.0:
+        raise ValueError(f"--strength={f.strength} must be in (0, 1] (the SDEdit noise level)")
 
 
 def generate(pipe: LumierePipeline, f, prompts: list[str], key: jax.Array) -> np.ndarray:
@@ -175,10 +211,24 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "
                              "folder, --base_ckpt/--ssr_ckpt of train.py runs, or --random")
-        if f.style_alpha:
+        if f.style_ckpt:
             raise ValueError("--style_ckpt blends a t2i run into a base run: use it with "
-                             "--base_ckpt")
-        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, **overrides)
+                             "--base_ckpt (or --style for a shipped style)")
+        stage = pretrained.base_stage_for(f.pretrained, f.mode)
+        style = None
+        if f.style:
+            style = f.style if f.style.startswith("style_") else f"style_{f.style}"
+            shipped = [n[len("style_"):] for n in pretrained.read_manifest(f.pretrained)["stages"]
+                       if n.startswith("style_")]
+            if style[len("style_"):] not in shipped:
+                raise ValueError(f"--style={f.style!r}: {f.pretrained} ships the styles "
+                                 f"{shipped or 'none'}")
+        if stage != "base":
+            logging.info("--mode=%s: sampling the shipped %r stage", f.mode, stage)
+        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
+                                               base_stage=stage, style=style,
+                                               style_alpha=f.style_alpha if style else 0.0,
+                                               **overrides)
     base_cfg, ssr_cfg = f.base_config, f.ssr_config
     for name, cfg, stages in (("base_config", base_cfg, ("stunet", "conditional")),
                               ("ssr_config", ssr_cfg, ("ssr",))):
@@ -187,7 +237,7 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
     k_base, k_ssr = jax.random.split(key)
     base = load_stage(base_cfg, f.base_ckpt, f.ema, "base", k_base)
     ssr = load_stage(ssr_cfg, f.ssr_ckpt, f.ema, "ssr", k_ssr)
-    if f.style_alpha:
+    if f.style_ckpt:
         style = runs.load_run_params(f.style_ckpt, "t2i", f.ema, field="--style_ckpt")
         base["unet"] = interpolate_spatial_weights(base["unet"], style["unet"], f.style_alpha)
         logging.info("style: spatial weights = %.2f style + %.2f base", f.style_alpha,

@@ -30,7 +30,7 @@ from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import DIRECTI
 from lumiere_jax.eval import short_caption
 from lumiere_jax.models import UNet
 
-TIMES = (0.3, 0.5, 0.7, 0.9)
+TIMES = (0.5, 0.9, 0.95, 0.98, 0.995, 1.0)
 PHRASES = {vec: phrase for vec, phrase in DIRECTIONS.values()}
 
 

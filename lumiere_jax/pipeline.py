@@ -39,6 +39,7 @@ from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    image_to_video_condition,
                                                    inpainting_condition, split_condition)
 from lumiere_jax.applications.sdedit import check_strength, sdedit
+from lumiere_jax.applications.style import interpolate_spatial_weights
 from lumiere_jax.diffusion.guidance import CLIP_MODES, noise_augment
 from lumiere_jax.diffusion.multidiffusion import WEIGHT_KINDS, multidiffusion_denoiser, window_starts
 from lumiere_jax.diffusion.objectives import check_prediction
@@ -256,9 +257,15 @@ class LumierePipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, sampling: SamplingConfig | None = None,
-                        progress: bool = False, **sampling_overrides) -> "LumierePipeline":
-        """The cascade of a pretrained folder (stages 'base' and 'ssr'). Sampling defaults
-        come from its manifest; `sampling_overrides` (e.g. `base_steps=16`) replace them."""
+                        progress: bool = False, base_stage: str = "base",
+                        style: str | None = None, style_alpha: float = 0.0,
+                        **sampling_overrides) -> "LumierePipeline":
+        """The cascade of a pretrained folder: stage `base_stage` ('base', or e.g.
+        'conditional' for the applications) and 'ssr'. `style`: a shipped style stage (a
+        T2I run, e.g. 'style_outline') blended into the base's spatial weights,
+        `alpha W_style + (1 - alpha) W_base` (`interpolate_spatial_weights`; alpha in
+        [0, 1]). Sampling defaults come from the manifest; `sampling_overrides` (e.g.
+        `base_steps=16`) replace them."""
         manifest = pretrained.read_manifest(folder)
         if sampling is None:
             fields = {f.name for f in dataclasses.fields(SamplingConfig)}
@@ -266,8 +273,19 @@ class LumierePipeline:
             sampling = SamplingConfig(**{**saved, **sampling_overrides})
         elif sampling_overrides:
             sampling = dataclasses.replace(sampling, **sampling_overrides)
-        pipe = cls.from_runs(pretrained.load_stage(folder, "base"),
-                             pretrained.load_stage(folder, "ssr"), sampling, progress)
+        base_cfg, base = pretrained.load_stage(folder, base_stage)
+        if style is not None:
+            style_cfg, style_params = pretrained.load_stage(folder, style)
+            if style_cfg.stage != "t2i":
+                raise ValueError(f"style={style!r} is a {style_cfg.stage!r} stage; a style is "
+                                 "a t2i stage fine-tuned on the style")
+            base = dict(base, unet=interpolate_spatial_weights(base["unet"],
+                                                               style_params["unet"],
+                                                               style_alpha))
+        elif style_alpha:
+            raise ValueError(f"style_alpha={style_alpha} needs style= (a style stage name)")
+        pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
+                             progress)
         pipe.manifest = manifest
         return pipe
 
@@ -415,31 +433,33 @@ class LumierePipeline:
         return self._run(prompts, key, num_frames, return_low_res, "text", {}, base_only)
 
     def image_to_video(self, prompts: Sequence[str] | str, image: Any, key: jax.Array, *,
-                       num_frames: int | None = None, return_low_res: bool = False):
+                       num_frames: int | None = None, return_low_res: bool = False,
+                       base_only: bool = False):
         """Animate `image` (the first frame): (H, W, 3) or (B, H, W, 3), uint8 or float in
         [-1, 1], any size (resized to each stage). Returns as `__call__`."""
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
         image = pixels_input("image", image, 4, len(prompts))
-        return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
-                                     image_to_video_condition(self._fit(image, size),
-                                                              num_frames))
+        return self._run_conditioned(prompts, key, num_frames, return_low_res, base_only,
+                                     lambda size: image_to_video_condition(
+                                         self._fit(image, size), num_frames))
 
     def cinemagraph(self, prompts: Sequence[str] | str, image: Any, still_mask: Any,
                     key: jax.Array, *, num_frames: int | None = None,
-                    return_low_res: bool = False):
+                    return_low_res: bool = False, base_only: bool = False):
         """Animate only part of `image`: still_mask (H', W') or (B, H', W'), 1 where the
         image stays still (bool or float in [0, 1], any size). Returns as `__call__`."""
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
         image = pixels_input("image", image, 4, len(prompts))
         still = mask_input("still_mask", still_mask, 3, len(prompts))
-        return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
-                                     cinemagraph_condition(self._fit(image, size),
-                                                           self._fit(still, size), num_frames))
+        return self._run_conditioned(prompts, key, num_frames, return_low_res, base_only,
+                                     lambda size: cinemagraph_condition(
+                                         self._fit(image, size), self._fit(still, size),
+                                         num_frames))
 
     def inpaint(self, prompts: Sequence[str] | str, video: Any, known_mask: Any,
-                key: jax.Array, *, return_low_res: bool = False):
+                key: jax.Array, *, return_low_res: bool = False, base_only: bool = False):
         """Fill the unknown region of `video` ((T, H, W, 3) or (B, T, H, W, 3), uint8 or
         float in [-1, 1]); known_mask (H', W'), (T, H', W') or (B, T, H', W'), 1 = keep.
         Returns as `__call__`, with the video's T frames."""
@@ -447,12 +467,12 @@ class LumierePipeline:
         video = pixels_input("video", video, 5, len(prompts))
         num_frames = self._frames(video.shape[1])
         known = mask_input("known_mask", known_mask, 4, len(prompts), num_frames)
-        return self._run_conditioned(prompts, key, num_frames, return_low_res, lambda size:
-                                     inpainting_condition(self._fit(video, size),
-                                                          self._fit(known, size)))
+        return self._run_conditioned(prompts, key, num_frames, return_low_res, base_only,
+                                     lambda size: inpainting_condition(
+                                         self._fit(video, size), self._fit(known, size)))
 
     def edit(self, prompts: Sequence[str] | str, video: Any, key: jax.Array, *,
-             strength: float = 0.6, return_low_res: bool = False):
+             strength: float = 0.6, return_low_res: bool = False, base_only: bool = False):
         """SDEdit `video` ((T, H, W, 3) or (B, T, H, W, 3), uint8 or float in [-1, 1]) under
         the prompts: noise it to t = strength in (0, 1], denoise. Returns as `__call__`."""
         prompts = check_prompts(prompts)
@@ -461,7 +481,7 @@ class LumierePipeline:
         num_frames = self._frames(video.shape[1])
         inputs = dict(video_low=self._fit(video, self.base_config.image_size),
                       strength=jnp.float32(strength))
-        return self._run(prompts, key, num_frames, return_low_res, "edit", inputs)
+        return self._run(prompts, key, num_frames, return_low_res, "edit", inputs, base_only)
 
     # ------------------------------------------------------------------ input helpers
 
@@ -475,11 +495,13 @@ class LumierePipeline:
         return resize_input(x, size, self.sampling.resize_method)
 
     def _run_conditioned(self, prompts: list[str], key: jax.Array, num_frames: int,
-                         return_low_res: bool, build: Callable[[int], jax.Array]):
+                         return_low_res: bool, base_only: bool,
+                         build: Callable[[int], jax.Array]):
         """'conditional' mode; `build(size)` gives the `<C, M>` condition at `size` px."""
         conds = dict(cond_low=build(self.base_config.image_size),
                      cond_high=build(self.ssr_config.image_size))
-        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds)
+        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds,
+                         base_only)
 
     @staticmethod
     def save_mp4(video: np.ndarray, path: str | os.PathLike, fps: float = 16.0) -> None:

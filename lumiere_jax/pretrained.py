@@ -137,12 +137,26 @@ def load_stage(folder: str | os.PathLike, name: str, verify: bool = True
 
 
 def stage_of_kind(folder: str | os.PathLike, kind: str) -> str:
-    """The name of the one stage of train stage `kind` ('t2i', 'stunet', ...) in a folder."""
+    """The name of the stage of train stage `kind` ('t2i', 'stunet', ...) in a folder: the
+    only one, or among several the one named `kind` (a 'style_*' t2i beside 't2i')."""
     names = [n for n, e in read_manifest(folder)["stages"].items() if e.get("stage") == kind]
+    if len(names) > 1 and kind in names:
+        return kind
     if len(names) != 1:
         raise ValueError(f"{os.fspath(folder)!r} holds {len(names)} stages of kind {kind!r} "
                          f"({names}); expected exactly one")
     return names[0]
+
+
+CONDITIONED_MODES = ("i2v", "cinemagraph", "inpaint")  # read a <C, M> condition
+
+
+def base_stage_for(folder: str | os.PathLike, mode: str) -> str:
+    """The stage to sample `mode` from: 'conditional' for the modes that read a `<C, M>`
+    condition when the folder ships one, else 'base' (which is steered by replacement)."""
+    if mode in CONDITIONED_MODES and "conditional" in read_manifest(folder)["stages"]:
+        return "conditional"
+    return "base"
 
 
 def _entry(folder: str | os.PathLike, name: str) -> dict:

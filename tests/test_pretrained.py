@@ -96,7 +96,8 @@ def test_damaged_truncated_missing_or_mismatched_files_name_the_file(folder, tmp
 
 def test_a_stunet_run_can_start_from_a_pretrained_t2i_stage(tmp_path):
     """config.train.init_from may name a pretrained folder: its one 't2i' stage is loaded
-    (and inflates into the STUNet tree); two or zero stages of that kind are refused."""
+    (and inflates into the STUNet tree); beside a style t2i the one named 't2i' is; two
+    others or none of that kind are refused."""
     from lumiere_jax.models import inflate_params
     from lumiere_jax.training import setup
     t2i_cfg, stunet_cfg = tiny_config("t2i"), tiny_config("stunet")
@@ -113,7 +114,12 @@ def test_a_stunet_run_can_start_from_a_pretrained_t2i_stage(tmp_path):
     again = setup.load_init_source(t2i_cfg)
     np.testing.assert_array_equal(again["text"]["token_embedding"]["embedding"],
                                   weights["text"]["token_embedding"]["embedding"])
-    pretrained.write_manifest(tmp_path, {"t2i": entry, "style": entry})
+    style = pretrained.write_stage(tmp_path, "style_x", t2i_cfg, random_weights(t2i_cfg, 5))
+    pretrained.write_manifest(tmp_path, {"t2i": entry, "style_x": style})
+    beside_style = setup.load_init_source(stunet_cfg)  # the stage named 't2i' wins
+    np.testing.assert_array_equal(beside_style["unet"]["input_conv"]["kernel"],
+                                  weights["unet"]["input_conv"]["kernel"])
+    pretrained.write_manifest(tmp_path, {"a": entry, "style_x": style})
     with pytest.raises(ValueError, match="2 stages of kind 't2i'"):
         setup.load_init_source(stunet_cfg)
 

@@ -38,6 +38,7 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
                    str(inputs / "mask.png"), "--prompt", "a ball", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "RANDOM weights" in r.stderr  # no checkpoint given: says so
+    assert "--mask is 20x20: center-cropped and resized to 16x16" in r.stderr
     video = read_video(out)
     assert video.shape == (4, 16, 16, 3)  # configs/tiny_*: 4 frames, 8 -> 16 px
 
@@ -46,12 +47,26 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
     (["--mode", "inpaint", "--video", "{d}/clip.mp4"], "--mode=inpaint needs --mask"),
     (["--mode", "edit", "--image", "{d}/image.png"], "--image is not used by --mode=edit"),
     (["--mode", "i2v", "--image", "{d}/missing.png"], "--image="),
-    (["--style_alpha", "0.5"], "--style_alpha needs --style_ckpt"),
+    (["--style_alpha", "0.5"], "--style_alpha needs --style"),
+    (["--style", "outline", "--style_alpha", "1.5"], "--style_alpha=1.5 must be in [0, 1]"),
+    (["--mode", "edit", "--video", "{d}/clip.mp4", "--strength", "0"], "--strength=0.0 must"),
 ])
 def test_bad_inputs_fail_with_one_line(inputs, tmp_path, args, message):
     r = run_sample(*[a.format(d=inputs) for a in args], cwd=tmp_path)
     assert r.returncode == 1
     assert message in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_a_grey_mask_is_thresholded_with_a_warning(inputs, tmp_path):
+    grey = np.full((16, 16), 100, np.uint8)
+    grey[:, 8:] = 200
+    iio.imwrite(tmp_path / "grey.png", grey)
+    out = tmp_path / "out.gif"
+    r = run_sample("--mode", "cinemagraph", "--image", str(inputs / "image.png"), "--mask",
+                   str(tmp_path / "grey.png"), "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "not black and white only: thresholded at half grey" in r.stderr
+    assert read_video(out).shape == (4, 16, 16, 3)
 
 
 def test_help_documents_every_flag_and_exits_0(tmp_path):

@@ -48,6 +48,7 @@ DIRECTIONS = {
 # Distance travelled over the whole clip, as a fraction of min(H, W); caption adverb.
 SPEEDS = {"slow": (0.25, "slowly"), "fast": (0.5, "quickly")}
 MAX_OBJECTS = 2
+STYLES = ("filled", "outline")  # how shapes are painted (a dataset config's `style`)
 _SPLIT_IDS = {"train": 0, "test": 1}
 
 
@@ -159,9 +160,17 @@ def _signed_distance(shape: str, dy: np.ndarray, dx: np.ndarray, r: float) -> np
     raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}.")
 
 
-def render_scene(scene: Scene, num_frames: int, height: int, width: int) -> np.ndarray:
-    """Rasterize a scene with antialiased edges. Returns uint8 (T, H, W, 3)."""
+def render_scene(scene: Scene, num_frames: int, height: int, width: int,
+                 style: str = "filled") -> np.ndarray:
+    """Rasterize a scene with antialiased edges. Returns uint8 (T, H, W, 3).
+
+    style: 'filled' shapes, or 'outline' (only a band `outline_width(H, W)` px wide inside
+    each shape's edge is painted; the inside shows the background).
+    """
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}.")
     s = min(height, width)
+    band = outline_width(height, width)
     t = np.arange(num_frames, dtype=np.float32)[:, None, None]
     ys = (np.arange(height, dtype=np.float32) + 0.5)[None, :, None]
     xs = (np.arange(width, dtype=np.float32) + 0.5)[None, None, :]
@@ -172,19 +181,27 @@ def render_scene(scene: Scene, num_frames: int, height: int, width: int) -> np.n
         cx = obj.start[1] + obj.velocity[1] * t
         sdf = _signed_distance(obj.shape, ys - cy, xs - cx, SIZES[obj.size] * s)
         alpha = np.clip(0.5 - sdf, 0.0, 1.0)[..., None]  # (T, H, W, 1) pixel coverage
+        if style == "outline":  # minus the coverage of the shape shrunk by the band
+            alpha = alpha - np.clip(0.5 - (sdf + band), 0.0, 1.0)[..., None]
         video = video * (1 - alpha) + alpha * np.asarray(COLORS[obj.color], np.float32)
     return np.round(video).astype(np.uint8)
 
 
+def outline_width(height: int, width: int) -> float:
+    """Width in pixels of the painted band of an 'outline' shape: 5% of min(H, W), >= 1.5."""
+    return max(1.5, 0.05 * min(height, width))
+
+
 def make_example(seed: int, split: str, index: int, num_frames: int, height: int,
-                 width: int, two_object_prob: float = 0.5) -> dict[str, Any]:
+                 width: int, two_object_prob: float = 0.5, style: str = "filled"
+                 ) -> dict[str, Any]:
     """The record `index` of `split`: a pure function of its arguments."""
     if split not in _SPLIT_IDS:
         raise ValueError(f"split must be one of {sorted(_SPLIT_IDS)}, got {split!r}.")
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
     scene = sample_scene(rng, num_frames, height, width, two_object_prob)
     return {
-        "video": render_scene(scene, num_frames, height, width),
+        "video": render_scene(scene, num_frames, height, width, style),
         "caption": scene.caption(),
         "background": scene.background,
         "num_objects": len(scene.objects),
@@ -211,8 +228,12 @@ class MovingShapesConfig(tfds.core.BuilderConfig):
     num_test: int = 1_000
     seed: int = 0
     two_object_prob: float = 0.5
+    style: str = "filled"
 
     def __post_init__(self):
+        if self.style not in STYLES:
+            raise ValueError(f"MovingShapesConfig.style must be one of {STYLES}, got "
+                             f"{self.style!r}.")
         for field in ("num_frames", "height", "width", "num_train"):
             if getattr(self, field) <= 0:
                 raise ValueError(f"MovingShapesConfig.{field} must be > 0, got "
@@ -229,10 +250,13 @@ class MovingShapesConfig(tfds.core.BuilderConfig):
                 f"{self.two_object_prob}.")
 
 
-def _cfg(frames: int, px: int, num_train: int = 20_000) -> MovingShapesConfig:
+def _cfg(frames: int, px: int, num_train: int = 20_000, style: str = "filled"
+         ) -> MovingShapesConfig:
+    suffix = "" if style == "filled" else f"_{style}"
     return MovingShapesConfig(
-        name=f"f{frames}_s{px}", description=f"{frames} frames, {px}x{px} px",
-        num_frames=frames, height=px, width=px, num_train=num_train)
+        name=f"f{frames}_s{px}{suffix}",
+        description=f"{frames} frames, {px}x{px} px" + suffix.replace("_", ", "),
+        num_frames=frames, height=px, width=px, num_train=num_train, style=style)
 
 
 class MovingShapes(ArrayRecordBuilder):
@@ -240,7 +264,9 @@ class MovingShapes(ArrayRecordBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [_cfg(16, 32), _cfg(16, 64), _cfg(32, 64), _cfg(80, 128, 5_000)]
+    # f16_s32_outline: the style the shipped style model learns (outlined shapes).
+    BUILDER_CONFIGS = [_cfg(16, 32), _cfg(16, 64), _cfg(32, 64), _cfg(80, 128, 5_000),
+                       _cfg(16, 32, 5_000, style="outline")]
     DEFAULT_CONFIG_NAME = "f16_s32"
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -279,4 +305,4 @@ class MovingShapes(ArrayRecordBuilder):
         c = self.builder_config
         for i in range(num_examples):
             yield i, make_example(c.seed, split, i, c.num_frames, c.height, c.width,
-                                  c.two_object_prob)
+                                  c.two_object_prob, c.style)

@@ -1,0 +1,30 @@
+"""Demo stage 2b: the shipped STUNet with the 7-channel `<C, M>` input (image-to-video,
+inpainting, cinemagraphs), 16 frames at 32 px.
+
+Command (after configs/demo_stunet.py; reads the shipped base stage):
+    python train.py --config configs/demo_conditional.py --workdir runs/demo_conditional
+
+The STUNet's weights (pretrained/moving_shapes, stage 'base') are loaded; the input gains
+the `<C, M>` channels through a zero-initialised `cond_input_conv`, so training starts
+exactly at the STUNet, and each clip gets a random condition (its first frame, all but a
+box, its first frame outside a box, or nothing: `random_training_condition`). As in the
+stunet stage only `temporal_*` and `cond_*` weights train (the temporal text encoder
+too); the T2I weights and the T2I's text encoder stay frozen.
+Not yet trained to the end: see the closing notes of issue #13.
+"""
+
+from lumiere_jax.models import configs as model_configs
+from lumiere_jax.training.defaults import demo_config
+
+
+def get_config():
+    c = demo_config("conditional",
+                    model_configs.demo_stunet(temporal_text_dim=64, cond_channels=4))
+    c.data.batch_size = 4
+    c.text.update(trainable=False, temporal_width=64, temporal_depth=1)
+    c.optim.update(lr=4e-4, warmup_steps=100, decay_steps=1200, ema_decay=0.995,
+                   ema_warmup=True)
+    c.train.update(num_steps=1200, log_every=25, checkpoint_every=100,
+                   init_from="pretrained/moving_shapes")  # its base (stunet) stage
+    c.sample.update(every=0)
+    return c
