@@ -13,6 +13,16 @@ The prompts file is JSON: {"clip.mp4": "a red circle moving right", "b.gif": {"p
 --videos_dir); a clip is judged on its labels when given, else on its prompt. Files that
 cannot be read are skipped and counted, not fatal.
 
+The paper's applications (`--mode`), measured on held-out single-object test clips with a
+pretrained folder (its 'conditional' stage for i2v / cinemagraph / inpaint when it ships
+one), judged at the base stage's size (`lumiere_jax.eval.applications` defines each task
+and figure):
+    python evaluate.py --pretrained pretrained/moving_shapes --mode i2v --num_clips 64
+    python evaluate.py --pretrained pretrained/moving_shapes --mode edit --strengths 0.3,0.9
+    python evaluate.py --pretrained pretrained/moving_shapes --mode style --alphas 0,0.5,1
+writes one row per swept value (SDEdit strength, style alpha) to <out_dir>/metrics.json
+and a contact sheet per value.
+
 Each clip is read back by `lumiere_jax.eval.analyze_clip`. Printed and written to
 <out_dir>/metrics.json: accuracy per attribute (colour, shape, direction, speed, size,
 count, background; an attribute the prompt does not name is not judged) and of colour +

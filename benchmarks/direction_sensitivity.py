@@ -2,6 +2,7 @@
 
     python benchmarks/direction_sensitivity.py pretrained/moving_shapes base 64
     python benchmarks/direction_sensitivity.py runs/demo_stunet_tp3 - 64   # a train.py workdir
+    python benchmarks/direction_sensitivity.py pretrained/moving_shapes conditional 32 8 i2v
 
 If the model reads direction from text, the true caption must predict a real clip better
 than the same caption with the opposite direction, at least where the noisy clip hides
@@ -11,7 +12,9 @@ opposite way ("... moving left"), the same noise, v-prediction MSE at several t.
 one JSON object per t: mean loss with each caption, the mean paired difference
 (opposite - true) with its standard error, and the fraction of clips where the true
 caption wins. A difference within ~2 standard errors of 0 means the loss gives no reason
-to learn direction from the text (yet).
+to learn direction from the text (yet). A conditional STUNet is given its condition: none
+(M = 0, plain text-to-video) or `i2v` (the clip's first frame), where the first frame
+fixes where the object starts, so the direction word tells where it goes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lumiere_jax import pretrained, runs
+from lumiere_jax.applications.conditioning import image_to_video_condition
 from lumiere_jax.data import load_source
 from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import DIRECTIONS
 from lumiere_jax.eval import short_caption
@@ -43,7 +47,7 @@ def opposite(caption: str) -> str:
     raise ValueError(f"no direction phrase at the end of {caption!r}")
 
 
-def main(folder: str, stage: str, n: int, batch: int = 8) -> None:
+def main(folder: str, stage: str, n: int, batch: int = 8, condition: str = "none") -> None:
     if os.path.isdir(os.path.join(folder, "checkpoints")):  # a train.py workdir: newest EMA
         import ml_collections
 
@@ -67,11 +71,24 @@ def main(folder: str, stage: str, n: int, batch: int = 8) -> None:
     noise = np.asarray(jax.random.normal(jax.random.key(0), video.shape, jnp.float32))
     model = UNet(mcfg)
 
+    if condition not in ("none", "i2v"):
+        sys.exit(f"condition must be none or i2v, got {condition!r}")
+    if condition == "i2v" and not mcfg.cond_channels:
+        sys.exit(f"{stage} is not a conditional STUNet: i2v needs cond_channels=4")
+
+    def cond_of(x0):
+        if not mcfg.cond_channels:
+            return None
+        if condition == "i2v":
+            return image_to_video_condition(x0[:, 0], x0.shape[1])
+        return jnp.zeros(x0.shape[:-1] + (mcfg.cond_channels,))
+
     @jax.jit
     def losses(x0, eps, t, text, mask):
         alpha, sigma = schedule.alpha_sigma(t)
         a, s = alpha[:, None, None, None, None], sigma[:, None, None, None, None]
-        pred = model.apply({"params": params["unet"]}, a * x0 + s * eps, t, text, mask)
+        pred = model.apply({"params": params["unet"]}, a * x0 + s * eps, t, text, mask,
+                           cond=cond_of(x0))
         return jnp.mean((pred - (a * eps - s * x0)) ** 2, axis=(1, 2, 3, 4))
 
     for t_value in TIMES:
@@ -87,7 +104,8 @@ def main(folder: str, stage: str, n: int, batch: int = 8) -> None:
         true, wrong = per_caption
         diff = wrong - true
         print(json.dumps(dict(
-            figure="direction_sensitivity", stage=stage, t=t_value, clips=n,
+            figure="direction_sensitivity", stage=stage, condition=condition, t=t_value,
+            clips=n,
             loss_true_caption=float(true.mean()), loss_opposite_direction=float(wrong.mean()),
             mean_difference=float(diff.mean()),
             standard_error=float(diff.std(ddof=1) / np.sqrt(n)),
@@ -95,6 +113,7 @@ def main(folder: str, stage: str, n: int, batch: int = 8) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (4, 5):
+    if len(sys.argv) not in (4, 5, 6):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(int(a) for a in sys.argv[4:]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), *(int(a) for a in sys.argv[4:5]),
+         *sys.argv[5:])

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from lumiere_jax import runs
+from lumiere_jax.applications.conditioning import TRAINING_KINDS
 from lumiere_jax.models import UNet, UNetConfig, inflate_params, trainable_mask
 from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
 from lumiere_jax.parallel.mesh import mesh_rules
@@ -45,7 +46,8 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       text_dropout=d.text_dropout, ema_decay=config.optim.ema_decay,
                       ema_warmup=bool(config.optim.get("ema_warmup", False)),
                       ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug,
-                      t_power=float(d.get("t_power", 1.0)))
+                      t_power=float(d.get("t_power", 1.0)),
+                      condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)))
 
 
 def check_config(config: Any) -> None:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lumiere_jax.applications.conditioning import (image_to_video_condition,
+from lumiere_jax.applications.conditioning import (TRAINING_KINDS, image_to_video_condition,
                                                    random_training_condition)
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.objectives import diffusion_loss, sample_times
@@ -44,6 +44,8 @@ class StepConfig:
     t_power: training times t = 1 - (1 - u)^t_power (`sample_times`); 1 is uniform, > 1
       spends more of training at high noise, where the noisy clip no longer shows what the
       prompt must decide (e.g. the direction of motion).
+    condition_kinds: the conditional stage's training conditions, drawn uniformly per clip
+      (a kind listed twice is drawn twice as often); see `random_training_condition`.
     """
 
     stage: str
@@ -56,8 +58,13 @@ class StepConfig:
     ssr_low_res: int = 8
     ssr_max_aug: float = 0.3
     t_power: float = 1.0
+    condition_kinds: tuple[str, ...] = TRAINING_KINDS
 
     def __post_init__(self):
+        bad = [k for k in self.condition_kinds if k not in TRAINING_KINDS]
+        if not self.condition_kinds or bad:
+            raise ValueError(f"condition_kinds={self.condition_kinds!r}; choose a non-empty "
+                             f"list from {TRAINING_KINDS}")
         if self.stage not in STAGES:
             raise ValueError(f"stage={self.stage!r}; valid: {STAGES}")
         if not 0.0 <= self.text_dropout < 1.0:
@@ -82,7 +89,7 @@ def low_res_cond(x: jax.Array, size: int) -> jax.Array:
 
 def _model_kwargs(cfg: StepConfig, x0: jax.Array, key: jax.Array) -> dict:
     if cfg.stage == "conditional":
-        return dict(cond=random_training_condition(x0, key))
+        return dict(cond=random_training_condition(x0, key, cfg.condition_kinds))
     if cfg.stage != "ssr":
         return {}
     cond, level = noise_augment(low_res_cond(x0, cfg.ssr_low_res), key, cfg.schedule,

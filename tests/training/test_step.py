@@ -259,3 +259,25 @@ def test_ssr_sample_fn_reads_the_low_res_video():
     params["unet"]["cond_input_conv"]["kernel"] = jnp.asarray(
         0.3 * rng.standard_normal(kernel.shape), kernel.dtype)
     assert np.abs(run(params, a).astype(int) - run(params, b).astype(int)).max() > 0
+
+
+def test_the_conditional_stage_draws_the_configured_condition_kinds():
+    """config.diffusion.condition_kinds reaches the step; only i2v drawn -> M is frame 0."""
+    from lumiere_jax.applications.conditioning import random_training_condition
+    from lumiere_jax.training.step import StepConfig, _model_kwargs
+
+    config = tiny_config("conditional")
+    config.diffusion.condition_kinds = ("i2v",)
+    cfg = setup.step_config(config, setup.unet_config(config))
+    assert cfg.condition_kinds == ("i2v",)
+    assert setup.step_config(tiny_config("conditional"),
+                             setup.unet_config(tiny_config("conditional"))).condition_kinds == (
+        "i2v", "inpaint", "cinemagraph", "none")
+    x0 = jax.random.uniform(jax.random.key(0), (6, 4, 8, 8, 3), minval=-1, maxval=1)
+    cond = _model_kwargs(cfg, x0, jax.random.key(1))["cond"]
+    mask = np.asarray(cond[..., -1])
+    assert (mask[:, 0] == 1).all() and (mask[:, 1:] == 0).all()
+    np.testing.assert_array_equal(cond, random_training_condition(x0, jax.random.key(1),
+                                                                  ("i2v",)))
+    with pytest.raises(ValueError, match="condition_kinds"):
+        StepConfig(stage="conditional", schedule=cfg.schedule, condition_kinds=("zoom",))

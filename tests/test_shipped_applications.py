@@ -1,0 +1,110 @@
+"""Each application on the shipped weights (`pretrained/moving_shapes`) keeps the property
+that defines it. Few sampler steps, a fixed seed, the base stage only (32 px), held-out
+clips drawn by the renderer (test-split seeds, never trained on); every figure comes from
+`lumiere_jax.eval.applications.measure`, which reads pixels only.
+
+Asserted: what makes each mode what it is (the given frame / region is kept, something
+moves or changes where it should, the style blend is exact at alpha 0 and shows at 1).
+The direction figures are measured by `evaluate.py --mode ...` (README), not asserted.
+"""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from lumiere_jax import pretrained
+from lumiere_jax.applications import interpolate_spatial_weights
+from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import make_example
+from lumiere_jax.eval import applications as apps
+from lumiere_jax.pipeline import LumierePipeline
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FOLDER = os.path.join(ROOT, "pretrained", "moving_shapes")
+N, STEPS = 4, 8
+
+
+def _records(n):
+    out, i = [], 0
+    while len(out) < n:
+        rec = make_example(0, "test", i, 16, 32, 32)  # the shipped data's test split
+        if rec["num_objects"] == 1:
+            out.append(rec)
+        i += 1
+    return out
+
+
+SOURCE = _records(24)
+
+
+@pytest.fixture(scope="module")
+def conditional():
+    return LumierePipeline.from_pretrained(FOLDER, base_stage="conditional", base_steps=STEPS)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return LumierePipeline.from_pretrained(FOLDER, base_steps=STEPS)
+
+
+def _run(pipe, mode, **kw):
+    tasks = apps.make_tasks(mode, SOURCE, N, seed=0)
+    videos = apps.run_tasks(pipe, tasks, jax.random.key(0), batch_size=N, **kw)
+    return tasks, videos, [apps.measure(t, v, kw.get("strength")) for t, v in zip(tasks, videos)]
+
+
+def test_the_folder_ships_a_conditional_stunet_and_a_style():
+    stages = pretrained.read_manifest(FOLDER)["stages"]
+    assert stages["conditional"]["stage"] == "conditional"
+    assert stages["style_outline"]["stage"] == "t2i"
+    assert pretrained.base_stage_for(FOLDER, "i2v") == "conditional"
+    assert pretrained.base_stage_for(FOLDER, "edit") == "base"
+
+
+def test_image_to_video_starts_at_the_image_and_moves(conditional):
+    _, videos, rows = _run(conditional, "i2v")
+    assert all(r["frame0_error"] <= 2.0 for r in rows), rows
+    assert sum(r["moves"] for r in rows) >= N // 2, [r["reading"] for r in rows]
+    assert (np.abs(videos[:, -1].astype(int) - videos[:, 0]).mean(axis=(1, 2, 3)) > 1).all()
+
+
+def test_a_cinemagraph_keeps_the_still_region_and_animates_the_box(conditional):
+    tasks, videos, rows = _run(conditional, "cinemagraph")
+    assert all(r["still_error"] <= 1.0 for r in rows), rows
+    for t, v in zip(tasks, videos):  # inside the box something changes over time
+        inside = t.mask < 0.5
+        assert np.abs(v[-1].astype(int) - v[0])[inside].mean() > 1.0
+
+
+def test_inpainting_keeps_the_known_region_and_fills_the_box(conditional):
+    tasks, videos, rows = _run(conditional, "inpaint")
+    assert all(r["known_error"] <= 1.0 for r in rows), rows
+    assert sum(r["color"] for r in rows) >= N // 2, [r["reading"] for r in rows]
+
+
+def test_sdedit_stays_near_the_input_at_low_strength_and_departs_at_high(base):
+    _, low, rows_low = _run(base, "edit", strength=0.3)
+    _, high, _ = _run(base, "edit", strength=0.9)
+    inputs = np.stack([t.video for t in apps.make_tasks("edit", SOURCE, N, seed=0)]).astype(int)
+    err_low = np.abs(low.astype(int) - inputs).mean()
+    err_high = np.abs(high.astype(int) - inputs).mean()
+    assert err_low < err_high and err_low < 12.0, (err_low, err_high)
+    assert sum(r["direction_kept"] for r in rows_low) >= N // 2, [r["reading"] for r in rows_low]
+
+
+def test_style_blend_is_the_base_at_alpha_0_and_outlines_at_alpha_1(base):
+    style = pretrained.load_stage(FOLDER, "style_outline")[1]["unet"]
+    original = base.base_params
+    _, plain, _ = _run(base, "style")
+    try:
+        base.base_params = interpolate_spatial_weights(original, style, 0.0)
+        _, at0, _ = _run(base, "style")
+        base.base_params = interpolate_spatial_weights(original, style, 1.0)
+        _, at1, rows1 = _run(base, "style")
+    finally:
+        base.base_params = original
+    np.testing.assert_array_equal(at0, plain)
+    fill0 = np.mean([apps.fill_ratio(v) for v in at0])
+    fill1 = np.mean([r["fill_ratio"] for r in rows1])
+    assert fill1 < fill0 - 0.05, (fill0, fill1)
