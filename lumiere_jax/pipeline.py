@@ -52,7 +52,7 @@ from lumiere_jax.sampling import sample_unet, to_uint8, unet_model_fn
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
 __all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
-           "save_video"]
+           "save_video", "TextRequest", "ConditionRequest", "EditRequest"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +114,35 @@ class SamplingConfig:
                                       "lanczos3", "lanczos5"):
             raise ValueError(f"SamplingConfig.resize_method={self.resize_method!r} is not a "
                              "jax.image.resize method (e.g. 'cubic', 'linear').")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TextRequest:
+    """Text-to-video: nothing but the prompts."""
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ConditionRequest:
+    """i2v / inpaint / cinemagraph: the `<C, M>` condition at the two resolutions,
+    cond_low (B, T, h, w, 4) and cond_high (B, T, H, W, 4)."""
+
+    cond_low: jax.Array
+    cond_high: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class EditRequest:
+    """SDEdit: the video at the base size, video_low (B, T, h, w, 3) in [-1, 1], and the
+    noise level `strength` () in (0, 1]."""
+
+    video_low: jax.Array
+    strength: jax.Array
+
+
+Request = TextRequest | ConditionRequest | EditRequest
 
 
 def save_video(path: str | os.PathLike, video: np.ndarray, fps: float = 16.0) -> None:
@@ -220,7 +249,7 @@ class LumierePipeline:
         check_input_shape(base_config, (1, base_config.num_frames, low, low, 3))
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
         self._jitted = jax.jit(self._generate,
-                               static_argnames=("num_frames", "mode", "base_only"))
+                               static_argnames=("num_frames", "base_only"))
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -318,13 +347,12 @@ class LumierePipeline:
     # ------------------------------------------------------------------ jitted cascade
 
     def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
-                  key: jax.Array, inputs: dict[str, jax.Array], *, num_frames: int, mode: str,
+                  key: jax.Array, request: Request, *, num_frames: int,
                   base_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
         """texts: per stage ('base', 'ssr') the `unet_model_fn` text arguments (text,
-        text_mask, null_text, null_mask). mode 'text': inputs {}; 'conditional':
-        {'cond_low', 'cond_high'} (B, T, h, w, 4) at the two resolutions; 'edit':
-        {'video_low' (B, T, h, w, 3), 'strength' ()}. `base_only`: stop after stage 1
-        (the SSR output is None; the base video is the same as with both stages)."""
+        text_mask, null_text, null_mask). request: what to sample (its type is part of
+        the compiled program's signature). `base_only`: stop after stage 1 (the SSR
+        output is None; the base video is the same as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
         batch, low, high = texts["base"]["text"].shape[0], base_cfg.image_size, ssr_cfg.image_size
         k_base, k_base_sample, k_aug, k_ssr, k_ssr_sample = jax.random.split(key, 5)
@@ -338,12 +366,12 @@ class LumierePipeline:
         shape = (batch, num_frames, low, low, 3)
         # A conditional STUNet without a condition sees M = 0 everywhere.
         empty = jnp.zeros(shape[:-1] + (4,)) if base_cfg.cond_channels else None
-        if mode == "conditional":
-            low_res = sample_conditional(base_fn, inputs["cond_low"], k_base_sample,
+        if isinstance(request, ConditionRequest):
+            low_res = sample_conditional(base_fn, request.cond_low, k_base_sample,
                                          replace_known=s.replace_known, **base_kw)
-        elif mode == "edit":
-            low_res = sdedit(lambda x, t: base_fn(x, t, empty), inputs["video_low"],
-                             k_base_sample, strength=inputs["strength"], **base_kw)
+        elif isinstance(request, EditRequest):
+            low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
+                             k_base_sample, strength=request.strength, **base_kw)
         else:
             low_res = sample_unet(base_cfg, base_params, cond=empty,
                                   noise=jax.random.normal(k_base, shape, jnp.float32),
@@ -364,8 +392,8 @@ class LumierePipeline:
         ssr_fn = multidiffusion_denoiser(window_fn, num_frames, self.window, self.stride,
                                          s.chunk_size, s.window_weights)
         hook = None
-        if mode == "conditional" and s.replace_known:
-            hook = replacement_hook(*split_condition(inputs["cond_high"]))
+        if isinstance(request, ConditionRequest) and s.replace_known:
+            hook = replacement_hook(*split_condition(request.cond_high))
         x_ssr = jax.random.normal(k_ssr, (batch, num_frames, high, high, 3), jnp.float32)
         high_res = sample(lambda x, t: ssr_fn(x, t, cond), x_ssr, k_ssr_sample,
                           schedule=self.ssr_schedule, num_steps=s.ssr_steps, clip=s.ssr_clip,
@@ -391,9 +419,9 @@ class LumierePipeline:
         return states, mask
 
     def _run(self, prompts: Sequence[str] | str, key: jax.Array, num_frames: int,
-             return_low_res: bool, mode: str, inputs: dict[str, jax.Array],
+             return_low_res: bool, request: Request,
              base_only: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        if mode == "conditional" and not (self.base_config.cond_channels
+        if isinstance(request, ConditionRequest) and not (self.base_config.cond_channels
                                           or self.sampling.replace_known):
             raise ValueError("a plain STUNet (cond_channels=0) sees the given content only "
                              "through replacement: set SamplingConfig.replace_known=True or "
@@ -411,8 +439,8 @@ class LumierePipeline:
                                  f"L={text.shape[1]}).")
             texts[stage] = dict(text=text, text_mask=mask, null_text=null_text,
                                 null_mask=null_mask)
-        low, high = self._jitted(self.base_params, self.ssr_params, texts, key, inputs,
-                                 num_frames=num_frames, mode=mode, base_only=base_only)
+        low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
+                                 num_frames=num_frames, base_only=base_only)
         if base_only:
             return np.asarray(jax.device_get(low))
         high = np.asarray(jax.device_get(high))
@@ -430,7 +458,7 @@ class LumierePipeline:
         """
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
-        return self._run(prompts, key, num_frames, return_low_res, "text", {}, base_only)
+        return self._run(prompts, key, num_frames, return_low_res, TextRequest(), base_only)
 
     def image_to_video(self, prompts: Sequence[str] | str, image: Any, key: jax.Array, *,
                        num_frames: int | None = None, return_low_res: bool = False,
@@ -479,9 +507,9 @@ class LumierePipeline:
         check_strength(strength)
         video = pixels_input("video", video, 5, len(prompts))
         num_frames = self._frames(video.shape[1])
-        inputs = dict(video_low=self._fit(video, self.base_config.image_size),
-                      strength=jnp.float32(strength))
-        return self._run(prompts, key, num_frames, return_low_res, "edit", inputs, base_only)
+        request = EditRequest(video_low=self._fit(video, self.base_config.image_size),
+                              strength=jnp.float32(strength))
+        return self._run(prompts, key, num_frames, return_low_res, request, base_only)
 
     # ------------------------------------------------------------------ input helpers
 
@@ -497,11 +525,10 @@ class LumierePipeline:
     def _run_conditioned(self, prompts: list[str], key: jax.Array, num_frames: int,
                          return_low_res: bool, base_only: bool,
                          build: Callable[[int], jax.Array]):
-        """'conditional' mode; `build(size)` gives the `<C, M>` condition at `size` px."""
-        conds = dict(cond_low=build(self.base_config.image_size),
-                     cond_high=build(self.ssr_config.image_size))
-        return self._run(prompts, key, num_frames, return_low_res, "conditional", conds,
-                         base_only)
+        """A `ConditionRequest`; `build(size)` gives the `<C, M>` condition at `size` px."""
+        request = ConditionRequest(cond_low=build(self.base_config.image_size),
+                                   cond_high=build(self.ssr_config.image_size))
+        return self._run(prompts, key, num_frames, return_low_res, request, base_only)
 
     @staticmethod
     def save_mp4(video: np.ndarray, path: str | os.PathLike, fps: float = 16.0) -> None:
