@@ -133,14 +133,21 @@ def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
 def trainable_tree(config: Any, params: Any) -> dict:
     """Pytree of bool: which weights train in this stage. In stunet / conditional runs the
     new `temporal_*` / `cond_*` weights train (also a `temporal_encoder` of the text
-    encoder); the rest of the encoder trains iff `config.text.trainable`."""
+    encoder); the rest of the encoder trains iff `config.text.trainable`. A conditional
+    run with `train.unet_trainable='all'` trains its whole U-Net (the spatial weights too:
+    the new input then reaches every layer through trained weights)."""
     const = lambda tree, v: jax.tree.map(lambda _: v, nn.meta.unbox(tree))
     if config.stage not in ("stunet", "conditional"):
         return {"unet": const(params["unet"], True),
                 "text": const(params["text"], bool(config.text.trainable))}
     text = (const(params["text"], True) if config.text.trainable
             else trainable_mask(params["text"]))
-    return {"unet": trainable_mask(params["unet"]), "text": text}
+    scope = config.train.get("unet_trainable", "new")
+    if scope not in ("new", "all") or (scope == "all" and config.stage != "conditional"):
+        raise ValueError(f"config.train.unet_trainable={scope!r}: 'new' (temporal_* / cond_* "
+                         "weights) or, for the conditional stage only, 'all'")
+    unet = const(params["unet"], True) if scope == "all" else trainable_mask(params["unet"])
+    return {"unet": unet, "text": text}
 
 
 def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,

@@ -281,3 +281,21 @@ def test_the_conditional_stage_draws_the_configured_condition_kinds():
                                                                   ("i2v",)))
     with pytest.raises(ValueError, match="condition_kinds"):
         StepConfig(stage="conditional", schedule=cfg.schedule, condition_kinds=("zoom",))
+
+
+def test_a_conditional_run_may_train_its_whole_unet_and_only_it():
+    config = tiny_config("conditional")
+    params = {"unet": {"input_conv": {"kernel": 0}, "temporal_conv_down0_0": {"w": 0},
+                       "cond_input_conv": {"kernel": 0}},
+              "text": {"token_embedding": {"embedding": 0}}}
+    new_only = setup.trainable_tree(config, params)
+    assert new_only["unet"] == {"input_conv": {"kernel": False},
+                                "temporal_conv_down0_0": {"w": True},
+                                "cond_input_conv": {"kernel": True}}
+    config.train.unet_trainable = "all"
+    every = setup.trainable_tree(config, params)
+    assert all(jax.tree.leaves(every["unet"])) and not any(jax.tree.leaves(every["text"]))
+    stunet = tiny_config("stunet")
+    stunet.train.unet_trainable = "all"
+    with pytest.raises(ValueError, match="unet_trainable"):
+        setup.trainable_tree(stunet, params)
