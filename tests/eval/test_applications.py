@@ -51,15 +51,16 @@ def test_feasible_directions_keep_the_object_inside_and_include_its_own(k):
 
 
 def test_fill_ratio_tells_outlined_shapes_from_filled_ones():
+    """The same scenes rendered filled and outlined (the renderer's two styles)."""
+    records = _single_object_records(12, "outline")  # same seeds -> same scenes as RECORDS
     filled = [apps.fill_ratio(r["video"]) for r in RECORDS]
-    records = _single_object_records(12, "outline")
     outlined = [apps.fill_ratio(r["video"]) for r in records]
-    assert min(filled) > 0.95, filled
-    assert np.mean(outlined) < 0.8, outlined
+    assert min(filled) > 0.8 and np.mean(filled) > 0.9, filled
+    assert np.mean(outlined) < 0.7, outlined
     # At 32 px a small triangle's hole is under a pixel wide; every other shape shows it.
-    for r, ratio in zip(records, outlined):
+    for r, f, o in zip(records, filled, outlined):
         if (r["objects"]["size"][0], r["objects"]["shape"][0]) != ("small", "triangle"):
-            assert ratio < 0.8, (r["caption"], ratio)
+            assert o < f - 0.1, (r["caption"], f, o)
 
 
 def test_the_outline_style_paints_only_a_band_inside_the_edge():
