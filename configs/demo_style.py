@@ -5,6 +5,8 @@ Command (builds the outline dataset if missing; reads the shipped t2i stage):
     python train.py --config configs/demo_style.py --workdir runs/demo_style \
         --config.sample.every=0
 
+Measured: 300 steps at batch 32 in 23 min at nice 19 beside another run, loss 0.058
+(mean of the last 50); shipped as pretrained/moving_shapes stage `style_outline`.
 Only the U-Net trains: the text encoder stays the shipped T2I's, so the STUNet, which
 reads prompts with that encoder, can take these spatial weights
 (`sample.py --style style_outline --style_alpha 0.8`: W = alpha W_style + (1 - alpha) W).
