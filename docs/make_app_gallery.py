@@ -1,5 +1,5 @@
 """The README's application GIFs, from the shipped weights on held-out test clips: for
-each mode the input (left) and the full cascade's 64 px output (right).
+each mode the input (left) and the base stage's 32 px output (right), both enlarged to 64 px.
 
     python docs/make_app_gallery.py        # writes docs/gallery/app_*.gif
 
@@ -73,7 +73,7 @@ def main() -> None:
         stage = pretrained.base_stage_for(FOLDER, mode)
         pipe = LumierePipeline.from_pretrained(FOLDER, base_stage=stage, progress=True)
         tasks = apps.make_tasks(mode, source, CLIPS, seed=0)
-        videos = apps.run_tasks(pipe, tasks, key, batch_size=CLIPS, base_only=False)
+        videos = apps.run_tasks(pipe, tasks, key, batch_size=CLIPS, base_only=True)
         rows = [_row(_input_of(t), v) for t, v in zip(tasks, videos)]
         path = os.path.join(OUT, f"app_{mode}.gif")
         write_video(path, _stack(rows), fps=8)
@@ -85,7 +85,7 @@ def main() -> None:
     outputs = []
     for alpha in (0.0, 0.5, 1.0):
         pipe.base_params = interpolate_spatial_weights(base, style, alpha)
-        outputs.append(apps.run_tasks(pipe, tasks, key, batch_size=CLIPS, base_only=False))
+        outputs.append(apps.run_tasks(pipe, tasks, key, batch_size=CLIPS, base_only=True))
     rows = [_row(*(o[i] for o in outputs)) for i in range(CLIPS)]
     path = os.path.join(OUT, "app_style.gif")
     write_video(path, _stack(rows), fps=8)
