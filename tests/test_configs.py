@@ -30,8 +30,20 @@ def param_shapes(config):
 
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
-    assert names == ["conditional", "demo_ssr", "demo_stunet", "demo_t2i", "ssr", "stunet",
-                     "t2i", "tiny_conditional", "tiny_ssr", "tiny_stunet", "tiny_t2i"]
+    assert names == ["conditional", "demo_conditional", "demo_ssr", "demo_stunet", "demo_style",
+                     "demo_t2i", "ssr", "stunet", "t2i", "tiny_conditional", "tiny_ssr",
+                     "tiny_stunet", "tiny_t2i"]
+
+
+def test_the_style_config_fine_tunes_the_demo_t2i_on_outlines_with_its_encoder_frozen():
+    """Its spatial weights must fit the demo STUNet (interpolate_spatial_weights), and the
+    STUNet reads prompts with the T2I's encoder, so that encoder must not move."""
+    style, t2i = load("demo_style"), load("demo_t2i")
+    assert style.stage == "t2i" and param_shapes(style) == param_shapes(t2i)
+    assert style.data.name == "moving_shapes/f16_s32_outline"
+    assert style.text.trainable is False
+    assert {**style.text.to_dict(), "trainable": True} == t2i.text.to_dict()
+    setup.check_config(style)
 
 
 @pytest.mark.parametrize("prefix", ["", "tiny_", "demo_"])
