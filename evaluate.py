@@ -318,9 +318,8 @@ def evaluate_application(f) -> None:
         clips += [dict(r, **({sweep_name: value} if sweep_name else {})) for r in rows]
         suffix = "" if value is None else f"_{sweep_name}{value:g}"
         shown = list(range(min(f.sheet_rows, len(videos))))
-        inputs = [t.video if t.video is not None else None for t in tasks]
         contact_sheet(
-            [np.concatenate([inputs[i], videos[i]], axis=2) if inputs[i] is not None
+            [np.concatenate([tasks[i].video, videos[i]], axis=2) if tasks[i].video is not None
              else videos[i] for i in shown],
             [[f"prompt: {rows[i]['prompt']}", f"read:   {rows[i]['reading']}"]
              + ([f"{sweep_name} {value:g}"] if sweep_name else []) for i in shown],

@@ -146,13 +146,9 @@ def make_tasks(mode: str, source: Sequence[dict], n: int, seed: int) -> list[Tas
                 own_direction=obj["direction"], prompt_direction=direction)))
         elif mode in ("cinemagraph", "inpaint"):
             prompt, target = _short(obj)
-            box = trajectory_box(rec)
-            if mode == "cinemagraph":
-                tasks.append(Task(mode, prompt, target, i, image=video[0],
-                                  mask=(~box).astype(np.float32)))
-            else:
-                tasks.append(Task(mode, prompt, target, i, video=video,
-                                  mask=(~box).astype(np.float32)))
+            given = (~trajectory_box(rec)).astype(np.float32)  # still / known: 1
+            content = dict(image=video[0]) if mode == "cinemagraph" else dict(video=video)
+            tasks.append(Task(mode, prompt, target, i, mask=given, **content))
         elif mode == "edit":
             color = str(rng.choice([c for c in COLORS if c != obj["color"]]))
             prompt, target = _short(obj, color=color)
