@@ -67,9 +67,9 @@ flags.DEFINE_integer("num_clips", 32, "test prompts to generate from (generation
 flags.DEFINE_integer("seed", 0, "which test records are drawn, and the sampling seed")
 flags.DEFINE_bool("short_prompts", False, "prompts name only colour, shape and direction of "
                   "the largest object, and clips are judged on just those")
-config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/tiny_stunet.py"),
+config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/stunet.py:tiny"),
                                 "the base run's config (a stunet or conditional run)")
-config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/tiny_ssr.py"),
+config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/ssr.py:tiny"),
                                 "the SSR run's config")
 flags.DEFINE_string("pretrained", "", "a pretrained folder (e.g. pretrained/moving_shapes) "
                     "to evaluate instead of --base_ckpt / --ssr_ckpt")

@@ -55,10 +55,10 @@ flags.DEFINE_string("out", "", "output .mp4 or .gif (batch items get _i suffixes
                     "samples/<prompt-slug>.mp4 and .gif")
 flags.DEFINE_string("pretrained", DEFAULT_PRETRAINED, "pretrained folder (manifest.json + "
                     "one .safetensors per stage); ignored with --base_ckpt / --random")
-config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/tiny_stunet.py"),
+config_flags.DEFINE_config_file("base_config", os.path.join(ROOT, "configs/stunet.py:tiny"),
                                 "with --base_ckpt / --random: the base run's config "
                                 "(a stunet or conditional run)")
-config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/tiny_ssr.py"),
+config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/ssr.py:tiny"),
                                 "with --ssr_ckpt / --random: the SSR run's config")
 flags.DEFINE_string("base_ckpt", "", "checkpoint folder of a base (stunet / conditional) run")
 flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of an SSR run")

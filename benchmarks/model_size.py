@@ -17,7 +17,7 @@ import jax
 from flax import traverse_util
 
 from lumiere_jax.models import UNet, dummy_inputs, is_trainable_path
-from lumiere_jax.models.configs import CONFIGS, get_config
+from lumiere_jax.models.presets import CONFIGS, get_config
 
 
 def abstract_params(config, inputs):

@@ -23,7 +23,7 @@ from lumiere_jax.diffusion.multidiffusion import (merge_windows, multidiffusion_
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, dummy_inputs
-from lumiere_jax.models.configs import tiny_ssr
+from lumiere_jax.models.presets import tiny_ssr
 from timing import matmul_peak, median_time  # benchmarks/timing.py
 
 

@@ -36,7 +36,7 @@ from lumiere_jax.diffusion.guidance import classifier_free_guidance
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, init_params
-from lumiere_jax.models.configs import tiny_stunet
+from lumiere_jax.models.presets import tiny_stunet
 from timing import matmul_peak  # benchmarks/timing.py
 
 

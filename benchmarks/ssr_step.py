@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import multidiffusion as md_bench  # noqa: E402  (benchmarks/multidiffusion.py)
 
 from lumiere_jax.diffusion.multidiffusion import window_starts  # noqa: E402
-from lumiere_jax.models.configs import tiny_ssr  # noqa: E402
+from lumiere_jax.models.presets import tiny_ssr  # noqa: E402
 
 NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
 

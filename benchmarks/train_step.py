@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import flax.linen as nn
@@ -31,13 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lumiere_jax.models import configs as model_configs
+from lumiere_jax.models import presets
 from lumiere_jax.parallel import make_mesh, memory_report, remat_compiler_options
 from lumiere_jax.training import init_state, split_params
 from lumiere_jax.training import setup
 from lumiere_jax.training.run import build_run
-from lumiere_jax.training.defaults import base_config
 from timing import matmul_peak  # benchmarks/timing.py
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs.common import base_config  # noqa: E402  (the repository's configs/)
 
 
 
@@ -51,9 +55,9 @@ def build(config, mesh):
 
 def bench_config(stage: str, frames: int, size: int, width: int, batch: int):
     if stage == "t2i":
-        model = model_configs.tiny_t2i(channels=width, image_size=size, text_dim=32)
+        model = presets.tiny_t2i(channels=width, image_size=size, text_dim=32)
     else:
-        model = model_configs.tiny_stunet(channels=width, image_size=size, num_frames=frames,
+        model = presets.tiny_stunet(channels=width, image_size=size, num_frames=frames,
                                           text_dim=32)
     c = base_config(stage, model)
     c.text.update(width=32, depth=1, num_heads=2, max_length=16, trainable=True)
@@ -117,7 +121,7 @@ def remat_probe() -> dict:
 
 def paper_memory(remat: bool = True) -> dict:
     n = jax.device_count()
-    model = model_configs.paper_stunet(remat=remat)
+    model = presets.paper_stunet(remat=remat)
     c = base_config("stunet", model)
     c.text.update(width=model.text_dim, depth=1, num_heads=32, max_length=64, trainable=False)
     c.data.batch_size = n

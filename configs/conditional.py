@@ -3,6 +3,10 @@
 Command (after configs/stunet.py):
     python train.py --config configs/conditional.py --workdir runs/conditional \
         --config.train.init_from=runs/stunet/checkpoints
+Tiny variant (after `configs/stunet.py:tiny` wrote /tmp/tiny_stunet), ~20-30 s, 8 steps;
+every spatial weight stays bit-identical to the STUNet run's:
+    python train.py --config configs/conditional.py:tiny --workdir /tmp/tiny_conditional \
+        --config.data.name=DATA --config.train.init_from=/tmp/tiny_stunet/checkpoints
 
 The STUNet run's weights (EMA) are loaded; the input gains the `<C, M>` channels through
 a zero-initialised `cond_input_conv` (so training starts at the STUNet), and each clip is
@@ -16,22 +20,21 @@ Expected result: the loss starts at the STUNet's and falls below it (the conditi
 part of the answer); i2v samples keep the given first frame and move it.
 """
 
+from configs.common import base_config, is_tiny, set_schedule, tiny_config
 from lumiere_jax.data.moving_shapes import caption_vocabulary
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import base_config
+from lumiere_jax.models import presets
 
 
-def get_config():
-    model = model_configs.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16,
+def get_config(arg=None):
+    if is_tiny(arg):
+        c = tiny_config("conditional")
+        c.train.init_from = "/tmp/tiny_stunet/checkpoints"
+        return c
+    model = presets.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16,
                                       cond_channels=4)
     c = base_config("conditional", model)
     # Whole words: 32 UTF-8 bytes would cut every caption before its direction word.
     c.text.update(tokenizer="words", vocab=caption_vocabulary())
-    c.data.batch_size = 16
-    c.optim.lr = 1e-4
-    c.optim.warmup_steps = 500
-    c.optim.decay_steps = 10_000
-    c.train.num_steps = 10_000
-    c.train.checkpoint_every = 1000
+    set_schedule(c, steps=10_000, lr=1e-4, warmup=500, batch_size=16, checkpoint_every=1000)
     c.sample.every = 2000
     return c

@@ -16,24 +16,23 @@ replacement; frame 1 onwards shows a grey background whatever the image's), so i
 not shipped (README "Design notes: conditional stage" has the three attempts).
 """
 
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import demo_config
+from configs.common import demo_config, set_schedule
+from lumiere_jax.models import presets
 
 
 def get_config():
     c = demo_config("conditional",
-                    model_configs.demo_stunet(temporal_text_dim=64, cond_channels=4))
-    c.data.batch_size = 4
+                    presets.demo_stunet(temporal_text_dim=64, cond_channels=4,
+                                              cond_time_pool=True))
     c.text.update(trainable=False, temporal_width=64, temporal_depth=1)
     # No 'cinemagraph' kind: on moving_shapes the object moves across the whole frame, so
     # a still first frame outside a box contradicts the clip it conditions; half i2v.
     c.diffusion.condition_kinds = ("i2v", "i2v", "inpaint", "none")
     # The whole U-Net trains: with the spatial weights frozen the zero-initialised input
     # conv barely moved in 600 steps (mean |w| 0.005) and i2v ignored the given frame.
-    c.train.unet_trainable = "all"
-    c.optim.update(lr=4e-4, warmup_steps=50, decay_steps=800, ema_decay=0.995,
-                   ema_warmup=True)
-    c.train.update(num_steps=800, log_every=25, checkpoint_every=100,
-                   init_from="pretrained/moving_shapes")  # its base (stunet) stage
+    c.train.unet_trainable = "new"
+    set_schedule(c, steps=1000, lr=6e-4, warmup=50, batch_size=4, ema_decay=0.995,
+                 ema_warmup=True, log_every=25, checkpoint_every=100)
+    c.train.init_from = "pretrained/moving_shapes"  # its base (stunet) stage
     c.sample.update(every=0)
     return c

@@ -12,16 +12,16 @@ reads prompts with that encoder, can take these spatial weights
 (`sample.py --style style_outline --style_alpha 0.8`: W = alpha W_style + (1 - alpha) W).
 """
 
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import demo_config
+from configs.common import demo_config, set_schedule
+from lumiere_jax.models import presets
 
 
 def get_config():
-    c = demo_config("t2i", model_configs.demo_t2i())
-    c.data.update(name="moving_shapes/f16_s32_outline", batch_size=32)
+    c = demo_config("t2i", presets.demo_t2i())
+    c.data.name = "moving_shapes/f16_s32_outline"
     c.text.trainable = False
-    c.optim.update(lr=2e-4, warmup_steps=20, decay_steps=300, ema_decay=0.99, ema_warmup=True)
-    c.train.update(num_steps=300, log_every=25, checkpoint_every=50,
-                   init_from="pretrained/moving_shapes")  # its t2i stage
+    set_schedule(c, steps=300, lr=2e-4, warmup=20, batch_size=32, ema_decay=0.99,
+                 ema_warmup=True, log_every=25, checkpoint_every=50)
+    c.train.init_from = "pretrained/moving_shapes"  # its t2i stage
     c.sample.update(every=0, prompts=("a large red circle moving left on a black background",))
     return c

@@ -11,21 +11,20 @@ Reached (benchmarks/t2i_prompt_following.py, 64 test prompts): colour 0.41 / sha
 with full captions, colour 0.69 / shape 0.33 with short prompts; background 1.0. Loss
 0.048 at step 3000 (mean of the last 50 steps), 0.058 at the continuation's 1250.
 
-Model: `models.configs.demo_t2i` (width 32, 3 levels, 32 / 16 / 8 px); a 2-layer
+Model: `models.presets.demo_t2i` (width 32, 3 levels, 32 / 16 / 8 px); a 2-layer
 width-64 text encoder over whole words (`WordTokenizer`, the moving_shapes vocabulary)
 trained jointly. Captions are rebuilt from the labels with optional parts dropped
 (`data.caption_dropout`), so short prompts ("a red circle moving right") are in the data.
 """
 
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import demo_config
+from configs.common import demo_config, set_schedule
+from lumiere_jax.models import presets
 
 
 def get_config():
-    c = demo_config("t2i", model_configs.demo_t2i())
-    c.data.batch_size = 32
-    c.optim.update(lr=5e-4, warmup_steps=200, decay_steps=3000, ema_decay=0.999)
-    c.train.update(num_steps=3000, log_every=50, checkpoint_every=250)
+    c = demo_config("t2i", presets.demo_t2i())
+    set_schedule(c, steps=3000, lr=5e-4, warmup=200, batch_size=32, ema_decay=0.999,
+                 log_every=50, checkpoint_every=250)
     c.sample.update(every=1000, num_steps=32, guidance=3.0, prompts=(
         "a large red circle moving left on a black background",
         "a blue square moving up on a white background",

@@ -3,6 +3,10 @@
 Command (after configs/t2i.py):
     python train.py --config configs/stunet.py --workdir runs/stunet \
         --config.train.init_from=runs/t2i/checkpoints
+Tiny variant (after `configs/t2i.py:tiny` wrote /tmp/tiny_t2i), ~20-30 s, 8 steps, every
+non-temporal weight bit-identical to the T2I EMA:
+    python train.py --config configs/stunet.py:tiny --workdir /tmp/tiny_stunet \
+        --config.data.name=DATA --config.train.init_from=/tmp/tiny_t2i/checkpoints
 
 The T2I weights (EMA) and its text encoder are loaded and frozen: gradients and optimizer
 state exist only for `temporal_*` weights (`trainable_mask`). 16 frames at 16 px, two
@@ -13,21 +17,20 @@ is the identity on the T2I model at init) and falls below it as motion is learne
 samples show the named shape moving in the named direction.
 """
 
+from configs.common import base_config, is_tiny, set_schedule, tiny_config
 from lumiere_jax.data.moving_shapes import caption_vocabulary
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import base_config
+from lumiere_jax.models import presets
 
 
-def get_config():
-    model = model_configs.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16)
+def get_config(arg=None):
+    if is_tiny(arg):
+        c = tiny_config("stunet")
+        c.train.init_from = "/tmp/tiny_t2i/checkpoints"
+        return c
+    model = presets.tiny_stunet(channels=64, text_dim=64, image_size=16, num_frames=16)
     c = base_config("stunet", model)
     # Whole words: 32 UTF-8 bytes would cut every caption before its direction word.
     c.text.update(tokenizer="words", vocab=caption_vocabulary())
-    c.data.batch_size = 16
-    c.optim.lr = 1e-4
-    c.optim.warmup_steps = 500
-    c.optim.decay_steps = 20_000
-    c.train.num_steps = 20_000
-    c.train.checkpoint_every = 1000
+    set_schedule(c, steps=20_000, lr=1e-4, warmup=500, batch_size=16, checkpoint_every=1000)
     c.sample.every = 2000
     return c

@@ -15,10 +15,12 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 
 def load(name):
+    """`name` or `name:variant`, as train.py's --config takes them."""
+    name, _, variant = name.partition(":")
     spec = importlib.util.spec_from_file_location(name, os.path.join(CONFIG_DIR, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.get_config()
+    return module.get_config(variant) if variant else module.get_config()
 
 
 def param_shapes(config):
@@ -30,9 +32,28 @@ def param_shapes(config):
 
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
-    assert names == ["conditional", "demo_conditional", "demo_ssr", "demo_stunet", "demo_style",
-                     "demo_t2i", "ssr", "stunet", "t2i", "tiny_conditional", "tiny_ssr",
-                     "tiny_stunet", "tiny_t2i"]
+    assert names == ["common", "conditional", "demo_conditional", "demo_ssr", "demo_stunet",
+                     "demo_style", "demo_t2i", "ssr", "stunet", "t2i"]
+
+
+def test_tiny_variants_and_a_bad_variant_name():
+    for stage in ("t2i", "stunet", "ssr", "conditional"):
+        tiny, real = load(f"{stage}:tiny"), load(stage)
+        assert tiny.stage == real.stage == stage
+        assert tiny.model.channels < real.model.channels and tiny.train.num_steps <= 8
+    with pytest.raises(ValueError, match="config variant 'small'.*'tiny'"):
+        load("t2i:small")
+
+
+def test_set_schedule_ties_the_decay_to_the_run_length():
+    from configs.common import base_config, set_schedule
+    from lumiere_jax.models import presets
+
+    c = set_schedule(base_config("t2i", presets.tiny_t2i()), steps=1234, lr=3e-4, warmup=10,
+                     batch_size=6, ema_decay=0.9)
+    assert (c.train.num_steps, c.optim.decay_steps, c.optim.lr, c.optim.warmup_steps,
+            c.data.batch_size, c.optim.ema_decay) == (1234, 1234, 3e-4, 10, 6, 0.9)
+    assert c.train.checkpoint_every == base_config("t2i", presets.tiny_t2i()).train.checkpoint_every
 
 
 def test_the_style_config_fine_tunes_the_demo_t2i_on_outlines_with_its_encoder_frozen():
@@ -46,12 +67,12 @@ def test_the_style_config_fine_tunes_the_demo_t2i_on_outlines_with_its_encoder_f
     setup.check_config(style)
 
 
-@pytest.mark.parametrize("prefix", ["", "tiny_", "demo_"])
-def test_configs_form_a_cascade(prefix):
+@pytest.mark.parametrize("prefix,variant", [("", ""), ("", ":tiny"), ("demo_", "")])
+def test_configs_form_a_cascade(prefix, variant):
     has_conditional = os.path.exists(os.path.join(CONFIG_DIR, f"{prefix}conditional.py"))
     stages = ("t2i", "stunet", "ssr", "conditional")
-    t2i, stunet, ssr = (load(prefix + s) for s in stages[:3])
-    conditional = load(prefix + "conditional") if has_conditional else None
+    t2i, stunet, ssr = (load(prefix + s + variant) for s in stages[:3])
+    conditional = load(prefix + "conditional" + variant) if has_conditional else None
     assert (t2i.stage, stunet.stage, ssr.stage) == stages[:3]
     stunet.train.init_from = stunet.train.init_from or "runs/t2i/checkpoints"  # CLI flag
     for c in (t2i, stunet, ssr):
@@ -71,14 +92,15 @@ def test_configs_form_a_cascade(prefix):
     assert t2i.text.get("temporal_width", 0) == 0
     assert stunet.text.get("temporal_width", 0) == stunet.model.get("temporal_text_dim", 0)
     if conditional is not None:
-        # conditional inflates stunet the same way, adding only the cond_ input conv.
+        # conditional inflates stunet the same way, adding only the cond_ input convs.
         assert conditional.stage == "conditional"
         conditional.train.init_from = "runs/stunet/checkpoints"
         setup.check_config(conditional)
         cond_shapes = param_shapes(conditional)
         for path, shape in stunet_shapes.items():
             assert cond_shapes.get(path) == shape, path
-        assert {path[0] for path in set(cond_shapes) - set(stunet_shapes)} == {"cond_input_conv"}
+        added = {path[0] for path in set(cond_shapes) - set(stunet_shapes)}
+        assert "cond_input_conv" in added <= {"cond_input_conv", "cond_pool_conv"}
         assert conditional.text.to_dict() == stunet.text.to_dict()
     # ssr super-resolves the STUNet's clips.
     assert ssr.diffusion.ssr_low_res == stunet.model.image_size < ssr.model.image_size

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lumiere_jax.models import UNet, dummy_inputs
-from lumiere_jax.models.configs import tiny_ssr, tiny_stunet
+from lumiere_jax.models.presets import tiny_ssr, tiny_stunet
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig, to_uint8
 from lumiere_jax.text.t5 import T5Config, T5Encoder
 from lumiere_jax.text.tokenizers import ByteTokenizer

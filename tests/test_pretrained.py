@@ -11,7 +11,7 @@ from flax import traverse_util
 
 from lumiere_jax import pretrained, runs
 from lumiere_jax.pipeline import LumierePipeline, SamplingConfig
-from lumiere_jax.training.defaults import tiny_config
+from configs.common import tiny_config
 
 
 def random_weights(config, seed):

@@ -114,7 +114,7 @@ def test_sample_base_ckpt_with_no_readable_checkpoint_fails_with_one_line(t2i_ru
 
 def test_on_unreadable_accepts_stop_or_restart_only():
     from lumiere_jax.training import setup
-    from lumiere_jax.training.defaults import tiny_config
+    from configs.common import tiny_config
 
     config = tiny_config("t2i")
     assert config.train.on_unreadable == "stop"

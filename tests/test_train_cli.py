@@ -51,7 +51,7 @@ def env(tmp_path_factory):
                 tmp=tmp_path_factory)
 
 
-def flags_for(env, workdir, config="configs/tiny_t2i.py", *extra):
+def flags_for(env, workdir, config="configs/t2i.py:tiny", *extra):
     # data.num_shards=2: the global batch is the same for one process or two.
     return ["--config", config, "--workdir", str(workdir), f"--config.data.name={env['data']}",
             "--config.data.num_shards=2", "--config.train.log_every=1",
@@ -141,7 +141,7 @@ def test_sigterm_checkpoints_at_the_next_step_and_resumes_exactly(env, reference
 @pytest.fixture(scope="module")
 def stunet_run(env, reference):
     workdir = env["tmp"].mktemp("stunet")
-    run(env, "none", 0, flags_for(env, workdir, "configs/tiny_stunet.py",
+    run(env, "none", 0, flags_for(env, workdir, "configs/stunet.py:tiny",
                                   f"--config.train.init_from={reference}/checkpoints",
                                   "--config.train.checkpoint_every=4",
                                   "--config.sample.every=4"))
@@ -170,7 +170,7 @@ def test_conditional_run_fine_tunes_the_stunet_run(env, stunet_run):
     encoder stay bit-identical; the new cond_input_conv (zero at init) and the temporal
     weights train."""
     workdir = env["tmp"].mktemp("conditional")
-    run(env, "none", 0, flags_for(env, workdir, "configs/tiny_conditional.py",
+    run(env, "none", 0, flags_for(env, workdir, "configs/conditional.py:tiny",
                                   f"--config.train.init_from={stunet_run}/checkpoints",
                                   "--config.train.checkpoint_every=6",
                                   "--config.sample.every=6"))
@@ -190,7 +190,7 @@ def test_conditional_run_fine_tunes_the_stunet_run(env, stunet_run):
 
 
 def test_incompatible_workdir_is_refused(env, reference):
-    out = run(env, "none", 0, flags_for(env, reference, "configs/tiny_t2i.py",
+    out = run(env, "none", 0, flags_for(env, reference, "configs/t2i.py:tiny",
                                         "--config.model.channels=16"), expect_rc=1)
     line = error_line(out)  # one line, exit 1 (an IncompatibleCheckpointError is a ValueError)
     assert "fingerprint" in line and "fresh --workdir" in line, line
@@ -201,7 +201,7 @@ def test_two_processes_match_one(env, reference):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = flags_for(env, workdir, "configs/tiny_t2i.py", "--config.mesh.data=2",
+    args = flags_for(env, workdir, "configs/t2i.py:tiny", "--config.mesh.data=2",
                      "--config.train.num_steps=4", "--config.train.checkpoint_every=4",
                      "--coordinator", f"127.0.0.1:{port}", "--num_processes", "2")
     procs = [launch(env, "none", 0, args + ["--process_id", str(i)]) for i in range(2)]
@@ -239,7 +239,7 @@ def test_diverging_run_stops_with_its_last_good_checkpoint(env):
     and skipped, and after max_nonfinite=2 in a row the run stops, saying which
     checkpoint is the last good one; that checkpoint restores."""
     workdir = env["tmp"].mktemp("diverge")
-    out = run(env, "none", 0, flags_for(env, workdir, "configs/tiny_t2i.py",
+    out = run(env, "none", 0, flags_for(env, workdir, "configs/t2i.py:tiny",
                                         "--config.optim.lr=1e30",
                                         "--config.train.checkpoint_every=1",
                                         "--config.train.max_nonfinite=2"), expect_rc=1)
@@ -294,7 +294,7 @@ def error_line(out):
 
 def test_a_bad_config_value_is_one_line_and_exit_1(env):
     workdir = env["tmp"].mktemp("bad_lr")
-    line = error_line(run(env, "none", 0, flags_for(env, workdir, "configs/tiny_t2i.py",
+    line = error_line(run(env, "none", 0, flags_for(env, workdir, "configs/t2i.py:tiny",
                                                     "--config.optim.lr=-1"), expect_rc=1))
     assert line.startswith("train.py: error: optim.lr=-1"), line
 
@@ -336,7 +336,7 @@ def test_no_readable_checkpoint_stops_unless_told_to_restart(env, reference):
     assert "--config.train.on_unreadable=restart" in line
     ckpts = os.path.join(workdir, "checkpoints")
     assert sorted(os.listdir(ckpts)) == ["2", "4", "6"]
-    out = run(env, "none", 0, flags_for(env, workdir, "configs/tiny_t2i.py",
+    out = run(env, "none", 0, flags_for(env, workdir, "configs/t2i.py:tiny",
                                         "--config.train.on_unreadable=restart"))
     assert "TRAINING STARTS FRESH FROM STEP 0" in out and "resuming" not in out
     assert sorted(os.listdir(ckpts)) == ["2", "2.corrupt", "4", "4.corrupt", "6", "6.corrupt"]

@@ -39,6 +39,14 @@ class UNetConfig:
         through a zero-initialised `cond_input_conv` added to the input conv -- exactly a
         widened first convolution whose extra input kernels start at zero.
       cond_level_embedding: embed a per-example noise-augmentation level (SSR).
+      cond_time_pool: for a `<C, M>` condition (last channel the mask) on video, also add
+        to every frame, through a zero-initialised `cond_pool_conv`, what is known about
+        each pixel in any frame (`pooled_condition`: the mean known content and the
+        fraction of frames that know it). A deviation from the paper: with only the
+        widened input conv, a first frame reaches distant frames only through temporal
+        layers whose convs and attention start at zero, so the first-order gradient
+        teaches mostly the given frames (the demo's first three conditional runs ignored
+        the given frame, README).
     """
 
     in_channels: int = 3
@@ -62,6 +70,7 @@ class UNetConfig:
     # conditioning
     cond_channels: int = 0
     cond_level_embedding: bool = False
+    cond_time_pool: bool = False
     # numerics
     dtype: str = "float32"
     param_dtype: str = "float32"
@@ -89,6 +98,10 @@ class UNetConfig:
         if self.temporal_text_dim < 0 or (self.temporal_text_dim and not self.temporal_text):
             raise ValueError(f"temporal_text_dim={self.temporal_text_dim} must be >= 0 and needs "
                              "temporal_text=True")
+        if self.cond_time_pool and (self.cond_channels < 2 or not self.temporal):
+            raise ValueError(f"cond_time_pool needs a temporal config with a <C, M> condition "
+                             f"(cond_channels >= 2), got temporal={self.temporal}, "
+                             f"cond_channels={self.cond_channels}")
         if self.norm_groups < 1:
             raise ValueError(f"norm_groups must be >= 1, got {self.norm_groups}")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from einops import rearrange
+from einops import rearrange, repeat
 
 from lumiere_jax.models.config import UNetConfig, check_input_shape
 from lumiere_jax.nn.attention import SpatialSelfAttention, TextCrossAttention
@@ -27,6 +27,16 @@ def pooled_text(text: jax.Array, text_mask: jax.Array) -> jax.Array:
     weights = text_mask.astype(jnp.float32)[..., None]
     total = jnp.sum(text.astype(jnp.float32) * weights, axis=1)
     return total / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+
+
+def pooled_condition(cond: jax.Array) -> jax.Array:
+    """What each pixel's condition says in any frame: `<C, M>` `(B, T, H, W, K + 1)` ->
+    `(B, H, W, K + 1)`, the mean of C over the frames where M is 1 (zeros where none is)
+    and the fraction of frames where M is 1."""
+    content, mask = cond[..., :-1].astype(jnp.float32), cond[..., -1:].astype(jnp.float32)
+    known = jnp.sum(mask, axis=1)
+    mean_content = jnp.sum(content * mask, axis=1) / jnp.maximum(known, 1.0)
+    return jnp.concatenate([mean_content, known / cond.shape[1]], axis=-1)
 
 
 class UNet(nn.Module):
@@ -124,6 +134,11 @@ class UNet(nn.Module):
                                  f"shape {expected}, got {None if cond is None else cond.shape}")
             h = h + conv(h.shape[-1], (3, 3), name="cond_input_conv", use_bias=False,
                          kernel_init=zeros_init, **kw)(to_frames(cond).astype(cfg.jnp_dtype))
+            if cfg.cond_time_pool and is_video:
+                pooled = conv(h.shape[-1], (3, 3), name="cond_pool_conv", use_bias=False,
+                              kernel_init=zeros_init, **kw)(
+                    pooled_condition(cond).astype(cfg.jnp_dtype))
+                h = h + repeat(pooled, "b h w c -> (b t) h w c", t=x.shape[1])
 
         temporal_emb = None
         if temporal and cfg.temporal_text:  # trainable text path into the temporal layers

@@ -12,7 +12,8 @@ from flax import traverse_util
 
 from lumiere_jax.models import (UNet, UNetConfig, check_input_shape, dummy_inputs,
                                 inflate_params, trainable_mask)
-from lumiere_jax.models import configs
+from lumiere_jax.models import presets
+from lumiere_jax.models.unet import pooled_condition
 from lumiere_jax.parallel import remat_compiler_options
 
 # rbg keys: XLA compiles their init programs several times faster than threefry on CPU.
@@ -51,7 +52,7 @@ def text_inputs(config, batch, key, length=5):
     return text, mask
 
 
-SECOND_STUNET = configs.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
+SECOND_STUNET = presets.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
                                  attention_levels=(1,), cross_attention_levels=(0, 1)).replace(
     temporal=True, temporal_downsample=(True,), temporal_heads=2, num_frames=4)
 
@@ -65,9 +66,9 @@ def t2i_of(stunet_config):
                                         "temporal_text_dim"])
 def inflated(request):
     """(stunet config, perturbed T2I params, inflated STUNet params)."""
-    stunet_cfg = {"tiny_stunet": configs.tiny_stunet(), "second": SECOND_STUNET,
-                  "temporal_text": configs.tiny_stunet(temporal_text=True),
-                  "temporal_text_dim": configs.tiny_stunet(temporal_text=True, temporal_text_dim=8)
+    stunet_cfg = {"tiny_stunet": presets.tiny_stunet(), "second": SECOND_STUNET,
+                  "temporal_text": presets.tiny_stunet(temporal_text=True),
+                  "temporal_text_dim": presets.tiny_stunet(temporal_text=True, temporal_text_dim=8)
                   }[request.param]
     t2i_cfg = t2i_of(stunet_cfg)
     t2i_params = perturb(init_fn(t2i_cfg, False)(KEY), 1)
@@ -115,7 +116,7 @@ def test_identity_at_init_on_constant_video(inflated):
 
 def test_time_is_mixed_after_training_moves_temporal_weights():
     """Frame 0 of the output depends on input frame T-1 (two temporal downsamplings)."""
-    stunet_cfg = configs.tiny_stunet()
+    stunet_cfg = presets.tiny_stunet()
     params = perturb(init_fn(stunet_cfg, True)(KEY), 4, where=is_temporal)
     batch, frames, size = 1, stunet_cfg.num_frames, stunet_cfg.image_size
     video = jax.random.normal(jax.random.key(5), (batch, frames, size, size, 3))
@@ -137,7 +138,7 @@ def test_time_is_mixed_after_training_moves_temporal_weights():
 def test_text_reaches_temporal_layers_only_with_temporal_text(temporal_text):
     """No spatial text path (no cross-attention, pooled-text projection zeroed): the prompt
     changes the video only through the temporal layers, so only with `temporal_text`."""
-    cfg = configs.tiny_stunet(cross_attention_levels=(), temporal_text=temporal_text)
+    cfg = presets.tiny_stunet(cross_attention_levels=(), temporal_text=temporal_text)
     params = perturb(init_fn(cfg, True)(KEY), 7, where=is_temporal)
     params["text_pool_proj"] = jax.tree.map(jnp.zeros_like, params["text_pool_proj"])
     video = jax.random.normal(jax.random.key(8), (1, cfg.num_frames, cfg.image_size,
@@ -157,7 +158,7 @@ def test_text_reaches_temporal_layers_only_with_temporal_text(temporal_text):
 def test_temporal_text_channels_are_read_by_the_temporal_layers_only():
     """`temporal_text_dim`: the last text channels change the video only once the temporal
     weights move (spatial layers never read them); a wrong width is a clear error."""
-    cfg = configs.tiny_stunet(temporal_text=True, temporal_text_dim=8)
+    cfg = presets.tiny_stunet(temporal_text=True, temporal_text_dim=8)
     at_init = inflate_params(perturb(init_fn(t2i_of(cfg), False)(KEY), 1), init_fn(cfg, True)(KEY))
     trained = perturb(at_init, 7, where=is_temporal)
     video = jax.random.normal(jax.random.key(8), (2, cfg.num_frames, cfg.image_size,
@@ -172,12 +173,12 @@ def test_temporal_text_channels_are_read_by_the_temporal_layers_only():
     with pytest.raises(ValueError, match="text_dim \\+ temporal_text_dim = 24"):
         f(at_init, video, t, text[..., :cfg.text_dim], mask)
     with pytest.raises(ValueError, match="temporal_text_dim.*needs temporal_text=True"):
-        configs.tiny_stunet(temporal_text_dim=8)
+        presets.tiny_stunet(temporal_text_dim=8)
 
 
 def test_conditional_model_at_init_equals_plain_model():
     """A 7-channel model (3 + 4 cond channels) at init equals the 3-channel model."""
-    cfg = configs.tiny_stunet()
+    cfg = presets.tiny_stunet()
     cond_cfg = cfg.replace(cond_channels=4)
     plain = perturb(init_fn(cfg, True)(KEY), 7)
     widened = inflate_params(plain, init_fn(cond_cfg, True)(KEY))
@@ -191,20 +192,62 @@ def test_conditional_model_at_init_equals_plain_model():
                                apply_fn(cfg)(plain, video, t, text, mask), atol=1e-5, rtol=0)
 
 
+def test_pooled_condition_matches_a_loop_over_frames():
+    rng = np.random.default_rng(3)
+    content = rng.standard_normal((2, 5, 4, 3, 3)).astype(np.float32)
+    mask = (rng.random((2, 5, 4, 3, 1)) < 0.4).astype(np.float32)
+    mask[0, :, 0, 0] = 0.0  # a pixel no frame knows
+    cond = np.concatenate([content * mask, mask], axis=-1)
+    expected = np.zeros((2, 4, 3, 4), np.float32)
+    for b, i, j in np.ndindex(2, 4, 3):
+        known = [f for f in range(5) if mask[b, f, i, j, 0] == 1]
+        if known:
+            expected[b, i, j, :3] = np.mean([content[b, f, i, j] for f in known], axis=0)
+        expected[b, i, j, 3] = len(known) / 5
+    np.testing.assert_allclose(pooled_condition(jnp.asarray(cond)), expected, atol=1e-6)
+
+
+def test_time_pooled_condition_is_zero_at_init_and_reaches_every_frame():
+    """`cond_time_pool`: identity at init; with its conv non-zero, a first-frame
+    condition changes every frame with no temporal layer in the path."""
+    cfg = presets.tiny_stunet()
+    cond_cfg = cfg.replace(cond_channels=4, cond_time_pool=True)
+    # Spatial weights trained, temporal layers at init (each frame on its own).
+    plain = perturb(init_fn(cfg, True)(KEY), 7, where=lambda path: not is_temporal(path))
+    widened = inflate_params(plain, init_fn(cond_cfg, True)(KEY))
+    flat_mask = traverse_util.flatten_dict(trainable_mask(widened))
+    assert flat_mask[("cond_pool_conv", "kernel")]
+    batch = 2
+    video = jax.random.normal(jax.random.key(8), (batch, 8, 16, 16, 3))
+    first = jax.random.normal(jax.random.key(9), (batch, 16, 16, 3))
+    cond = jnp.zeros((batch, 8, 16, 16, 4)).at[:, 0, ..., :3].set(first).at[:, 0, ..., 3].set(1)
+    text, mask = text_inputs(cfg, batch, jax.random.key(10))
+    t = jnp.array([0.1, 0.9])
+    out = apply_fn(cond_cfg)(widened, video, t, text, mask, cond)
+    np.testing.assert_allclose(out, apply_fn(cfg)(plain, video, t, text, mask), atol=1e-5, rtol=0)
+    # The pooled path alone (temporal layers at init) changes every frame.
+    only_pool = perturb(widened, 11, scale=0.05, where=lambda path: path[0] == "cond_pool_conv")
+    frames = lambda c: apply_fn(cond_cfg)(only_pool, video, t, text, mask, c)
+    moved = np.abs(np.asarray(frames(cond) - frames(cond.at[:, 0, ..., :3].add(1.0))))
+    assert moved.max(axis=(0, 2, 3, 4)).min() > 1e-3
+    with pytest.raises(ValueError, match="cond_time_pool needs a temporal config"):
+        presets.tiny_t2i(cond_channels=4, cond_time_pool=True)
+
+
 def test_inflate_rejects_mismatched_tree_listing_paths():
     shapes = lambda cfg, video: jax.eval_shape(init_fn(cfg, video), KEY)
-    stunet = shapes(configs.tiny_stunet(), True)
-    wrong = shapes(configs.tiny_t2i(channels=8), False)
+    stunet = shapes(presets.tiny_stunet(), True)
+    wrong = shapes(presets.tiny_t2i(channels=8), False)
     with pytest.raises(ValueError, match=r"mismatched paths[\s\S]*down0_0_res/conv_0/kernel"):
         inflate_params(wrong, stunet)
-    partial = {k: v for k, v in shapes(configs.tiny_t2i(), False).items() if k != "out_conv"}
+    partial = {k: v for k, v in shapes(presets.tiny_t2i(), False).items() if k != "out_conv"}
     with pytest.raises(ValueError, match="no T2I source: out_conv/kernel"):
         inflate_params(partial, stunet)
 
 
 @pytest.mark.parametrize("frames,nearest", [(6, "4, 8"), (10, "8, 12"), (3, "4")])
 def test_bad_frame_count_names_field_and_nearest_counts(frames, nearest):
-    cfg = configs.tiny_stunet()
+    cfg = presets.tiny_stunet()
     with pytest.raises(ValueError, match=rf"temporal_downsample[\s\S]*nearest valid frame counts: {nearest}$"):
         check_input_shape(cfg, (1, frames, 16, 16, 3))
     # the module itself refuses at trace time, before any XLA compilation
@@ -216,16 +259,16 @@ def test_bad_frame_count_names_field_and_nearest_counts(frames, nearest):
 
 def test_bad_spatial_size_names_field():
     with pytest.raises(ValueError, match=r"height 18 .*channel_mults.*nearest valid sizes: 16, 20"):
-        check_input_shape(configs.tiny_t2i(), (1, 18, 16, 3))
+        check_input_shape(presets.tiny_t2i(), (1, 18, 16, 3))
 
 
 @pytest.fixture(scope="module")
 def stunet_params():
-    return init_fn(configs.tiny_stunet(), True)(KEY)
+    return init_fn(presets.tiny_stunet(), True)(KEY)
 
 
 def test_forward_image_video_batch_jit(stunet_params):
-    cfg = configs.tiny_stunet()
+    cfg = presets.tiny_stunet()
     text, mask = text_inputs(cfg, 2, jax.random.key(11))
     t = jnp.array([0.2, 0.7])
     video = jax.random.normal(jax.random.key(12), (2, 8, 16, 16, 3))
@@ -240,7 +283,7 @@ def test_forward_image_video_batch_jit(stunet_params):
 
 
 def test_bf16_compute_tracks_fp32(stunet_params):
-    cfg = configs.tiny_stunet()
+    cfg = presets.tiny_stunet()
     bf16 = cfg.replace(dtype="bfloat16")
     text, mask = text_inputs(cfg, 2, jax.random.key(13))
     t = jnp.array([0.3, 0.6])

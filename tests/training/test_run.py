@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from lumiere_jax.parallel import make_mesh
-from lumiere_jax.training.defaults import tiny_config
+from configs.common import tiny_config
 from lumiere_jax.training.run import build_run
 
 

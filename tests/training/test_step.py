@@ -18,7 +18,7 @@ from lumiere_jax.text import TextEncoder
 from lumiere_jax.training import (init_state, make_optimizer, make_train_step, split_params,
                                   state_shardings)
 from lumiere_jax.training import setup
-from lumiere_jax.training.defaults import tiny_config
+from configs.common import tiny_config
 
 NUM_STEPS, BATCH = 3, 8
 CAPTIONS = ["a small red circle moving slowly left on a black background",

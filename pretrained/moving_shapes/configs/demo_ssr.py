@@ -9,12 +9,12 @@ pipeline runs it over overlapping 4-frame windows of the 16-frame base video and
 them with MultiDiffusion. Its own word-level text encoder trains with it.
 """
 
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import demo_config
+from lumiere_jax.models import presets
+from configs.common import demo_config
 
 
 def get_config():
-    c = demo_config("ssr", model_configs.demo_ssr())
+    c = demo_config("ssr", presets.demo_ssr())
     c.diffusion.ssr_low_res = 32  # = demo_stunet image_size
     c.data.batch_size = 4
     c.optim.update(lr=5e-4, warmup_steps=100, decay_steps=2000, ema_decay=0.995)

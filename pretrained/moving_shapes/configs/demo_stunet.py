@@ -18,12 +18,12 @@ single frames, had all but erased the direction words from its encoder
 (benchmarks/text_direction.py).
 """
 
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import demo_config
+from lumiere_jax.models import presets
+from configs.common import demo_config
 
 
 def get_config():
-    c = demo_config("stunet", model_configs.demo_stunet(temporal_text_dim=64))
+    c = demo_config("stunet", presets.demo_stunet(temporal_text_dim=64))
     c.data.batch_size = 4
     # The T2I's encoder stays frozen (it left "left" / "right" nearly the same states); a
     # fresh word encoder, read only by the temporal layers, trains with them.

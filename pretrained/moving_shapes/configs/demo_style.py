@@ -10,12 +10,12 @@ reads prompts with that encoder, can take these spatial weights
 (`sample.py --style style_outline --style_alpha 0.8`: W = alpha W_style + (1 - alpha) W).
 """
 
-from lumiere_jax.models import configs as model_configs
-from lumiere_jax.training.defaults import demo_config
+from lumiere_jax.models import presets
+from configs.common import demo_config
 
 
 def get_config():
-    c = demo_config("t2i", model_configs.demo_t2i())
+    c = demo_config("t2i", presets.demo_t2i())
     c.data.update(name="moving_shapes/f16_s32_outline", batch_size=32)
     c.text.trainable = False
     c.optim.update(lr=2e-4, warmup_steps=20, decay_steps=300, ema_decay=0.99, ema_warmup=True)

@@ -1,4 +1,5 @@
-"""Named `UNetConfig`s: tiny ones for tests, paper-scale ones for abstract accounting.
+"""Named `UNetConfig` presets: tiny ones for tests, the demo cascade's, paper-scale ones for
+abstract accounting.
 
 A STUNet config is its T2I config plus temporal fields, so `inflate_params` fits.
 """

@@ -1,4 +1,11 @@
-"""The full set of training config fields with defaults; `configs/*.py` start from here."""
+"""What every config in configs/ shares: the full set of training fields with defaults
+(`base_config`), the demo cascade's settings (`demo_config`), the tiny variant each stage
+file returns for `:tiny` (`tiny_config`) and the run-length block (`set_schedule`).
+
+A stage file is `get_config(arg=None)`, as in big_vision: `configs/t2i.py` is the real
+run, `configs/t2i.py:tiny` (`python train.py --config configs/t2i.py:tiny`) its
+seconds-scale variant for tests and smoke checks.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import dataclasses
 
 import ml_collections
 
-from lumiere_jax.models import UNetConfig
+from lumiere_jax.models import UNetConfig, presets
 
 
 def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
@@ -52,6 +59,37 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     return c
 
 
+def set_schedule(c: ml_collections.ConfigDict, *, steps: int, lr: float, warmup: int,
+                 batch_size: int | None = None, checkpoint_every: int | None = None,
+                 log_every: int | None = None, ema_decay: float | None = None,
+                 ema_warmup: bool | None = None) -> ml_collections.ConfigDict:
+    """Set a run's length and learning rate in one place: `steps` training steps whose
+    cosine decay ends with the run (`optim.decay_steps = train.num_steps`), peak `lr` after
+    `warmup` steps; the other arguments, when given, set the fields of the same name."""
+    c.train.num_steps = c.optim.decay_steps = steps
+    c.optim.update(lr=lr, warmup_steps=warmup)
+    for group, field, value in (("data", "batch_size", batch_size),
+                                ("train", "checkpoint_every", checkpoint_every),
+                                ("train", "log_every", log_every),
+                                ("optim", "ema_decay", ema_decay),
+                                ("optim", "ema_warmup", ema_warmup)):
+        if value is not None:
+            c[group][field] = value
+    return c
+
+
+VARIANTS = ("", "tiny")
+
+
+def is_tiny(arg: str | None) -> bool:
+    """Whether a stage file's `get_config(arg)` should return its tiny variant: `arg` is
+    None / '' (the real run) or 'tiny'; anything else is a `ValueError` listing those."""
+    if arg not in (None, *VARIANTS):
+        raise ValueError(f"config variant {arg!r}: choose one of {VARIANTS[1:]} after the "
+                         "file name (configs/t2i.py:tiny), or none for the real run")
+    return arg == "tiny"
+
+
 def demo_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     """`base_config` with the settings every stage of the shipped demo cascade shares:
     a word-level text encoder over the moving_shapes vocabulary (width 64, 2 layers) and
@@ -68,16 +106,14 @@ def demo_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
 
 def tiny_model(**overrides) -> UNetConfig:
     """The smallest useful STUNet-compatible U-Net (8 px, width 8): compiles in seconds."""
-    from lumiere_jax.models import configs as model_configs
-
-    return model_configs.tiny_stunet(
+    return presets.tiny_stunet(
         channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(),
         cross_attention_levels=(1,), norm_groups=4, text_dim=16, image_size=8, num_frames=4,
         temporal_downsample=(True,)).replace(**overrides)
 
 
 def tiny_config(stage: str, **model_overrides) -> ml_collections.ConfigDict:
-    """A seconds-per-run config for tests and smoke checks (`configs/tiny_*.py`)."""
+    """A seconds-per-run config for tests and smoke checks (`configs/<stage>.py:tiny`)."""
     if stage == "t2i":
         model_overrides = dict(temporal=False, temporal_downsample=(), **model_overrides)
     if stage == "conditional":  # the tiny STUNet with the <C, M> input
