@@ -35,7 +35,7 @@ from lumiere_jax import cli
 from lumiere_jax.checkpoint import (Checkpointer, CheckpointSaveError,
                                     UnreadableCheckpointError, config_fingerprint)
 from lumiere_jax.data import prepare_moving_shapes
-from lumiere_jax.parallel import DEFAULT_RULES, initialize_distributed, make_mesh, shard_batch
+from lumiere_jax.parallel import initialize_distributed, make_mesh, shard_batch
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.training import MetricWriter, make_sample_fn, merge_params
 from lumiere_jax.training import setup
@@ -115,7 +115,7 @@ def train(config, workdir: str) -> dict:
     # async save in flight, so the checkpoint the message names is on disk.
     preempted = False
     try:
-        with mesh_rules(mesh, DEFAULT_RULES), PreemptionWatch() as watch:
+        with mesh_rules(mesh, run.rules), PreemptionWatch() as watch:
             for step in range(start, config.train.num_steps):
                 host = next(it)
                 state, metrics = compiled(state, frozen, shard_batch(host, mesh))

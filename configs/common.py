@@ -14,6 +14,7 @@ import dataclasses
 import ml_collections
 
 from lumiere_jax.models import UNetConfig, presets
+from lumiere_jax.parallel import DEFAULT_RULES
 
 
 def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
@@ -49,7 +50,9 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         num_steps=10_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3,
         max_nonfinite=10, init_from="", init_from_ema=True, progress=True,
         on_unreadable="stop"))           # no readable checkpoint: 'stop' (exit 1) | 'restart'
-    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.mesh = ml_collections.ConfigDict(dict(
+        data=-1, fsdp=1, tensor=1,       # -1: the remaining devices
+        rules=DEFAULT_RULES))            # logical name -> mesh axes (parallel.check_rules)
     c.sample = ml_collections.ConfigDict(dict(
         every=0, num_steps=32, guidance=3.0, sampler="ddim",
         prompts=("a small red circle moving slowly left on a black background",

@@ -35,19 +35,37 @@ Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 # Logical name -> mesh axis (or axes, or None = replicated). Earlier rules win; a mesh
 # axis is used at most once per array (flax semantics), so an activation
 # ('batch', ..., 'embed') gets batch -> (data, fsdp) and leaves 'embed' unsharded.
+# Every name here is used by a layer (nn/layers.py, text/); a run's config may give its
+# own table (`config.mesh.rules`, checked by `check_rules`).
 DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("batch", BATCH_AXES),   # activations / inputs: batch over every data-parallel axis
     ("embed", "fsdp"),       # kernel input features: ZeRO-3 style param sharding
     ("mlp", "tensor"),       # kernel output features / biases: tensor parallel
-    ("heads", "tensor"),     # attention heads
-    ("kv", None),            # per-head features
-    ("vocab", "tensor"),
+    ("heads", "tensor"),     # attention heads (T5 relative-position table)
+    ("vocab", "tensor"),     # token embeddings
     ("norm", None),          # norm scales / biases: tiny, replicated
-    ("frames", None),
-    ("height", None),
-    ("width", None),
-    ("length", None),
 )
+
+
+def check_rules(rules: Any, field: str = "config.mesh.rules") -> Rules:
+    """`rules` (pairs `(logical name, mesh axis | tuple of axes | None)`, e.g. from a config
+    or its JSON, where tuples arrive as lists) as a tuple of tuples; anything else, a name
+    given twice or a mesh axis outside `MESH_AXES`, is a `ValueError` naming `field`."""
+    out, seen = [], set()
+    for i, pair in enumerate(rules):
+        if isinstance(pair, str) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise ValueError(f"{field}[{i}]={pair!r}: expected a (logical name, mesh axes) pair")
+        name, axes = pair
+        if name in seen:
+            raise ValueError(f"{field}: logical name {name!r} is given twice")
+        seen.add(name)
+        axes = tuple(axes) if isinstance(axes, (list, tuple)) else axes
+        for axis in (axes if isinstance(axes, tuple) else (axes,)):
+            if axis is not None and axis not in MESH_AXES:
+                raise ValueError(f"{field}[{i}] ({name!r}): mesh axis {axis!r} is not one of "
+                                 f"{MESH_AXES} (or None: replicated)")
+        out.append((name, axes))
+    return tuple(out)
 
 
 def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -143,42 +161,6 @@ def param_shardings(abstract_params: Any, mesh: Mesh, rules: Rules = DEFAULT_RUL
         return NamedSharding(mesh, P())
 
     return jax.tree.map(one, abstract_params, is_leaf=lambda x: isinstance(x, nn.Partitioned))
-
-
-def shardings_like_params(abstract_tree: Any, params_shardings: Any, mesh: Mesh) -> Any:
-    """Shardings for a tree derived from params (optimizer state, EMA, grads).
-
-    Each leaf whose key path *ends with* a parameter's key path (longest match) and whose
-    shape that parameter's sharding divides gets the parameter's sharding (e.g. optax `[0].mu['conv']['kernel']` follows
-    `['conv']['kernel']`); every other leaf (step counts, scalars) is replicated. Use as
-    `jax.jit(tx.init, out_shardings=shardings_like_params(jax.eval_shape(tx.init, p), s, mesh))`
-    -- a plain `jax.jit(tx.init)` puts the zero moments on one device.
-    """
-    by_path: dict[tuple, NamedSharding] = {}
-    for path, sharding in jax.tree_util.tree_leaves_with_path(params_shardings):
-        by_path[tuple(path)] = sharding
-    longest = max((len(p) for p in by_path), default=0)
-    replicated = NamedSharding(mesh, P())
-
-    def one(path: Any, x: Any) -> NamedSharding:
-        path = tuple(path)
-        for n in range(min(longest, len(path)), 0, -1):
-            sharding = by_path.get(path[-n:])
-            if sharding is not None:
-                if len(sharding.spec) <= len(x.shape) and _fits(x.shape, sharding):
-                    return sharding
-                break
-        return replicated
-
-    return jax.tree_util.tree_map_with_path(one, abstract_tree)
-
-
-def _fits(shape: Sequence[int], sharding: NamedSharding) -> bool:
-    try:
-        sharding.shard_shape(tuple(shape))
-    except ValueError:
-        return False
-    return True
 
 
 @contextlib.contextmanager

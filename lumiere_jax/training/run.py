@@ -17,13 +17,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import flax.linen as nn
 import jax
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from lumiere_jax.models import UNet, UNetConfig
-from lumiere_jax.parallel import DEFAULT_RULES, batch_sharding, with_shardings
+from lumiere_jax.parallel import batch_sharding, param_shardings, with_shardings
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.text import TextEncoder, Tokenizer
 from lumiere_jax.training import setup
@@ -54,6 +55,7 @@ class Run:
     step_config: StepConfig
     tx: optax.MultiSteps
     lr_schedule: Callable[[Any], Any]
+    rules: tuple                     # logical-axis rules (config.mesh.rules or the default)
     xla_options: dict | None
     mask: PyTree
     param_shardings: PyTree
@@ -74,14 +76,15 @@ class Run:
 
     def compile(self):
         """The train step compiled for `batch` (donates the state argument)."""
-        with mesh_rules(self.mesh, DEFAULT_RULES):
+        with mesh_rules(self.mesh, self.rules):
             return self.train_step.lower(self.state, self.frozen, self.batch).compile(
                 self.xla_options)
 
     def fresh_state(self) -> tuple[PyTree, PyTree]:
         """(train state, frozen weights) from scratch, born sharded; stunet / conditional
         runs inflate `config.train.init_from`."""
-        params, _ = setup.init_params(self.config, self.model, self.encoder, self.mesh)
+        params, _ = setup.init_params(self.config, self.model, self.encoder, self.mesh,
+                                      self.rules)
         trainable, frozen = split_params(params, self.mask)
         key = self.state_key()
         state = self.make_state.lower(trainable, key).compile(self.xla_options)(trainable, key)
@@ -96,11 +99,14 @@ def build_run(config: Any, mesh: Mesh) -> Run:
     step_config = setup.step_config(config, model_config)
     tx, lr_schedule = make_optimizer(config.optim)
 
-    abstract, param_sh = setup.abstract_params(config, model, encoder, mesh)
+    rules = setup.axis_rules(config)
+    boxed = setup.abstract_params(config, model, encoder, mesh, rules)
+    param_sh = param_shardings(boxed, mesh, rules)
+    abstract = with_shardings(nn.meta.unbox(boxed), param_sh)
     mask = setup.trainable_tree(config, abstract)
     abstract_trainable, frozen = split_params(abstract, mask)
-    train_sh, frozen_sh = split_params(param_sh, mask)
-    state_sh = state_shardings(train_sh, tx, abstract_trainable, mesh)
+    _, frozen_sh = split_params(param_sh, mask)
+    state_sh = state_shardings(split_params(boxed, mask)[0], tx, mesh, rules)
     make_state = jax.jit(lambda t, k: init_state(t, tx, k), out_shardings=state_sh)
     state = with_shardings(jax.eval_shape(make_state, abstract_trainable, _state_key(config)),
                            state_sh)
@@ -109,13 +115,13 @@ def build_run(config: Any, mesh: Mesh) -> Run:
     batch_sh = jax.tree.map(lambda _: batch_sharding(mesh), batch_shapes)
     null_ids, null_mask = (a[0] for a in tok.encode([""]))
     step_fn = make_train_step(model, encoder, tx, lr_schedule, step_config, null_ids, null_mask)
-    with mesh_rules(mesh, DEFAULT_RULES):
+    with mesh_rules(mesh, rules):
         train_step = jax.jit(step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
                              out_shardings=(state_sh, NamedSharding(mesh, P())),
                              donate_argnums=(0,))
     return Run(config=config, mesh=mesh, model_config=model_config, model=model,
                encoder=encoder, tokenizer=tok, step_config=step_config, tx=tx,
-               lr_schedule=lr_schedule, xla_options=setup.compiler_options(config), mask=mask,
+               lr_schedule=lr_schedule, rules=rules, xla_options=setup.compiler_options(config), mask=mask,
                param_shardings=param_sh, state_shardings=state_sh, frozen_shardings=frozen_sh,
                batch_shardings=batch_sh, state=state, frozen=frozen,
                batch=with_shardings(batch_shapes, batch_sh), null_ids=null_ids,

@@ -16,7 +16,8 @@ from jax.sharding import Mesh
 from lumiere_jax import runs
 from lumiere_jax.applications.conditioning import TRAINING_KINDS
 from lumiere_jax.models import UNet, UNetConfig, inflate_params, trainable_mask
-from lumiere_jax.parallel import DEFAULT_RULES, param_shardings, remat_compiler_options
+from lumiere_jax.parallel import (DEFAULT_RULES, check_rules, param_shardings,
+                                  remat_compiler_options)
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.runs import (load_run_params, make_init_fn, text_config, tokenizer,  # noqa: F401
                               unet_config)  # (re-exported)
@@ -54,6 +55,7 @@ def check_config(config: Any) -> None:
     """Early `ValueError`s for inconsistent stage / model / data fields."""
     if config.stage not in STAGES:
         raise ValueError(f"config.stage={config.stage!r}; valid: {STAGES}")
+    axis_rules(config)  # a bad config.mesh.rules fails here, before any workdir is touched
     video = config.stage != "t2i"
     if video != bool(config.model.temporal):
         raise ValueError(f"config.stage={config.stage!r} needs config.model.temporal={video}")
@@ -110,6 +112,12 @@ def train_batches(config: Any, tok: Tokenizer):
         caption_dropout=d.get("caption_dropout", 0.0), prefetch_buffer_size=d.prefetch)
 
 
+def axis_rules(config: Any):
+    """The run's logical-axis rules: `config.mesh.rules` (checked), else `DEFAULT_RULES`."""
+    rules = config.mesh.get("rules", None)
+    return DEFAULT_RULES if rules is None else check_rules(rules)
+
+
 def compiler_options(config: Any) -> dict | None:
     """XLA options for every compile of the run: `config.xla_options` plus
     `parallel.remat_compiler_options()` (so `model.remat` saves memory on CPU too);
@@ -151,7 +159,7 @@ def trainable_tree(config: Any, params: Any) -> dict:
 
 
 def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
-                rules=DEFAULT_RULES) -> tuple[dict, dict]:
+                rules=None) -> tuple[dict, dict]:
     """Sharded parameters (born sharded) and their shardings; stunet inflates a T2I run,
     conditional a stunet run (adding the zero-init `cond_input_conv`).
 
@@ -160,6 +168,7 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
     """
     init_fn = make_init_fn(model, encoder, config)
     key = jax.random.key(config.seed, impl=config.init_rng_impl)
+    rules = axis_rules(config) if rules is None else rules
     with mesh_rules(mesh, rules):  # as parallel.init_sharded, with the run's XLA options
         shardings = param_shardings(jax.eval_shape(init_fn, key), mesh, rules)
         params = jax.jit(init_fn, out_shardings=shardings).lower(key).compile(
@@ -175,16 +184,14 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
 
 
 def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
-                    rules=DEFAULT_RULES) -> tuple[dict, dict]:
-    """Like `init_params`, but sharded `ShapeDtypeStruct`s: nothing is computed (resume)."""
-    from lumiere_jax.parallel import with_shardings
-
+                    rules=None) -> dict:
+    """The run's parameters as `ShapeDtypeStruct`s still in their flax logical-axis boxes
+    (`nn.LogicallyPartitioned`): nothing is computed. `parallel.param_shardings` turns
+    them into shardings, `nn.meta.unbox` into the plain tree."""
     init_fn = make_init_fn(model, encoder, config)
     key = jax.random.key(config.seed, impl=config.init_rng_impl)
-    with mesh_rules(mesh, rules):
-        boxed = jax.eval_shape(init_fn, key)
-        shardings = param_shardings(boxed, mesh, rules)
-    return with_shardings(nn.meta.unbox(boxed), shardings), shardings
+    with mesh_rules(mesh, axis_rules(config) if rules is None else rules):
+        return jax.eval_shape(init_fn, key)
 
 
 def load_init_source(config: Any) -> dict:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from lumiere_jax.parallel import shardings_like_params
+from lumiere_jax.parallel import DEFAULT_RULES, param_shardings
 
 PyTree = Any
 
@@ -27,9 +26,10 @@ PyTree = Any
 def split_params(params: PyTree, mask: PyTree) -> tuple[dict, dict]:
     """(trainable, frozen) nested dicts: leaves of `params` where `mask` is True / False.
 
-    params: nested dict of arrays (or shardings / structs); mask: same structure of bool.
+    params: nested dict of arrays (or shardings / structs, or flax `Partitioned` boxes,
+      which stay boxed); mask: same structure of bool.
     """
-    flat = traverse_util.flatten_dict(nn.meta.unbox(params))
+    flat = traverse_util.flatten_dict(params)
     flat_mask = traverse_util.flatten_dict(mask)
     if set(flat) != set(flat_mask):
         raise ValueError("mask and params have different structures: "
@@ -72,12 +72,19 @@ def init_state(trainable: PyTree, tx: optax.GradientTransformation, key: jax.Arr
                 nonfinite=jnp.zeros((), jnp.int32), skipped=jnp.zeros((), jnp.int32))
 
 
-def state_shardings(trainable_shardings: PyTree, tx: optax.GradientTransformation,
-                    abstract_trainable: PyTree, mesh: Mesh) -> dict:
-    """Shardings of `init_state(...)`: params / ema / optimizer moments like the weights,
-    counters and the key replicated."""
+def state_shardings(boxed_trainable: PyTree, tx: optax.GradientTransformation, mesh: Mesh,
+                    rules=DEFAULT_RULES) -> dict:
+    """Shardings of `init_state(...)`, read from the logical names the weights carry.
+
+    boxed_trainable: the trainable weights as flax `LogicallyPartitioned` boxes (e.g. from
+      `jax.eval_shape` of the model's init, before unboxing). optax builds its state with
+      tree maps over the weights, so `tx.init` of the boxed tree keeps each moment in its
+      weight's box: every optimizer leaf gets the sharding its names give, and what has no
+      names (step counts) is replicated. Params and EMA follow the weights; the counters
+      and the key are replicated. Returns shardings with the unboxed state's structure.
+    """
     replicated = NamedSharding(mesh, P())
-    abstract_opt = jax.eval_shape(tx.init, abstract_trainable)
-    return dict(step=replicated, params=trainable_shardings, ema=trainable_shardings,
-                opt_state=shardings_like_params(abstract_opt, trainable_shardings, mesh),
+    weights = param_shardings(boxed_trainable, mesh, rules)
+    opt_state = param_shardings(jax.eval_shape(tx.init, boxed_trainable), mesh, rules)
+    return dict(step=replicated, params=weights, ema=weights, opt_state=opt_state,
                 rng=replicated, nonfinite=replicated, skipped=replicated)

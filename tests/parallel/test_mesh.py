@@ -15,10 +15,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 sys.path.insert(0, os.path.dirname(__file__))
 import tiny_model  # noqa: E402
 
-from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, init_sharded,  # noqa: E402
-                                  initialize_distributed, logical_sharding, make_mesh,
-                                  mesh_rules, param_shardings, shard_batch,
-                                  shardings_like_params)
+from lumiere_jax.parallel import (DEFAULT_RULES, batch_sharding, check_rules,  # noqa: E402
+                                  init_sharded, initialize_distributed, logical_sharding,
+                                  make_mesh, mesh_rules, param_shardings, shard_batch)
+from lumiere_jax.training.optim import make_optimizer  # noqa: E402
+from lumiere_jax.training.state import split_params, state_shardings  # noqa: E402
 
 MESHES = [(8, 1, 1), (4, 2, 1), (2, 2, 2), (1, 8, 1), (1, 1, 8)]
 NUM_STEPS = 3
@@ -190,26 +191,48 @@ def test_initialize_distributed_validates(monkeypatch):
         initialize_distributed()
 
 
-def test_shardings_like_params_for_optimizer_state():
-    import optax
-
+def test_train_state_shardings_come_from_the_boxed_weights():
+    """Adam moments and the accumulated gradients carry their weight's logical names
+    through optax (`tx.init` of the boxed tree); counts and the key are replicated. The
+    expected specs are the rules applied by hand: ('embed', 'mlp') -> ('fsdp', 'tensor')."""
     mesh = _mesh((2, 2, 2))
-    abstract = jax.eval_shape(tiny_model.init_fn, jax.random.key(0))
-    pshard = param_shardings(abstract, mesh, DEFAULT_RULES)["params"]
-    params = nn.meta.unbox(abstract)["params"]
-    tx = optax.adamw(1e-3)
-    opt_abstract = jax.eval_shape(tx.init, params)
-    opt_shard = shardings_like_params(opt_abstract, pshard, mesh)
-    adam = opt_shard[0]
-    for moments in (adam.mu, adam.nu):
-        assert moments["mlp_in"]["kernel"] == pshard["mlp_in"]["kernel"]
-        assert moments["mlp_in"]["kernel"].spec == P("fsdp", "tensor")
-        assert moments["conv_in"]["bias"].spec == P("tensor")
-    assert adam.count.spec == P()
-    # A leaf whose path matches a param but whose shape does not is replicated.
-    odd = shardings_like_params({"mlp_in": {"kernel": jax.ShapeDtypeStruct((3, 5), np.float32)}},
-                                pshard, mesh)
-    assert odd["mlp_in"]["kernel"].spec == P()
+    boxed = jax.eval_shape(tiny_model.init_fn, jax.random.key(0))["params"]
+    cfg = ml_collections.ConfigDict(dict(
+        lr=1e-3, warmup_steps=1, decay_steps=10, end_lr_factor=0.1, b1=0.9, b2=0.99,
+        eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=2))
+    tx, _ = make_optimizer(cfg)
+    mask = jax.tree.map(lambda _: True, nn.meta.unbox(boxed))
+    mask["norm"] = {"scale": False, "bias": False}  # frozen weights get no state
+    trainable, frozen = split_params(boxed, mask)
+    assert isinstance(trainable["mlp_in"]["kernel"], nn.LogicallyPartitioned)
+    assert set(frozen) == {"norm"}
+    sh = state_shardings(trainable, tx, mesh)
+    assert sh["params"]["mlp_in"]["kernel"].spec == P("fsdp", "tensor")
+    assert sh["ema"]["conv_in"]["kernel"].spec == P(None, None, "fsdp", "tensor")
+    adam = sh["opt_state"].inner_opt_state[1][0]
+    for tree in (adam.mu, adam.nu, sh["opt_state"].acc_grads):
+        assert tree["mlp_in"]["kernel"].spec == P("fsdp", "tensor")
+        assert tree["conv_out"]["kernel"].spec == P(None, None, "fsdp", "tensor")
+        assert tree["conv_in"]["bias"].spec == P("tensor")
+        assert "norm" not in tree
+    assert adam.count.spec == P() and sh["opt_state"].mini_step.spec == P()
+    assert sh["step"].spec == sh["rng"].spec == P()
+    # The state that tx.init builds on the unboxed weights has exactly this structure.
+    plain = jax.eval_shape(tx.init, nn.meta.unbox(trainable))
+    assert jax.tree.structure(plain) == jax.tree.structure(sh["opt_state"])
+
+
+def test_check_rules_from_a_config_and_its_errors():
+    as_json = [["batch", ["data", "fsdp"]], ["embed", "fsdp"], ["norm", None]]
+    assert check_rules(as_json) == (("batch", ("data", "fsdp")), ("embed", "fsdp"),
+                                    ("norm", None))
+    assert check_rules(DEFAULT_RULES) == DEFAULT_RULES
+    with pytest.raises(ValueError, match=r"config.mesh.rules\[1\] \('embed'\): mesh axis 'model'"):
+        check_rules([("batch", "data"), ("embed", "model")])
+    with pytest.raises(ValueError, match="'embed' is given twice"):
+        check_rules([("embed", "fsdp"), ("embed", None)])
+    with pytest.raises(ValueError, match=r"config.mesh.rules\[0\]='embed'"):
+        check_rules(["embed"])
 
 
 def test_param_shardings_plain_partitioned_and_unboxed_leaves():

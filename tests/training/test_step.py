@@ -69,11 +69,9 @@ class Run:
 
     def compile(self, mesh, mask):
         with mesh_rules(mesh, DEFAULT_RULES):
-            shardings = param_shardings(jax.eval_shape(self.init_fn, self.key), mesh)
-        train_sh, frozen_sh = split_params(shardings, mask)
-        abstract_train = jax.eval_shape(lambda: split_params(
-            nn.meta.unbox(jax.eval_shape(self.init_fn, self.key)), mask)[0])
-        state_sh = state_shardings(train_sh, self.tx, abstract_train, mesh)
+            boxed = jax.eval_shape(self.init_fn, self.key)
+        _, frozen_sh = split_params(param_shardings(boxed, mesh), mask)
+        state_sh = state_shardings(split_params(boxed, mask)[0], self.tx, mesh)
         batch_sh = jax.tree.map(lambda _: batch_sharding(mesh), self.batches[0])
         with mesh_rules(mesh, DEFAULT_RULES):
             step = jax.jit(self.step_fn, in_shardings=(state_sh, frozen_sh, batch_sh),
