@@ -9,16 +9,15 @@ pipeline runs it over overlapping 4-frame windows of the 16-frame base video and
 them with MultiDiffusion. Its own word-level text encoder trains with it.
 """
 
+from configs.common import demo_config, set_schedule
 from lumiere_jax.models import presets
-from configs.common import demo_config
 
 
 def get_config():
     c = demo_config("ssr", presets.demo_ssr())
     c.diffusion.ssr_low_res = 32  # = demo_stunet image_size
-    c.data.batch_size = 4
-    c.optim.update(lr=5e-4, warmup_steps=100, decay_steps=2000, ema_decay=0.995)
-    c.train.update(num_steps=2000, log_every=25, checkpoint_every=100)
+    set_schedule(c, steps=2000, lr=5e-4, warmup=100, batch_size=4, ema_decay=0.995,
+                 log_every=25, checkpoint_every=100)
     c.sample.update(every=500, num_steps=16, guidance=1.0, prompts=(
         "a large red circle moving left on a black background",))
     return c

@@ -18,20 +18,18 @@ single frames, had all but erased the direction words from its encoder
 (benchmarks/text_direction.py).
 """
 
+from configs.common import demo_config, set_schedule
 from lumiere_jax.models import presets
-from configs.common import demo_config
 
 
 def get_config():
     c = demo_config("stunet", presets.demo_stunet(temporal_text_dim=64))
-    c.data.batch_size = 4
     # The T2I's encoder stays frozen (it left "left" / "right" nearly the same states); a
     # fresh word encoder, read only by the temporal layers, trains with them.
     c.text.update(trainable=False, temporal_width=64, temporal_depth=1)
-    c.optim.update(lr=8e-4, warmup_steps=100, decay_steps=1500, ema_decay=0.995,
-                   ema_warmup=True)
-    c.train.update(num_steps=1500, log_every=25, checkpoint_every=100,
-                   init_from="pretrained/moving_shapes")  # its t2i stage
+    set_schedule(c, steps=1500, lr=8e-4, warmup=100, batch_size=4, ema_decay=0.995,
+                 ema_warmup=True, log_every=25, checkpoint_every=100)
+    c.train.init_from = "pretrained/moving_shapes"  # its t2i stage
     c.sample.update(every=500, num_steps=32, guidance=3.0, prompts=(
         "a large red circle moving left on a black background",
         "a large blue square moving up on a white background"))

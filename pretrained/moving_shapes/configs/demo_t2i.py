@@ -17,15 +17,14 @@ trained jointly. Captions are rebuilt from the labels with optional parts droppe
 (`data.caption_dropout`), so short prompts ("a red circle moving right") are in the data.
 """
 
+from configs.common import demo_config, set_schedule
 from lumiere_jax.models import presets
-from configs.common import demo_config
 
 
 def get_config():
     c = demo_config("t2i", presets.demo_t2i())
-    c.data.batch_size = 32
-    c.optim.update(lr=5e-4, warmup_steps=200, decay_steps=3000, ema_decay=0.999)
-    c.train.update(num_steps=3000, log_every=50, checkpoint_every=250)
+    set_schedule(c, steps=3000, lr=5e-4, warmup=200, batch_size=32, ema_decay=0.999,
+                 log_every=50, checkpoint_every=250)
     c.sample.update(every=1000, num_steps=32, guidance=3.0, prompts=(
         "a large red circle moving left on a black background",
         "a blue square moving up on a white background",
