@@ -54,7 +54,7 @@ def train(config, workdir: str) -> dict:
     # --- config, mesh ------------------------------------------------------------------
     setup.check_config(config)
     lead = jax.process_index() == 0
-    mesh = make_mesh(config.mesh.to_dict())
+    mesh = make_mesh(setup.mesh_shape(config))
     replicated = NamedSharding(mesh, P())
     # Refuses a workdir holding checkpoints of another config before anything compiles.
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),

@@ -56,6 +56,10 @@ def check_config(config: Any) -> None:
     if config.stage not in STAGES:
         raise ValueError(f"config.stage={config.stage!r}; valid: {STAGES}")
     axis_rules(config)  # a bad config.mesh.rules fails here, before any workdir is touched
+    scope = config.train.get("unet_trainable", "new")
+    if scope not in ("new", "all") or (scope == "all" and config.stage != "conditional"):
+        raise ValueError(f"config.train.unet_trainable={scope!r}: 'new' (temporal_* / cond_* "
+                         "weights) or, for the conditional stage only, 'all'")
     video = config.stage != "t2i"
     if video != bool(config.model.temporal):
         raise ValueError(f"config.stage={config.stage!r} needs config.model.temporal={video}")
@@ -110,6 +114,11 @@ def train_batches(config: Any, tok: Tokenizer):
         seed=config.seed, num_frames=None if config.stage == "t2i" else mcfg.num_frames,
         size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
         caption_dropout=d.get("caption_dropout", 0.0), prefetch_buffer_size=d.prefetch)
+
+
+def mesh_shape(config: Any) -> dict:
+    """The axis sizes in `config.mesh` (`parallel.make_mesh`'s argument; `rules` apart)."""
+    return {k: v for k, v in config.mesh.to_dict().items() if k != "rules"}
 
 
 def axis_rules(config: Any):

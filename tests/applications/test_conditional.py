@@ -16,7 +16,7 @@ from lumiere_jax.applications import (cinemagraph_condition, image_to_video_cond
                                       inpainting_condition, sample_conditional)
 from lumiere_jax.sampling import unet_model_fn
 from lumiere_jax.diffusion.schedules import cosine_schedule
-from lumiere_jax.models import UNet, configs, dummy_inputs
+from lumiere_jax.models import UNet, dummy_inputs, presets
 
 SCHEDULE = cosine_schedule()
 RNG = np.random.default_rng(0)
@@ -78,7 +78,7 @@ def test_bad_sample_conditional_input():
 
 # Two levels (temporal conv + down/up-sampling at level 0, temporal attention at level 1),
 # cross-attention, the 4-channel cond conv: about half tiny_stunet's compile time.
-CONFIG = configs.tiny_stunet(channels=8, channel_mults=(1, 2), attention_levels=(),
+CONFIG = presets.tiny_stunet(channels=8, channel_mults=(1, 2), attention_levels=(),
                              cross_attention_levels=(1,), temporal_downsample=(True,),
                              num_frames=4, image_size=8, cond_channels=4)
 B, T, HW = 2, CONFIG.num_frames, CONFIG.image_size
@@ -157,7 +157,7 @@ def test_model_sampling_keeps_condition_exactly(model):
 def test_unet_model_fn_rejects_bad_inputs():
     text, mask = jnp.zeros((1, 2, CONFIG.text_dim)), jnp.ones((1, 2), bool)
     with pytest.raises(ValueError, match="cond_level_embedding"):
-        unet_model_fn(configs.tiny_ssr(), {}, text, mask)
+        unet_model_fn(presets.tiny_ssr(), {}, text, mask)
     x, t = jnp.zeros((1, T, HW, HW, 3)), jnp.zeros((1,))
     with pytest.raises(ValueError, match="cond_channels=4: pass cond"):
         unet_model_fn(CONFIG, {}, text, mask)(x, t, None)

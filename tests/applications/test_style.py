@@ -11,10 +11,10 @@ import pytest
 from flax import traverse_util
 
 from lumiere_jax.applications import interpolate_spatial_weights
-from lumiere_jax.models import UNet, configs, dummy_inputs
+from lumiere_jax.models import UNet, dummy_inputs, presets
 
-STUNET = configs.tiny_stunet(cond_channels=4)
-T2I = configs.tiny_t2i()
+STUNET = presets.tiny_stunet(cond_channels=4)
+T2I = presets.tiny_t2i()
 
 
 def random_params(config, seed):
