@@ -51,15 +51,23 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)))
 
 
+def unet_trainable(config: Any) -> str:
+    """`config.train.unet_trainable` (default 'new'), checked: 'new' (the `temporal_*` /
+    `cond_*` weights of a stunet or conditional run) or, for the conditional stage only,
+    'all' (its whole U-Net)."""
+    scope = config.train.get("unet_trainable", "new")
+    if scope not in ("new", "all") or (scope == "all" and config.stage != "conditional"):
+        raise ValueError(f"config.train.unet_trainable={scope!r}: 'new' (temporal_* / cond_* "
+                         "weights) or, for the conditional stage only, 'all'")
+    return scope
+
+
 def check_config(config: Any) -> None:
     """Early `ValueError`s for inconsistent stage / model / data fields."""
     if config.stage not in STAGES:
         raise ValueError(f"config.stage={config.stage!r}; valid: {STAGES}")
     axis_rules(config)  # a bad config.mesh.rules fails here, before any workdir is touched
-    scope = config.train.get("unet_trainable", "new")
-    if scope not in ("new", "all") or (scope == "all" and config.stage != "conditional"):
-        raise ValueError(f"config.train.unet_trainable={scope!r}: 'new' (temporal_* / cond_* "
-                         "weights) or, for the conditional stage only, 'all'")
+    unet_trainable(config)
     video = config.stage != "t2i"
     if video != bool(config.model.temporal):
         raise ValueError(f"config.stage={config.stage!r} needs config.model.temporal={video}")
@@ -159,11 +167,8 @@ def trainable_tree(config: Any, params: Any) -> dict:
                 "text": const(params["text"], bool(config.text.trainable))}
     text = (const(params["text"], True) if config.text.trainable
             else trainable_mask(params["text"]))
-    scope = config.train.get("unet_trainable", "new")
-    if scope not in ("new", "all") or (scope == "all" and config.stage != "conditional"):
-        raise ValueError(f"config.train.unet_trainable={scope!r}: 'new' (temporal_* / cond_* "
-                         "weights) or, for the conditional stage only, 'all'")
-    unet = const(params["unet"], True) if scope == "all" else trainable_mask(params["unet"])
+    unet = (const(params["unet"], True) if unet_trainable(config) == "all"
+            else trainable_mask(params["unet"]))
     return {"unet": unet, "text": text}
 
 
