@@ -46,6 +46,10 @@ from configs.common import base_config  # noqa: E402  (the repository's configs/
 
 
 
+def param_count(tree) -> int:
+    return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+
 def build(config, mesh):
     """The run train.py builds (`build_run`: abstract sharded state, frozen weights, batch,
     jitted step) and a random-init function for real weights (no T2I to inflate)."""
@@ -65,8 +69,10 @@ def bench_config(stage: str, frames: int, size: int, width: int, batch: int):
     return c
 
 
-def throughput(stage: str, peak: float, frames: int, size: int, width: int, batch: int) -> dict:
-    config = bench_config(stage, frames, size, width, batch)
+def time_compiled_step(config, steps: int = 5) -> dict:
+    """Compile the run `train.py` builds for `config` on one device, then time `steps`
+    steps (after two warm-up steps) on random weights and a random batch: median step
+    time, FLOPs from `cost_analysis()`, compile time, the last loss."""
     mesh = make_mesh({"data": 1}, devices=jax.devices()[:1])
     run, init_fn = build(config, mesh)
     state_a, frozen_a, batch_a = run.state, run.frozen, run.batch
@@ -84,19 +90,27 @@ def throughput(stage: str, peak: float, frames: int, size: int, width: int, batc
     frozen = jax.device_put(frozen, jax.tree.map(lambda x: x.sharding, frozen_a))
     state = jax.device_put(state, jax.tree.map(lambda x: x.sharding, state_a))
     times = []
-    for i in range(7):  # the state is donated: thread it through
+    for i in range(steps + 2):  # the state is donated: thread it through
         t = time.perf_counter()
         state, metrics = compiled(state, frozen, batch_dev)
         jax.block_until_ready((state, metrics))
         if i >= 2:
             times.append(time.perf_counter() - t)
     step_s = float(np.median(times))
-    return dict(figure=f"train_step_{stage}", frames=frames if stage != "t2i" else 1,
-                image_size=size, width=width, batch=batch, step_time_s=step_s,
+    model = config.model
+    return dict(trainable_params=param_count(state_a["params"]),
+                frozen_params=param_count(frozen_a),
+                frames=model.num_frames if model.temporal else 1, image_size=model.image_size,
+                width=model.channels, batch=config.data.batch_size, step_time_s=step_s,
                 flops_per_step=flops, achieved_flops_per_s=flops / step_s,
-                matmul_peak_flops_per_s=peak, ratio_to_peak=flops / step_s / peak,
                 compile_s=compile_s, device=str(jax.devices()[0].device_kind),
                 loss=float(metrics["loss"]))
+
+
+def throughput(stage: str, peak: float, frames: int, size: int, width: int, batch: int) -> dict:
+    out = time_compiled_step(bench_config(stage, frames, size, width, batch))
+    return dict(figure=f"train_step_{stage}", **out, matmul_peak_flops_per_s=peak,
+                ratio_to_peak=out["achieved_flops_per_s"] / peak)
 
 
 def remat_probe() -> dict:
@@ -133,12 +147,11 @@ def paper_memory(remat: bool = True) -> dict:
     compiled = run.compile()  # setup.compiler_options: the remat options, as train.py
     compile_s = time.perf_counter() - t
     report = memory_report(compiled)
-    count = lambda tree: int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
     return dict(figure="paper_stunet_train_step_memory", devices=n, mesh={"fsdp": n},
                 frames=model.num_frames, image_size=model.image_size, batch_per_device=1,
                 remat=remat, compiler_options=remat_compiler_options(), compute_dtype=model.dtype,
-                trainable_params=count(state_a["params"]),
-                frozen_params=count(frozen_a), per_device=report,
+                trainable_params=param_count(state_a["params"]),
+                frozen_params=param_count(frozen_a), per_device=report,
                 fits_80GB=report["total_bytes"] < 80e9, compile_s=compile_s)
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -262,6 +263,31 @@ def _free_name(path: str) -> str:
     return candidate
 
 
+def _is_abandoned_read(unraisable: Any) -> bool:
+    """orbax runs each restore on a fresh asyncio loop and closes it as soon as one read
+    fails; tensorstore's reads still in flight then finish into the closed loop, and each
+    reports `RuntimeError('Event loop is closed')` through `sys.unraisablehook`, after the
+    failed restore already raised its error."""
+    e = unraisable.exc_value
+    return isinstance(e, RuntimeError) and str(e) == "Event loop is closed"
+
+
+def _drop_abandoned_read_reports() -> None:
+    """Installs (once) a `sys.unraisablehook` that drops only `_is_abandoned_read` reports
+    (otherwise tracebacks printed after a damaged checkpoint's one-line error, at random)
+    and hands every other report to the hook that was there before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_abandoned_reads", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not _is_abandoned_read(unraisable):
+            previous(unraisable)
+
+    hook.drops_abandoned_reads = True
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     """Async, keep-N orbax checkpoints of a train state plus JSON metadata.
 
@@ -285,6 +311,7 @@ class Checkpointer:
             raise ValueError(f"max_to_keep={max_to_keep}; must be >= 1 or None (keep all)")
         if save_interval_steps < 1:
             raise ValueError(f"save_interval_steps={save_interval_steps}; must be >= 1")
+        _drop_abandoned_read_reports()
         self.directory = os.path.abspath(os.fspath(directory))
         self.config_fingerprint = config_fingerprint
         self.read_only = read_only
