@@ -41,7 +41,8 @@ from lumiere_jax.applications.conditioning import (cinemagraph_condition,
 from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
 from lumiere_jax.diffusion.guidance import CLIP_MODES, noise_augment
-from lumiere_jax.diffusion.multidiffusion import WEIGHT_KINDS, multidiffusion_denoiser, window_starts
+from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
+                                                  window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
 from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
@@ -72,6 +73,8 @@ class SamplingConfig:
       of both stages (replacement conditioning), so the output keeps it exactly.
     base_schedule / ssr_schedule: None -> shifted cosine, `cosine_schedule(size, base_size)`
       with the base resolution as reference for both.
+    xla_options: XLA compiler options for the jitted cascade as (name, value) pairs, e.g.
+      `(("xla_backend_optimization_level", 2),)`; they override `XLA_FLAGS` for it alone.
     """
 
     base_steps: int = 50
@@ -91,6 +94,7 @@ class SamplingConfig:
     replace_known: bool = True
     base_schedule: Schedule | None = None
     ssr_schedule: Schedule | None = None
+    xla_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self):
         for name in ("base_steps", "ssr_steps"):
@@ -104,6 +108,12 @@ class SamplingConfig:
             if getattr(self, name) not in CLIP_MODES:
                 raise ValueError(f"SamplingConfig.{name}={getattr(self, name)!r}; valid: "
                                  f"{CLIP_MODES}.")
+        if not (isinstance(self.xla_options, tuple) and all(
+                isinstance(o, tuple) and len(o) == 2 and isinstance(o[0], str)
+                for o in self.xla_options)):
+            raise ValueError(f"SamplingConfig.xla_options={self.xla_options!r}; give a tuple "
+                             "of (name, value) pairs, e.g. (('xla_backend_optimization_level', "
+                             "2),).")
         if self.window_weights not in WEIGHT_KINDS:
             raise ValueError(f"SamplingConfig.window_weights={self.window_weights!r}; valid: "
                              f"{WEIGHT_KINDS}.")
@@ -248,8 +258,8 @@ class LumierePipeline:
         # Fails early on bad image sizes / window frame counts for either network.
         check_input_shape(base_config, (1, base_config.num_frames, low, low, 3))
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
-        self._jitted = jax.jit(self._generate,
-                               static_argnames=("num_frames", "base_only"))
+        self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "base_only"),
+                               compiler_options=dict(sampling.xla_options) or None)
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -331,7 +341,7 @@ class LumierePipeline:
                    for name, (cfg, params) in self.stages.items()}
         sampling = {f.name: getattr(self.sampling, f.name)
                     for f in dataclasses.fields(SamplingConfig)
-                    if not f.name.endswith("_schedule")}
+                    if not f.name.endswith("_schedule") and f.name != "xla_options"}
         return pretrained.write_manifest(folder, entries, sampling=sampling, **extra)
 
     # ------------------------------------------------------------------ validation
@@ -342,7 +352,8 @@ class LumierePipeline:
             raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}.")
         low = self.base_config.image_size
         check_input_shape(self.base_config, (1, num_frames, low, low, 3))
-        window_starts(num_frames, self.window, self.stride)  # window <= frames, 1 <= stride <= window
+        # window <= frames, 1 <= stride <= window
+        window_starts(num_frames, self.window, self.stride)
 
     # ------------------------------------------------------------------ jitted cascade
 

@@ -156,6 +156,8 @@ def test_bad_settings_raise_before_tracing(parts, pipe):
         LumierePipeline(tiny_stunet(temporal=False, temporal_downsample=()), *parts[1:])
     with pytest.raises(ValueError, match="sampler"):
         SamplingConfig(sampler="euler")
+    with pytest.raises(ValueError, match=r"xla_options=\{'a': 1\}; give a tuple of \(name"):
+        SamplingConfig(xla_options={"a": 1})
     with pytest.raises(ValueError, match="text_dim"):
         LumierePipeline(parts[0], parts[1], tiny_ssr(text_dim=8), parts[3], parts[4])
 

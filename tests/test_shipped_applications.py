@@ -22,6 +22,9 @@ from lumiere_jax.pipeline import LumierePipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDER = os.path.join(ROOT, "pretrained", "moving_shapes")
+# The suite compiles at LLVM -O0 (conftest: tiny shapes, compile-bound); these runs are
+# execution-bound (trained model, real sizes), where -O2 takes ~45% less time.
+OPTIMIZED = (("xla_backend_optimization_level", 2),)
 N, STEPS = 4, 8
 
 
@@ -42,13 +45,14 @@ SOURCE = _records(24)
 def conditional():
     """What sample.py uses for i2v / cinemagraph / inpaint: the folder's conditional STUNet
     if it ships one, else its base steered by replacement."""
-    return LumierePipeline.from_pretrained(FOLDER, base_stage=pretrained.base_stage_for(
-        FOLDER, "i2v"), base_steps=STEPS)
+    return LumierePipeline.from_pretrained(
+        FOLDER, xla_options=OPTIMIZED, base_stage=pretrained.base_stage_for(FOLDER, "i2v"),
+        base_steps=STEPS)
 
 
 @pytest.fixture(scope="module")
 def base():
-    return LumierePipeline.from_pretrained(FOLDER, base_steps=STEPS)
+    return LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED, base_steps=STEPS)
 
 
 def _run(pipe, mode, **kw):
@@ -99,15 +103,14 @@ def test_sdedit_stays_near_the_input_at_low_strength_and_departs_at_high(base):
 def test_style_blend_is_the_base_at_alpha_0_and_outlines_at_alpha_1(base):
     style = pretrained.load_stage(FOLDER, "style_outline")[1]["unet"]
     original = base.base_params
+    at0 = interpolate_spatial_weights(original, style, 0.0)  # the sampler is a pure function
+    jax.tree.map(np.testing.assert_array_equal, at0, original)  # of these: alpha 0 = base
     _, plain, _ = _run(base, "style")
     try:
-        base.base_params = interpolate_spatial_weights(original, style, 0.0)
-        _, at0, _ = _run(base, "style")
         base.base_params = interpolate_spatial_weights(original, style, 1.0)
         _, at1, rows1 = _run(base, "style")
     finally:
         base.base_params = original
-    np.testing.assert_array_equal(at0, plain)
-    fill0 = np.mean([apps.fill_ratio(v) for v in at0])
+    fill0 = np.mean([apps.fill_ratio(v) for v in plain])
     fill1 = np.mean([r["fill_ratio"] for r in rows1])
     assert fill1 < fill0 - 0.05, (fill0, fill1)
