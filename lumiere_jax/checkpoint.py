@@ -425,7 +425,8 @@ class Checkpointer:
     def _save_error(self, step: int, e: BaseException) -> CheckpointSaveError:
         return CheckpointSaveError(self.directory, step, describe_error(e), self.latest_step())
 
-    def restore(self, step: int | None = None, target: Any = None) -> tuple[Any, dict]:
+    def restore(self, step: int | None = None, target: Any = None, partial: bool = False
+                ) -> tuple[Any, dict]:
         """Restores (state, meta) from `step` (default: the latest complete one).
 
         target: the state's structure as arrays or `jax.ShapeDtypeStruct`s, each with the
@@ -433,31 +434,58 @@ class Checkpointer:
           Leaves without a sharding are restored replicated on all devices. Typed PRNG key
           leaves come back as typed keys. None: the saved structure, replicated, with
           keys as raw uint32 key data.
+        partial: `target` names only some leaves (same nesting as the saved tree); only
+          those are read, each straight onto its sharding (e.g. a T2I run's weights onto a
+          STUNet's shardings, without its optimizer state). Their checksums are checked.
         meta: {'step', 'config_fingerprint', 'data_state', 'metadata'}.
         Raises `CheckpointReadError` if the step's files are missing or damaged, or its
         arrays / metadata do not match the checksums saved with them.
         """
         step = self._resolve(step)
         try:
-            state, meta = self._read(step, target)
+            state, meta = self._read(step, target, partial)
             _check_arrays(state, meta.pop(_CHECKSUMS, None))
+        except CheckpointReadError:
+            raise
         except Exception as e:  # tensorstore, JSON, orbax and checksum errors alike
             raise CheckpointReadError(self.directory, step, describe_error(e)) from e
         return (state if target is None else _wrap_keys(state, target)), meta
 
-    def _read(self, step: int, target: Any) -> tuple[Any, dict]:
+    def state_metadata(self, step: int | None = None) -> Any:
+        """The saved state tree of `step` (default: latest complete) as orbax metadata
+        leaves (`.shape`, `.dtype`), nothing read; `CheckpointReadError` if unreadable."""
+        step = self._resolve(step)
+        try:
+            saved = self._manager.item_metadata(step)["state"]
+        except Exception as e:
+            raise CheckpointReadError(self.directory, step, describe_error(e)) from e
+        if saved is None:
+            raise CheckpointReadError(self.directory, step, "no readable 'state' metadata")
+        return saved
+
+    def _read(self, step: int, target: Any, partial: bool = False) -> tuple[Any, dict]:
         """(state with keys as raw key data, meta with its checksums) of `step`, unchecked
         but for the meta SHA-256."""
         if target is None:
-            saved = self._manager.item_metadata(step)["state"]
-            if saved is None:
-                raise ValueError(f"checkpoint step {step} in {self.directory} has no readable"
-                                 " 'state' metadata; pass target=")
             sharding = _replicated()
             orbax_target = jax.tree.map(
-                lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding), saved)
+                lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding),
+                self.state_metadata(step))
         else:
             orbax_target = _restore_target(target)
+        if partial:  # the manager's StandardRestore reads whole trees only
+            reader = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
+            try:
+                state = reader.restore(
+                    os.path.join(self.directory, str(step), "state"),
+                    args=ocp.args.PyTreeRestore(
+                        item=orbax_target, partial_restore=True,
+                        restore_args=ocp.checkpoint_utils.construct_restore_args(orbax_target)))
+            finally:
+                reader.close()
+            meta = self._manager.restore(step, args=ocp.args.Composite(
+                meta=ocp.args.JsonRestore()))["meta"]
+            return state, _check_meta(dict(meta))
         out = self._manager.restore(
             step,
             args=ocp.args.Composite(state=ocp.args.StandardRestore(orbax_target),
@@ -478,10 +506,10 @@ class Checkpointer:
         meta.pop(_CHECKSUMS, None)
         return meta
 
-    def restore_newest_readable(self, target: Any = None, *, move_aside: bool = True
-                                ) -> tuple[Any, dict]:
-        """`restore(step, target)` of the newest step that reads; unreadable newer steps
-        get a warning each and, once an older one has read (so the code and target are
+    def restore_newest_readable(self, target: Any = None, *, move_aside: bool = True,
+                                partial: bool = False) -> tuple[Any, dict]:
+        """`restore(step, target, partial)` of the newest step that reads; unreadable newer
+        steps get a warning each and, once an older one has read (so the code and target are
         fine and the files are at fault), are moved aside (`move_aside`; never in a
         read-only Checkpointer). `UnreadableCheckpointError` (listing every step tried,
         nothing moved) if none reads; `FileNotFoundError` if there is no checkpoint."""
@@ -491,7 +519,7 @@ class Checkpointer:
         attempts, newest_first = [], steps[::-1]
         for i, step in enumerate(newest_first):
             try:
-                result, error = self.restore(step, target), None
+                result, error = self.restore(step, target, partial), None
             except CheckpointReadError as e:
                 result, error = None, e
             if _all_processes(error is None):

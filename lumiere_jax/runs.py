@@ -22,7 +22,7 @@ from absl import logging
 from flax import traverse_util
 
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
-from lumiere_jax.models import UNet, UNetConfig, dummy_inputs
+from lumiere_jax.models import UNet, UNetConfig, check_inflatable, dummy_inputs
 from lumiere_jax.text import (ByteTokenizer, TextEncoder, TextEncoderConfig, Tokenizer,
                               WordTokenizer, make_encode_fn)
 
@@ -69,6 +69,39 @@ def text_config(config: Any) -> TextEncoderConfig:
                              temporal_depth=t.get("temporal_depth", 1))
 
 
+def _restore_run(directory: str, stage: str, field: str, target: Any = None,
+                 partial: bool = False) -> dict:
+    """The newest readable checkpoint's saved tree (`Checkpointer.restore(.., target,
+    partial)`) of a `stage` run, read only, with the errors `load_run_params` documents."""
+    from lumiere_jax.checkpoint import Checkpointer, UnreadableCheckpointError
+
+    with Checkpointer(directory, config_fingerprint=None, read_only=True) as ckpt:
+        if ckpt.latest_step() is None:
+            raise ValueError(f"{field}={directory!r} holds no complete checkpoint; train the "
+                             f"{stage} stage first")
+        try:
+            saved, meta = ckpt.restore_newest_readable(
+                target() if callable(target) else target, move_aside=False, partial=partial)
+        except UnreadableCheckpointError as e:
+            raise ValueError(f"{field}={directory!r}: {e}") from None
+        if meta["step"] != ckpt.latest_step():
+            logging.warning("%s=%r: using checkpoint step %d, the newest readable one",
+                            field, directory, meta["step"])
+    saved_stage = meta.get("metadata", {}).get("stage")
+    if saved_stage not in (None, stage):
+        raise ValueError(f"{field}={directory!r} is a {saved_stage!r} run; expected a "
+                         f"{stage!r} run")
+    return saved
+
+
+def _weights_of(saved: Any, use_ema: bool) -> dict:
+    """`{(path): leaf}` of a saved run tree's weights: its frozen ones, then its trained
+    ones (EMA or raw) over them."""
+    flat = dict(traverse_util.flatten_dict(dict(saved.get("frozen", {}) or {})))
+    flat.update(traverse_util.flatten_dict(dict(saved["state"]["ema" if use_ema else "params"])))
+    return flat
+
+
 def load_run_params(directory: str, stage: str, use_ema: bool = True,
                     field: str = "checkpoint folder") -> dict:
     """`{'unet', 'text'}` weights (host NumPy) of the newest readable checkpoint of a
@@ -79,27 +112,54 @@ def load_run_params(directory: str, stage: str, use_ema: bool = True,
     checkpoint is skipped with a warning, never moved; a folder with no readable one is a
     one-line `ValueError` naming `field`, the folder and each step tried.
     """
-    from lumiere_jax.checkpoint import Checkpointer, UnreadableCheckpointError
+    saved = _restore_run(directory, stage, field)
+    weights = traverse_util.unflatten_dict(_weights_of(saved, use_ema))
+    return jax.tree.map(np.asarray, weights)
 
-    with Checkpointer(directory, config_fingerprint=None, read_only=True) as ckpt:
-        if ckpt.latest_step() is None:
-            raise ValueError(f"{field}={directory!r} holds no complete checkpoint; train the "
-                             f"{stage} stage first")
-        try:
-            saved, meta = ckpt.restore_newest_readable(move_aside=False)
-        except UnreadableCheckpointError as e:
-            raise ValueError(f"{field}={directory!r}: {e}") from None
-        if meta["step"] != ckpt.latest_step():
-            logging.warning("%s=%r: using checkpoint step %d, the newest readable one",
-                            field, directory, meta["step"])
-    saved_stage = meta.get("metadata", {}).get("stage")
-    if saved_stage not in (None, stage):
-        raise ValueError(f"{field}={directory!r} is a {saved_stage!r} run; expected a "
-                         f"{stage!r} run")
-    trained = saved["state"]["ema" if use_ema else "params"]
-    flat = dict(traverse_util.flatten_dict(saved.get("frozen", {})))
-    flat.update(traverse_util.flatten_dict(trained))  # trainable weights over frozen ones
-    return jax.tree.map(np.asarray, traverse_util.unflatten_dict(flat))
+
+def load_run_params_onto(directory: str, stage: str, onto: dict, use_ema: bool = True,
+                         field: str = "checkpoint folder") -> dict:
+    """A `stage` run's `{'unet', 'text'}` weights read straight onto the shardings of the
+    tree they will be merged into: `onto` holds that tree's leaves (arrays or
+    `ShapeDtypeStruct`s with `.sharding`), e.g. a STUNet's for its T2I run. Only the
+    run's weights are read (no optimizer state), each shard by the devices that hold it,
+    nothing through the host. Returns device arrays for the run's paths (a subset of
+    `onto`'s); a run that does not fit `onto` is a `ValueError` listing the paths
+    (`models.check_inflatable`), as is everything `load_run_params` refuses."""
+    from lumiere_jax.checkpoint import Checkpointer, CheckpointReadError
+
+    def target() -> dict:
+        """The partial orbax target: each saved weight at its saved place (frozen / state
+        ema or params), with the shape and dtype it was saved with and `onto`'s sharding;
+        checked to fit `onto` first (from the newest step whose metadata reads)."""
+        with Checkpointer(directory, config_fingerprint=None, read_only=True) as ckpt:
+            for step in reversed(ckpt.all_steps()):
+                try:
+                    saved = ckpt.state_metadata(step)
+                    break
+                except CheckpointReadError:
+                    continue
+            else:
+                return None  # no metadata reads: the full restore reports every step
+        saved = getattr(saved, "tree", saved)
+        weights = _weights_of(saved, use_ema)
+        shapes = traverse_util.unflatten_dict(weights)
+        for part in ("unet", "text"):
+            check_inflatable(shapes.get(part, {}), onto[part])
+        destination = traverse_util.flatten_dict(onto)
+        trained = "ema" if use_ema else "params"
+        trained_flat = traverse_util.flatten_dict(dict(saved["state"][trained]))
+        frozen_flat = traverse_util.flatten_dict(dict(saved.get("frozen", {}) or {}))
+        placed = {("state", trained) + p: (p, m) for p, m in trained_flat.items()}
+        placed.update({("frozen",) + p: (p, m) for p, m in frozen_flat.items()
+                       if p not in trained_flat})  # the trained copy wins, as above
+        return traverse_util.unflatten_dict({
+            where: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype,
+                                        sharding=destination[path].sharding)
+            for where, (path, m) in placed.items()})
+
+    saved = _restore_run(directory, stage, field, target, partial=True)
+    return traverse_util.unflatten_dict(_weights_of(saved, use_ema))
 
 
 def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):

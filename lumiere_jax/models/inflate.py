@@ -31,24 +31,29 @@ def trainable_mask(params: PyTree, prefixes: tuple[str, ...] = TRAINABLE_PREFIXE
     return traverse_util.unflatten_dict({p: is_trainable_path(p, prefixes) for p in flat})
 
 
-def inflate_params(t2i_params: PyTree, stunet_params: PyTree) -> PyTree:
-    """Return `stunet_params` with every T2I weight copied in (plain, unboxed arrays).
-
-    Every T2I path must exist in the STUNet tree with the same shape, and every
-    STUNet weight that is not trainable (see `trainable_mask`) must come from the T2I
-    tree; otherwise a `ValueError` lists the mismatched paths.
-    """
+def check_inflatable(t2i_params: PyTree, stunet_params: PyTree) -> None:
+    """`ValueError` listing the mismatched paths unless every T2I path exists in the
+    STUNet tree with the same shape and every STUNet weight that is not trainable (see
+    `trainable_mask`) has a T2I source. Leaves need only `.shape` (arrays, metadata)."""
     t2i, stunet = _flat(t2i_params), _flat(stunet_params)
     missing = [p for p in t2i if p not in stunet]
-    misshaped = [p for p in t2i if p in stunet and t2i[p].shape != stunet[p].shape]
+    misshaped = [p for p in t2i if p in stunet and tuple(t2i[p].shape) != tuple(stunet[p].shape)]
     uncovered = [p for p in stunet if p not in t2i and not is_trainable_path(p)]
     if missing or misshaped or uncovered:
         lines = [f"  not in STUNet tree: {_path_str(p)}" for p in missing]
-        lines += [f"  shape {t2i[p].shape} (T2I) vs {stunet[p].shape} (STUNet): {_path_str(p)}"
-                  for p in misshaped]
+        lines += [f"  shape {tuple(t2i[p].shape)} (T2I) vs {tuple(stunet[p].shape)} (STUNet): "
+                  f"{_path_str(p)}" for p in misshaped]
         lines += [f"  frozen STUNet weight with no T2I source: {_path_str(p)}" for p in uncovered]
         raise ValueError("T2I parameters do not fit the STUNet tree "
                          f"({len(lines)} mismatched paths):\n" + "\n".join(lines[:50]))
+
+
+def inflate_params(t2i_params: PyTree, stunet_params: PyTree) -> PyTree:
+    """Return `stunet_params` with every T2I weight copied in (plain, unboxed arrays; NumPy
+    or device arrays alike: with device arrays the merge stays on their devices).
+    `check_inflatable` first: a `ValueError` lists the paths that do not fit."""
+    check_inflatable(t2i_params, stunet_params)
+    t2i, stunet = _flat(t2i_params), _flat(stunet_params)
     merged = {p: (t2i[p].astype(v.dtype) if p in t2i else v) for p, v in stunet.items()}
     return traverse_util.unflatten_dict(merged)
 

@@ -19,8 +19,8 @@ from lumiere_jax.models import UNet, UNetConfig, inflate_params, trainable_mask
 from lumiere_jax.parallel import (DEFAULT_RULES, check_rules, param_shardings,
                                   remat_compiler_options)
 from lumiere_jax.parallel.mesh import mesh_rules
-from lumiere_jax.runs import (load_run_params, make_init_fn, text_config, tokenizer,  # noqa: F401
-                              unet_config)  # (re-exported)
+from lumiere_jax.runs import (load_run_params, load_run_params_onto, make_init_fn,  # noqa: F401
+                              text_config, tokenizer, unet_config)  # (re-exported)
 from lumiere_jax.text import TextEncoder, Tokenizer
 from lumiere_jax.training.step import STAGES, StepConfig
 
@@ -189,11 +189,12 @@ def init_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
             compiler_options(config))(key)
     params = nn.meta.unbox(params)
     if config.stage in ("stunet", "conditional") or config.train.init_from:
-        source = load_init_source(config)
-        # Inflation is a pure merge: the new temporal_* / cond_* weights keep their init.
+        source = load_init_source(config, onto=params)
+        # Inflation is a pure merge (on the devices, for a checkpoint source): the new
+        # temporal_* / cond_* weights keep their init.
         params = {"unet": inflate_params(source["unet"], params["unet"]),
                   "text": inflate_params(source["text"], params["text"])}
-        params = jax.device_put(params, shardings)
+        params = jax.device_put(params, shardings)  # a pretrained folder's host arrays
     return params, shardings
 
 
@@ -208,17 +209,23 @@ def abstract_params(config: Any, model: UNet, encoder: TextEncoder, mesh: Mesh,
         return jax.eval_shape(init_fn, key)
 
 
-def load_init_source(config: Any) -> dict:
+def load_init_source(config: Any, onto: dict | None = None) -> dict:
     """The `{'unet', 'text'}` weights a run starts from, `config.train.init_from`: for a
     stunet (conditional) run a t2i (stunet) run, for a t2i / ssr run one of its own kind
     (fine-tuning on, with a fresh optimizer); a checkpoint folder, or a pretrained folder
-    holding exactly one stage of that kind (its exported weights)."""
+    holding exactly one stage of that kind (its exported weights, host NumPy).
+    `onto`: the (sharded) tree they go into; a checkpoint is then read straight onto its
+    shardings (`runs.load_run_params_onto`: device arrays, no optimizer state, no host
+    copy), else to host NumPy."""
     from lumiere_jax import pretrained
 
     kind = {"stunet": "t2i", "conditional": "stunet"}.get(config.stage, config.stage)
     source = config.train.init_from
     if os.path.isfile(os.path.join(source, pretrained.MANIFEST)):
         return pretrained.load_stage(source, pretrained.stage_of_kind(source, kind))[1]
+    if onto is not None:
+        return load_run_params_onto(source, kind, onto, config.train.init_from_ema,
+                                    field="config.train.init_from")
     return load_run_params(source, kind, config.train.init_from_ema,
                            field="config.train.init_from")
 
