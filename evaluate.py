@@ -267,7 +267,8 @@ def collect(f):
     pipe = build_cascade(f, k_weights)
     videos, seconds = generate_clips(pipe, [e["prompt"] for e in entries], k_sample,
                                      f.batch_size, f.num_frames or None, f.base_only)
-    info.update(mode="generate", stage="base" if f.base_only else "cascade", skipped=0, skipped_files=[],
+    info.update(mode="generate", stage="base" if f.base_only else "cascade", skipped=0,
+                skipped_files=[],
                 seconds_per_clip=sum(seconds) / len(videos),
                 seconds_per_clip_after_compile=(sum(seconds[1:]) / (len(videos) - min(
                     f.batch_size, len(videos))) if len(seconds) > 1 else None))

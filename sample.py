@@ -85,7 +85,8 @@ MODES = {"t2v": (), "i2v": ("image",), "cinemagraph": ("image", "mask"),
 flags.DEFINE_enum("mode", "t2v", list(MODES), "what to generate (see the module docstring)")
 flags.DEFINE_string("image", "", "i2v / cinemagraph: the first frame (PNG, JPEG, ...)")
 flags.DEFINE_string("video", "", "inpaint / edit: the input video (MP4, GIF, ...)")
-flags.DEFINE_string("mask", "", "cinemagraph: still region; inpaint: known region (image, white = 1)")
+flags.DEFINE_string("mask", "",
+                    "cinemagraph: still region; inpaint: known region (image, white = 1)")
 flags.DEFINE_float("strength", 0.6, "edit: SDEdit noise level in (0, 1]")
 flags.DEFINE_string("style", "", "a style the pretrained folder ships (e.g. 'outline': its "
                     "stage 'style_outline'), blended in by --style_alpha")

@@ -48,7 +48,8 @@ def main() -> None:
     videos = jnp.asarray(np.random.default_rng(0).integers(
         0, 256, (a.batch, a.frames, a.size, a.size, 3), dtype=np.uint8))
     start = time.perf_counter()
-    compiled = feats._forward.lower(feats.variables, videos).compile()  # pylint: disable=protected-access
+    forward = feats._forward  # pylint: disable=protected-access
+    compiled = forward.lower(feats.variables, videos).compile()
     compile_s = time.perf_counter() - start
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost

@@ -2,7 +2,8 @@
 
     python benchmarks/train_step.py                # step time, FLOPs, FLOP/s vs matmul peak
     python benchmarks/train_step.py --paper-memory # needs 8 devices, e.g.
-        XLA_FLAGS=--xla_force_host_platform_device_count=8 python benchmarks/train_step.py --paper-memory
+        XLA_FLAGS=--xla_force_host_platform_device_count=8 \\
+            python benchmarks/train_step.py --paper-memory
     ... --paper-memory --no-remat                  # the same step without rematerialization
 
 Default: 32 px, 16 frames, U-Net base width 32, batch 4, fp32, no remat, one device.

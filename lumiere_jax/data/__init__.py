@@ -25,6 +25,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "KNOWN_FEATURE_MAPS", "FeatureMap", "VideoReadError", "all_captions", "center_crop_resize",
-    "frame_indices_at_fps", "humanize_label", "load_source", "make_dataset", "prepare_moving_shapes", "read_video",
+    "frame_indices_at_fps", "humanize_label", "load_source", "make_dataset",
+    "prepare_moving_shapes", "read_video",
     "resample_fps", "write_video",
 ]

@@ -79,8 +79,9 @@ class AnalyzerConfig:
     """Thresholds; lengths are fractions of s = min(H, W).
 
     color_tolerance: max residual of a core pixel off its bg -> palette-colour segment, as
-      a fraction of |C - bg|. alpha_floor: soft coverage below this is background noise. edge_width: how far
-      soft edges (antialiasing, blur) reach out of an object's core (at least 2 px).
+      a fraction of |C - bg|. alpha_floor: soft coverage below this is background noise.
+      edge_width: how far soft edges (antialiasing, blur) reach out of an object's core
+      (at least 2 px).
     max_noise: a clip whose median pixel is further than this (RGB distance / 255) from
       the background colour is noise. min_area: smallest detection, in s^2 (a small
       triangle of the dataset is 0.019 s^2). merge_radius: same-colour pieces this close

@@ -53,6 +53,7 @@ def format_table(summary: dict[str, Any], extra: dict[str, Any] | None = None) -
     lines.append("-" * 42)
     rows = {"object presence": summary["presence"], **(extra or {})}
     for name, value in rows.items():
-        text = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+        text = ("-" if value is None else
+                f"{value:.3f}" if isinstance(value, float) else str(value))
         lines.append(f"{name:<24}{text:>10}")
     return "\n".join(lines)

@@ -75,14 +75,16 @@ class UNet(nn.Module):
             h, emb, train)
         if level in cfg.cross_attention_levels:
             h = self._wrap(TextCrossAttention)(cfg.num_heads, cfg.norm_groups,
-                                               name=f"{tag}_cross_attention", **kw)(h, text, text_mask)
+                                               name=f"{tag}_cross_attention", **kw)(
+                                                   h, text, text_mask)
         if level in cfg.attention_levels:
             h = self._wrap(SpatialSelfAttention)(cfg.num_heads, cfg.norm_groups,
                                                  name=f"{tag}_self_attention", **kw)(h)
         if temporal:
             if level < cfg.num_levels - 1:
                 h = self._wrap(TemporalConvBlock)(batch, cfg.temporal_kernel_size, cfg.norm_groups,
-                                                  name=f"temporal_conv_{tag}", **kw)(h, temporal_emb)
+                                                  name=f"temporal_conv_{tag}", **kw)(
+                                                      h, temporal_emb)
             else:
                 h = self._wrap(TemporalAttention)(batch, cfg.temporal_heads, cfg.norm_groups,
                                                   name=f"temporal_attention_{tag}", **kw)(h)

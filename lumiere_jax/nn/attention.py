@@ -81,7 +81,8 @@ class TextCrossAttention(nn.Module):
         h = group_norm(x.shape[-1], self.norm_groups, name="norm", **kw)(x)
         tokens = rearrange(h, "(b t) h w c -> b (t h w) c", b=batch)
         context = nn.LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="text_norm",
-                               scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                               scale_init=nn.with_logical_partitioning(nn.initializers.ones,
+                                                                       ("norm",)),
                                bias_init=nn.with_logical_partitioning(zeros_init, ("norm",)))(text)
         out = MultiHeadAttention(self.num_heads, name="attention", **kw)(
             tokens, context.astype(tokens.dtype), text_mask)

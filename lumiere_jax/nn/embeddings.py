@@ -36,4 +36,5 @@ class ScalarEmbedding(nn.Module):
         h = sinusoidal_embedding(t * 1000.0, self.features).astype(self.dtype)
         h = dense(self.features, name="dense_0", dtype=self.dtype, param_dtype=self.param_dtype)(h)
         h = nn.silu(h)
-        return dense(self.features, name="dense_1", dtype=self.dtype, param_dtype=self.param_dtype)(h)
+        return dense(self.features, name="dense_1", dtype=self.dtype,
+                     param_dtype=self.param_dtype)(h)

@@ -90,7 +90,8 @@ class TemporalDownsample(nn.Module):
         if frames_per_item(x, self.batch) % 2:
             raise ValueError(f"temporal downsampling needs an even frame count, got "
                              f"{frames_per_item(x, self.batch)}")
-        return _TemporalResample(self.batch, False, self.dtype, self.param_dtype, name="resample")(x)
+        return _TemporalResample(self.batch, False, self.dtype, self.param_dtype,
+                                 name="resample")(x)
 
 
 class TemporalUpsample(nn.Module):

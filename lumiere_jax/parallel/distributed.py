@@ -33,7 +33,8 @@ def initialize_distributed(coordinator: str | None = None, num_processes: int | 
     `JAX_COORDINATOR_ADDRESS` (or call `jax.distributed.initialize()` directly).
     Returns True if this call initialized (or found initialized) a multi-process job.
     """
-    coordinator = coordinator if coordinator is not None else os.environ.get(ENV_COORDINATOR) or None
+    if coordinator is None:
+        coordinator = os.environ.get(ENV_COORDINATOR) or None
     num_processes = num_processes if num_processes is not None else _env_int(ENV_NUM_PROCESSES)
     process_id = process_id if process_id is not None else _env_int(ENV_PROCESS_ID)
     if jax.distributed.is_initialized():

@@ -12,7 +12,8 @@ from lumiere_jax.text.tokenizers import (ByteTokenizer, SentencePieceTokenizer, 
 
 __all__ = [
     "ByteTokenizer", "EmbeddingCache", "SentencePieceTokenizer", "T5Config", "T5Encoder",
-    "TextEncoder", "TextEncoderConfig", "Tokenizer", "WordTokenizer", "build_embedding_cache", "convert_t5_weights",
+    "TextEncoder", "TextEncoderConfig", "Tokenizer", "WordTokenizer", "build_embedding_cache",
+    "convert_t5_weights",
     "drop_to_null", "load_t5_encoder", "load_tokenizer", "make_encode_fn", "null_embedding",
     "read_safetensors", "read_safetensors_folder", "relative_position_bucket",
 ]

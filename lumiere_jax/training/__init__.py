@@ -12,6 +12,7 @@ from lumiere_jax.training.state import (ema_decay_at, ema_update, init_state, me
 from lumiere_jax.training.step import StepConfig, make_sample_fn, make_train_step
 from lumiere_jax.training.metrics import MetricWriter
 
-__all__ = ["MetricWriter", "StepConfig", "ema_decay_at", "ema_update", "init_state", "make_lr_schedule",
+__all__ = ["MetricWriter", "StepConfig", "ema_decay_at", "ema_update", "init_state",
+           "make_lr_schedule",
            "make_optimizer", "make_sample_fn", "make_train_step", "merge_params",
            "split_params", "state_shardings"]

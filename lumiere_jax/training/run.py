@@ -121,7 +121,8 @@ def build_run(config: Any, mesh: Mesh) -> Run:
                              donate_argnums=(0,))
     return Run(config=config, mesh=mesh, model_config=model_config, model=model,
                encoder=encoder, tokenizer=tok, step_config=step_config, tx=tx,
-               lr_schedule=lr_schedule, rules=rules, xla_options=setup.compiler_options(config), mask=mask,
+               lr_schedule=lr_schedule, rules=rules, xla_options=setup.compiler_options(config),
+               mask=mask,
                param_shardings=param_sh, state_shardings=state_sh, frozen_shardings=frozen_sh,
                batch_shardings=batch_sh, state=state, frozen=frozen,
                batch=with_shardings(batch_shapes, batch_sh), null_ids=null_ids,
