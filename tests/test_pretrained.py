@@ -109,7 +109,8 @@ def test_a_stunet_run_can_start_from_a_pretrained_t2i_stage(tmp_path):
     np.testing.assert_array_equal(source["unet"]["input_conv"]["kernel"],
                                   weights["unet"]["input_conv"]["kernel"])
     inflated = inflate_params(source["unet"], random_weights(stunet_cfg, 4)["unet"])
-    np.testing.assert_array_equal(inflated["out_conv"]["kernel"], weights["unet"]["out_conv"]["kernel"])
+    np.testing.assert_array_equal(inflated["out_conv"]["kernel"],
+                                  weights["unet"]["out_conv"]["kernel"])
     t2i_cfg.train.init_from = str(tmp_path)  # a t2i run fine-tuning the shipped t2i stage
     again = setup.load_init_source(t2i_cfg)
     np.testing.assert_array_equal(again["text"]["token_embedding"]["embedding"],

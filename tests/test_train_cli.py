@@ -315,7 +315,8 @@ def test_damaged_checkpoints_are_moved_aside_and_the_run_ends_as_the_reference(e
     damage_arrays(workdir, 6)
     flip_byte(os.path.join(workdir, "checkpoints", "4", "meta", "metadata"))
     out = run(env, "none", 0, flags_for(env, workdir))
-    assert re.search(r"checkpoint step 6 in \S+ is unreadable \(.+\); trying step 4", out), out[-3000:]
+    assert re.search(r"checkpoint step 6 in \S+ is unreadable \(.+\); trying step 4",
+                     out), out[-3000:]
     assert re.search(r"checkpoint step 4 in \S+ is unreadable \(UnicodeDecodeError", out)
     assert "resuming from checkpoint step 2" in out
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [

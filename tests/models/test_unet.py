@@ -147,7 +147,8 @@ def test_text_reaches_temporal_layers_only_with_temporal_text(temporal_text):
     (text_a, mask), text_b = text_inputs(cfg, 1, jax.random.key(9)), jax.random.normal(
         jax.random.key(10), (1, 5, cfg.text_dim))
     f = apply_fn(cfg)
-    change = float(jnp.abs(f(params, video, t, text_a, mask) - f(params, video, t, text_b, mask)).max())
+    change = float(jnp.abs(f(params, video, t, text_a, mask)
+                           - f(params, video, t, text_b, mask)).max())
     if temporal_text:
         assert change > 1e-3
         assert any(k.startswith("temporal_cross_attention") for k in params)
@@ -167,7 +168,8 @@ def test_temporal_text_channels_are_read_by_the_temporal_layers_only():
     text, mask = text_inputs(cfg, 2, jax.random.key(9))
     other = text.at[..., cfg.text_dim:].set(jax.random.normal(jax.random.key(10), (2, 5, 8)))
     f = apply_fn(cfg)
-    change = lambda p: float(jnp.abs(f(p, video, t, text, mask) - f(p, video, t, other, mask)).max())
+    change = lambda p: float(jnp.abs(f(p, video, t, text, mask)
+                                     - f(p, video, t, other, mask)).max())
     assert change(at_init) == 0.0
     assert change(trained) > 1e-3
     with pytest.raises(ValueError, match="text_dim \\+ temporal_text_dim = 24"):
@@ -248,7 +250,8 @@ def test_inflate_rejects_mismatched_tree_listing_paths():
 @pytest.mark.parametrize("frames,nearest", [(6, "4, 8"), (10, "8, 12"), (3, "4")])
 def test_bad_frame_count_names_field_and_nearest_counts(frames, nearest):
     cfg = presets.tiny_stunet()
-    with pytest.raises(ValueError, match=rf"temporal_downsample[\s\S]*nearest valid frame counts: {nearest}$"):
+    with pytest.raises(ValueError,
+                       match=rf"temporal_downsample[\s\S]*nearest valid frame counts: {nearest}$"):
         check_input_shape(cfg, (1, frames, 16, 16, 3))
     # the module itself refuses at trace time, before any XLA compilation
     x = jax.ShapeDtypeStruct((1, frames, 16, 16, 3), jnp.float32)
