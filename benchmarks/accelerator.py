@@ -34,6 +34,8 @@ sys.path[:0] = [os.path.dirname(HERE), HERE]
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
+from timing import matmul_peak  # noqa: E402  (benchmarks/timing.py)
+
 # Dense bf16 tensor throughput, FLOP/s, by `jax.devices()[0].device_kind` (prefix match).
 DENSE_BF16_PEAKS = {
     "NVIDIA H200": 989e12, "NVIDIA H100 80GB HBM3": 989e12, "NVIDIA H100 PCIe": 756e12,
@@ -46,13 +48,6 @@ DENSE_BF16_PEAKS = {
 def dense_bf16_peak(kind: str) -> float | None:
     matches = [k for k in DENSE_BF16_PEAKS if kind.startswith(k)]
     return DENSE_BF16_PEAKS[max(matches, key=len)] if matches else None
-
-
-def bf16_matmul_peak(n: int) -> float:
-    from timing import median_time
-
-    a = jnp.ones((n, n), jnp.bfloat16)
-    return 2 * n ** 3 / median_time(jax.jit(lambda a: a @ a), a, repeats=5)
 
 
 def stunet_mfu(smoke: bool, peak: float | None, measured: float) -> dict:
@@ -91,7 +86,7 @@ def main() -> None:
     print(json.dumps(dict(figure="device", platform=device.platform, device_kind=kind,
                           device_count=jax.device_count(), dense_bf16_peak_flops_per_s=peak,
                           jax=jax.__version__)), flush=True)
-    measured = bf16_matmul_peak(1024 if a.smoke else 8192)
+    measured = matmul_peak(1024 if a.smoke else 8192, dtype=jnp.bfloat16)
     print(json.dumps(dict(figure="matmul_peak", dtype="bfloat16", flops_per_s=measured,
                           of_dense_peak=measured / peak if peak else None)), flush=True)
     print(json.dumps(stunet_mfu(a.smoke, peak, measured)), flush=True)

@@ -20,7 +20,8 @@ def median_time(fn, *args, repeats: int) -> float:
     return statistics.median(times)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a jitted n x n float32 matmul: the peak used for utilization."""
-    a = jnp.ones((n, n), jnp.float32)
+def matmul_peak(n: int = 2048, repeats: int = 5, dtype=jnp.float32) -> float:
+    """FLOP/s of a jitted n x n matmul (float32 unless `dtype`): the peak used for
+    utilization."""
+    a = jnp.ones((n, n), dtype)
     return 2 * n ** 3 / median_time(jax.jit(lambda a: a @ a), a, repeats=repeats)

@@ -72,7 +72,8 @@ def text_config(config: Any) -> TextEncoderConfig:
 def _restore_run(directory: str, stage: str, field: str, target: Any = None,
                  partial: bool = False) -> dict:
     """The newest readable checkpoint's saved tree (`Checkpointer.restore(.., target,
-    partial)`) of a `stage` run, read only, with the errors `load_run_params` documents."""
+    partial)`) of a `stage` run, read only, with the errors `load_run_params` documents.
+    `target` may be a function of the open `Checkpointer` that returns it."""
     from lumiere_jax.checkpoint import Checkpointer, UnreadableCheckpointError
 
     with Checkpointer(directory, config_fingerprint=None, read_only=True) as ckpt:
@@ -81,7 +82,8 @@ def _restore_run(directory: str, stage: str, field: str, target: Any = None,
                              f"{stage} stage first")
         try:
             saved, meta = ckpt.restore_newest_readable(
-                target() if callable(target) else target, move_aside=False, partial=partial)
+                target(ckpt) if callable(target) else target, move_aside=False,
+                partial=partial)
         except UnreadableCheckpointError as e:
             raise ValueError(f"{field}={directory!r}: {e}") from None
         if meta["step"] != ckpt.latest_step():
@@ -94,12 +96,23 @@ def _restore_run(directory: str, stage: str, field: str, target: Any = None,
     return saved
 
 
+def _weight_places(saved: Any, use_ema: bool) -> dict:
+    """`{weight path: its path in the saved run tree}`: the frozen weights
+    (`frozen/...`), then the trained ones (`state/ema/...` or `state/params/...`) over
+    them."""
+    places = {p: ("frozen",) + p
+              for p in traverse_util.flatten_dict(dict(saved.get("frozen", {}) or {}))}
+    trained = ("state", "ema" if use_ema else "params")
+    places.update({p: trained + p
+                   for p in traverse_util.flatten_dict(dict(saved[trained[0]][trained[1]]))})
+    return places
+
+
 def _weights_of(saved: Any, use_ema: bool) -> dict:
-    """`{(path): leaf}` of a saved run tree's weights: its frozen ones, then its trained
-    ones (EMA or raw) over them."""
-    flat = dict(traverse_util.flatten_dict(dict(saved.get("frozen", {}) or {})))
-    flat.update(traverse_util.flatten_dict(dict(saved["state"]["ema" if use_ema else "params"])))
-    return flat
+    """The `{'unet', 'text'}` weights of a saved run tree (see `_weight_places`)."""
+    flat = traverse_util.flatten_dict(saved)
+    return traverse_util.unflatten_dict(
+        {p: flat[where] for p, where in _weight_places(saved, use_ema).items()})
 
 
 def load_run_params(directory: str, stage: str, use_ema: bool = True,
@@ -113,8 +126,7 @@ def load_run_params(directory: str, stage: str, use_ema: bool = True,
     one-line `ValueError` naming `field`, the folder and each step tried.
     """
     saved = _restore_run(directory, stage, field)
-    weights = traverse_util.unflatten_dict(_weights_of(saved, use_ema))
-    return jax.tree.map(np.asarray, weights)
+    return jax.tree.map(np.asarray, _weights_of(saved, use_ema))
 
 
 def load_run_params_onto(directory: str, stage: str, onto: dict, use_ema: bool = True,
@@ -126,40 +138,31 @@ def load_run_params_onto(directory: str, stage: str, onto: dict, use_ema: bool =
     nothing through the host. Returns device arrays for the run's paths (a subset of
     `onto`'s); a run that does not fit `onto` is a `ValueError` listing the paths
     (`models.check_inflatable`), as is everything `load_run_params` refuses."""
-    from lumiere_jax.checkpoint import Checkpointer, CheckpointReadError
+    from lumiere_jax.checkpoint import CheckpointReadError
 
-    def target() -> dict:
-        """The partial orbax target: each saved weight at its saved place (frozen / state
-        ema or params), with the shape and dtype it was saved with and `onto`'s sharding;
-        checked to fit `onto` first (from the newest step whose metadata reads)."""
-        with Checkpointer(directory, config_fingerprint=None, read_only=True) as ckpt:
-            for step in reversed(ckpt.all_steps()):
-                try:
-                    saved = ckpt.state_metadata(step)
-                    break
-                except CheckpointReadError:
-                    continue
-            else:
-                return None  # no metadata reads: the full restore reports every step
+    def target(ckpt) -> dict | None:
+        """The partial orbax target: each saved weight at its saved place, with the shape
+        and dtype it was saved with and `onto`'s sharding; checked to fit `onto` first
+        (from the newest step whose metadata reads)."""
+        for step in reversed(ckpt.all_steps()):
+            try:
+                saved = ckpt.state_metadata(step)
+                break
+            except CheckpointReadError:
+                continue
+        else:
+            return None  # no metadata reads: the full restore reports every step
         saved = getattr(saved, "tree", saved)
-        weights = _weights_of(saved, use_ema)
-        shapes = traverse_util.unflatten_dict(weights)
+        shapes = _weights_of(saved, use_ema)
         for part in ("unet", "text"):
             check_inflatable(shapes.get(part, {}), onto[part])
-        destination = traverse_util.flatten_dict(onto)
-        trained = "ema" if use_ema else "params"
-        trained_flat = traverse_util.flatten_dict(dict(saved["state"][trained]))
-        frozen_flat = traverse_util.flatten_dict(dict(saved.get("frozen", {}) or {}))
-        placed = {("state", trained) + p: (p, m) for p, m in trained_flat.items()}
-        placed.update({("frozen",) + p: (p, m) for p, m in frozen_flat.items()
-                       if p not in trained_flat})  # the trained copy wins, as above
+        destination, flat = traverse_util.flatten_dict(onto), traverse_util.flatten_dict(saved)
         return traverse_util.unflatten_dict({
-            where: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype,
+            where: jax.ShapeDtypeStruct(tuple(flat[where].shape), flat[where].dtype,
                                         sharding=destination[path].sharding)
-            for where, (path, m) in placed.items()})
+            for path, where in _weight_places(saved, use_ema).items()})
 
-    saved = _restore_run(directory, stage, field, target, partial=True)
-    return traverse_util.unflatten_dict(_weights_of(saved, use_ema))
+    return _weights_of(_restore_run(directory, stage, field, target, partial=True), use_ema)
 
 
 def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):

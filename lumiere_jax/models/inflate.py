@@ -35,7 +35,11 @@ def check_inflatable(t2i_params: PyTree, stunet_params: PyTree) -> None:
     """`ValueError` listing the mismatched paths unless every T2I path exists in the
     STUNet tree with the same shape and every STUNet weight that is not trainable (see
     `trainable_mask`) has a T2I source. Leaves need only `.shape` (arrays, metadata)."""
-    t2i, stunet = _flat(t2i_params), _flat(stunet_params)
+    _check_fit(_flat(t2i_params), _flat(stunet_params))
+
+
+def _check_fit(t2i: dict, stunet: dict) -> None:
+    """`check_inflatable` on flattened trees."""
     missing = [p for p in t2i if p not in stunet]
     misshaped = [p for p in t2i if p in stunet and tuple(t2i[p].shape) != tuple(stunet[p].shape)]
     uncovered = [p for p in stunet if p not in t2i and not is_trainable_path(p)]
@@ -52,8 +56,8 @@ def inflate_params(t2i_params: PyTree, stunet_params: PyTree) -> PyTree:
     """Return `stunet_params` with every T2I weight copied in (plain, unboxed arrays; NumPy
     or device arrays alike: with device arrays the merge stays on their devices).
     `check_inflatable` first: a `ValueError` lists the paths that do not fit."""
-    check_inflatable(t2i_params, stunet_params)
     t2i, stunet = _flat(t2i_params), _flat(stunet_params)
+    _check_fit(t2i, stunet)
     merged = {p: (t2i[p].astype(v.dtype) if p in t2i else v) for p, v in stunet.items()}
     return traverse_util.unflatten_dict(merged)
 
