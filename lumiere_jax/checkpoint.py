@@ -265,11 +265,17 @@ def _free_name(path: str) -> str:
 
 def _is_abandoned_read(unraisable: Any) -> bool:
     """orbax runs each restore on a fresh asyncio loop and closes it as soon as one read
-    fails; tensorstore's reads still in flight then finish into the closed loop, and each
-    reports `RuntimeError('Event loop is closed')` through `sys.unraisablehook`, after the
-    failed restore already raised its error."""
+    fails, after the failed restore has raised its error. What it leaves behind reports
+    through `sys.unraisablehook`: tensorstore's reads still in flight finish into the
+    closed loop (`RuntimeError('Event loop is closed')`), and orbax's unfinished read
+    coroutines (`_read_array_index_and_device_put`, ...) report their error when
+    collected."""
     e = unraisable.exc_value
-    return isinstance(e, RuntimeError) and str(e) == "Event loop is closed"
+    if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+        return True
+    code = getattr(unraisable.object, "cr_code", None)  # a coroutine's code object
+    return (code is not None and "read" in code.co_name
+            and f"{os.sep}orbax{os.sep}checkpoint{os.sep}" in code.co_filename)
 
 
 def _drop_abandoned_read_reports() -> None:
