@@ -49,6 +49,7 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     c.train = ml_collections.ConfigDict(dict(
         num_steps=10_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3,
         max_nonfinite=10, init_from="", init_from_ema=True, progress=True,
+        init_from_kind="",               # "": the stage's source (stunet <- t2i); or its own
         on_unreadable="stop"))           # no readable checkpoint: 'stop' (exit 1) | 'restart'
     c.mesh = ml_collections.ConfigDict(dict(
         data=-1, fsdp=1, tensor=1,       # -1: the remaining devices

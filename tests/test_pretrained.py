@@ -125,6 +125,31 @@ def test_a_stunet_run_can_start_from_a_pretrained_t2i_stage(tmp_path):
         setup.load_init_source(stunet_cfg)
 
 
+def test_a_stunet_run_can_fine_tune_a_pretrained_stunet_stage(tmp_path):
+    """`config.train.init_from_kind='stunet'`: a stunet run starts from a folder's STUNet
+    stage (its temporal weights too, not only the T2I ones); a kind that is neither the
+    stage's source nor its own is refused by the config check, naming the field."""
+    from lumiere_jax.training import setup
+    t2i_cfg, stunet_cfg = tiny_config("t2i"), tiny_config("stunet")
+    t2i, stunet = random_weights(t2i_cfg, 3), random_weights(stunet_cfg, 4)
+    pretrained.write_manifest(tmp_path, {
+        "t2i": pretrained.write_stage(tmp_path, "t2i", t2i_cfg, t2i),
+        "base": pretrained.write_stage(tmp_path, "base", stunet_cfg, stunet)})
+    stunet_cfg.train.init_from = str(tmp_path)
+    temporal = [k for k in stunet["unet"] if k.startswith("temporal_")]
+    assert temporal and not any(k.startswith("temporal_") for k in t2i["unet"])
+    assert setup.init_source_kind(stunet_cfg) == "t2i"
+    stunet_cfg.train.init_from_kind = "stunet"
+    source = setup.load_init_source(stunet_cfg)
+    for k in temporal + ["input_conv"]:
+        for a, b in zip(jax.tree_util.tree_leaves(source["unet"][k]),
+                        jax.tree_util.tree_leaves(stunet["unet"][k])):
+            np.testing.assert_array_equal(a, b)
+    stunet_cfg.train.init_from_kind = "ssr"
+    with pytest.raises(ValueError, match="init_from_kind='ssr'.*'t2i'.*'stunet'"):
+        setup.check_config(stunet_cfg)
+
+
 def test_each_stage_samples_on_the_schedule_its_run_trained_with(folder):
     """The SSR stage of a train.py run learnt the noise level of each time t on its own
     schedule (shift 2 log(schedule_base_size / image_size)); sampling it on another one

@@ -62,12 +62,26 @@ def unet_trainable(config: Any) -> str:
     return scope
 
 
+def init_source_kind(config: Any) -> str:
+    """The train stage `config.train.init_from` holds, checked: by default 't2i' for a
+    stunet run, 'stunet' for a conditional one, the run's own stage otherwise;
+    `config.train.init_from_kind` = the run's own stage fine-tunes a run of its kind (a
+    stunet run continuing a trained STUNet, all weights loaded, the same ones trainable)."""
+    natural = {"stunet": "t2i", "conditional": "stunet"}.get(config.stage, config.stage)
+    kind = config.train.get("init_from_kind", "") or natural
+    if kind not in (natural, config.stage):
+        raise ValueError(f"config.train.init_from_kind={kind!r} for a {config.stage!r} run: "
+                         f"{natural!r} (the default) or {config.stage!r} (fine-tuning one)")
+    return kind
+
+
 def check_config(config: Any) -> None:
     """Early `ValueError`s for inconsistent stage / model / data fields."""
     if config.stage not in STAGES:
         raise ValueError(f"config.stage={config.stage!r}; valid: {STAGES}")
     axis_rules(config)  # a bad config.mesh.rules fails here, before any workdir is touched
     unet_trainable(config)
+    init_source_kind(config)
     video = config.stage != "t2i"
     if video != bool(config.model.temporal):
         raise ValueError(f"config.stage={config.stage!r} needs config.model.temporal={video}")
@@ -219,7 +233,7 @@ def load_init_source(config: Any, onto: dict | None = None) -> dict:
     copy), else to host NumPy."""
     from lumiere_jax import pretrained
 
-    kind = {"stunet": "t2i", "conditional": "stunet"}.get(config.stage, config.stage)
+    kind = init_source_kind(config)
     source = config.train.init_from
     if os.path.isfile(os.path.join(source, pretrained.MANIFEST)):
         return pretrained.load_stage(source, pretrained.stage_of_kind(source, kind))[1]
