@@ -43,6 +43,9 @@ def direction_batch(frames: int, size: int) -> tuple[np.ndarray, list[str], list
         unit = np.asarray(unit) / np.linalg.norm(unit)
         travel = unit * SPEEDS["fast"][0] * size
         start = np.full(2, size / 2.0) - travel / 2
+        r = SIZES["large"] * size
+        if not (np.all(start - r >= 0) and np.all(start + travel + r <= size)):
+            raise ValueError(f"a large fast circle moving {phrase} leaves a {size} px frame")
         obj = ShapeObject("circle", "red", "large", name, "fast", tuple(map(float, start)),
                           tuple(map(float, travel / (frames - 1))))
         clips.append(render_scene(Scene((obj,), "black"), frames, size, size))
@@ -59,7 +62,6 @@ def main() -> None:
     config.data.batch_size = 8
     config.optim.warmup_steps = 20
     setup.check_config(config)
-    assert 2 * SIZES["large"] * config.model.image_size < config.model.image_size
     mesh = make_mesh(setup.mesh_shape(config))
     run = build_run(config, mesh)
     state, frozen = run.fresh_state()
