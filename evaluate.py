@@ -6,6 +6,10 @@ train.py runs (`--*_config` / `--*_ckpt`, as sample.py; `--random` for random we
     python evaluate.py --base_config configs/demo_stunet.py \
         --base_ckpt runs/demo_stunet/checkpoints --ssr_config configs/demo_ssr.py \
         --ssr_ckpt runs/demo_ssr/checkpoints --num_clips 64 --out_dir eval/demo
+or a pretrained folder, optionally with a train.py run as its base stage (judged beside
+the folder's SSR; `--base_only` skips the SSR):
+    python evaluate.py --pretrained pretrained/moving_shapes --base_run runs/demo_stunet \
+        --base_only --short_prompts --fvd=false --num_clips 64 --batch_size 16
 or score a folder of videos (MP4 / GIF / WebM ...) with a prompts file:
     python evaluate.py --videos_dir samples --prompts_file samples/prompts.json
 The prompts file is JSON: {"clip.mp4": "a red circle moving right", "b.gif": {"prompt":
@@ -74,6 +78,9 @@ config_flags.DEFINE_config_file("ssr_config", os.path.join(ROOT, "configs/ssr.py
 flags.DEFINE_string("pretrained", "", "a pretrained folder (e.g. pretrained/moving_shapes) "
                     "to evaluate instead of --base_ckpt / --ssr_ckpt")
 flags.DEFINE_string("base_ckpt", "", "checkpoint folder of the base run")
+flags.DEFINE_string("base_run", "", "a train.py workdir (its config.json + checkpoints/) as the "
+                    "base stage; with --pretrained it replaces that folder's base (its SSR "
+                    "stays), so a run in training is judged beside the shipped SSR")
 flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of the SSR run")
 flags.DEFINE_bool("random", False, "random weights for stages without a checkpoint (smoke test)")
 flags.DEFINE_bool("ema", True, "use the EMA weights of the checkpoints")
@@ -126,12 +133,16 @@ def load_stage(config, ckpt: str, name: str, key: jax.Array, f) -> dict:
 def build_cascade(f, key: jax.Array) -> LumierePipeline:
     """The cascade to evaluate: a pretrained folder, or two train.py runs (--base_ckpt /
     --ssr_ckpt, or --random)."""
+    run = (runs.load_run(f.base_run, ("stunet", "conditional"), f.ema, field="--base_run")
+           if f.base_run else None)
     if f.pretrained:
-        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
+        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base=run,
                                                **sampling_overrides(f))
-    base_cfg, ssr_cfg = f.base_config, f.ssr_config
+    if run is not None and f.base_ckpt:
+        raise ValueError("--base_run and --base_ckpt both name the base stage: give one")
+    base_cfg, ssr_cfg = (run[0] if run else f.base_config), f.ssr_config
     k_base, k_ssr = jax.random.split(key)
-    base = load_stage(base_cfg, f.base_ckpt, "base", k_base, f)
+    base = run[1] if run else load_stage(base_cfg, f.base_ckpt, "base", k_base, f)
     ssr = load_stage(ssr_cfg, f.ssr_ckpt, "ssr", k_ssr, f)
     defaults = dict(base_steps=32, ssr_steps=16, base_guidance=3.0,
                     prediction=base_cfg.diffusion.prediction)
@@ -296,8 +307,10 @@ def evaluate_application(f) -> None:
     source = load_source(f.dataset, "test", data_dir=f.data_dir or None)
     tasks = apps.make_tasks(f.mode, source, f.num_clips, f.seed)
     stage = pretrained.base_stage_for(f.pretrained, f.mode)
+    needs = ("conditional",) if stage == "conditional" else ("stunet",)
+    run = runs.load_run(f.base_run, needs, f.ema, field="--base_run") if f.base_run else None
     pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base_stage=stage,
-                                           **sampling_overrides(f))
+                                           base=run, **sampling_overrides(f))
     base_unet = pipe.base_params
     style_unet = pretrained.load_stage(f.pretrained, f.style)[1]["unet"] if (
         f.mode == "style") else None

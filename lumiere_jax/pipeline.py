@@ -298,13 +298,16 @@ class LumierePipeline:
     def from_pretrained(cls, folder: str | os.PathLike, sampling: SamplingConfig | None = None,
                         progress: bool = False, base_stage: str = "base",
                         style: str | None = None, style_alpha: float = 0.0,
+                        base: tuple[Any, dict] | None = None,
                         **sampling_overrides) -> "LumierePipeline":
         """The cascade of a pretrained folder: stage `base_stage` ('base', or e.g.
         'conditional' for the applications) and 'ssr'. `style`: a shipped style stage (a
         T2I run, e.g. 'style_outline') blended into the base's spatial weights,
         `alpha W_style + (1 - alpha) W_base` (`interpolate_spatial_weights`; alpha in
-        [0, 1]). Sampling defaults come from the manifest; `sampling_overrides` (e.g.
-        `base_steps=16`) replace them."""
+        [0, 1]). `base`: a (train config, `{'unet', 'text'}` weights) pair used instead of
+        the folder's base stage (a train.py run to judge beside the shipped SSR,
+        `runs.load_run`). Sampling defaults come from the manifest; `sampling_overrides`
+        (e.g. `base_steps=16`) replace them."""
         manifest = pretrained.read_manifest(folder)
         if sampling is None:
             fields = {f.name for f in dataclasses.fields(SamplingConfig)}
@@ -312,7 +315,7 @@ class LumierePipeline:
             sampling = SamplingConfig(**{**saved, **sampling_overrides})
         elif sampling_overrides:
             sampling = dataclasses.replace(sampling, **sampling_overrides)
-        base_cfg, base = pretrained.load_stage(folder, base_stage)
+        base_cfg, base = base if base is not None else pretrained.load_stage(folder, base_stage)
         if style is not None:
             style_cfg, style_params = pretrained.load_stage(folder, style)
             if style_cfg.stage != "t2i":

@@ -12,11 +12,14 @@ alike; imports nothing from `lumiere_jax.training`.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from absl import logging
 from flax import traverse_util
@@ -67,6 +70,25 @@ def text_config(config: Any) -> TextEncoderConfig:
                              depth=t.depth, num_heads=t.num_heads, max_length=t.max_length,
                              temporal_width=t.get("temporal_width", 0),
                              temporal_depth=t.get("temporal_depth", 1))
+
+
+def load_run(workdir: str, stage: str | tuple[str, ...], use_ema: bool = True,
+             field: str = "workdir") -> tuple[ml_collections.ConfigDict, dict]:
+    """(config, `{'unet', 'text'}` weights) of a train.py run: the `config.json` it saved
+    and the newest readable checkpoint in `checkpoints/` (EMA by default). `stage`: the
+    train stage(s) it must be; anything else is a `ValueError` naming `field`."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        raise ValueError(f"{field}={workdir!r} has no config.json: give a train.py workdir")
+    with open(path) as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    stages = (stage,) if isinstance(stage, str) else tuple(stage)
+    if config.stage not in stages:
+        raise ValueError(f"{field}={workdir!r} is a {config.stage!r} run; expected one of "
+                         f"{stages}")
+    params = load_run_params(os.path.join(workdir, "checkpoints"), config.stage, use_ema,
+                             field=field)
+    return config, params
 
 
 def _restore_run(directory: str, stage: str, field: str, target: Any = None,

@@ -234,6 +234,19 @@ def test_loading_a_run_of_the_wrong_stage_is_refused(reference):
     assert set(params) == {"unet", "text"}
 
 
+def test_load_run_reads_the_saved_config_and_its_weights(reference, stunet_run):
+    """`runs.load_run` (evaluate.py --base_run): the run's config.json and its newest
+    checkpoint's EMA weights; a run of another stage is refused, naming the field."""
+    from lumiere_jax.runs import load_run
+
+    config, params = load_run(stunet_run, ("stunet", "conditional"), field="--base_run")
+    assert config.stage == "stunet"
+    assert_trees_equal(params, load_run_params(os.path.join(stunet_run, "checkpoints"),
+                                               "stunet"))
+    with pytest.raises(ValueError, match=r"--base_run=.* is a 't2i' run; expected one of"):
+        load_run(reference, "stunet", field="--base_run")
+
+
 def test_diverging_run_stops_with_its_last_good_checkpoint(env):
     """lr=1e30: the second update blows the weights up, the following steps are non-finite
     and skipped, and after max_nonfinite=2 in a row the run stops, saying which

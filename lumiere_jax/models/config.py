@@ -23,6 +23,10 @@ class UNetConfig:
         upsample by a temporal upsample.
       (2+1)D temporal conv blocks follow every ResBlock at levels < L-1, temporal
       attention at the coarsest level and in the middle block.
+      temporal_spatial_conv: each temporal conv block also has its own trainable 3x3
+        spatial conv (zero-initialised, residual) before its temporal convs, a factorised
+        (2+1)D block of its own; without it the block's "2" is the frozen spatial layer
+        before it (`nn.temporal.TemporalConvBlock`).
       temporal_text: the temporal layers read the prompt too (a deviation from the paper,
         whose temporal layers see only the frozen spatial features): every temporal conv
         block is scaled / shifted by the time + pooled-text embedding plus a trainable
@@ -64,6 +68,7 @@ class UNetConfig:
     temporal: bool = False
     temporal_downsample: tuple[bool, ...] = ()
     temporal_kernel_size: int = 3
+    temporal_spatial_conv: bool = False
     temporal_heads: int = 4
     temporal_text: bool = False
     temporal_text_dim: int = 0
@@ -93,6 +98,8 @@ class UNetConfig:
                              f"= {levels - 1}), got {self.temporal_downsample}")
         if self.temporal_downsample and not self.temporal:
             raise ValueError("temporal_downsample is set but temporal=False")
+        if self.temporal_spatial_conv and not self.temporal:
+            raise ValueError("temporal_spatial_conv is set but temporal=False")
         if self.temporal_text and not self.temporal:
             raise ValueError("temporal_text is set but temporal=False")
         if self.temporal_text_dim < 0 or (self.temporal_text_dim and not self.temporal_text):

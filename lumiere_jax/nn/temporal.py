@@ -25,11 +25,18 @@ class TemporalConvBlock(nn.Module):
     `emb: (B, E) | None`: a (time + text) embedding applied as a scale / shift after the
     second norm, through a zero-initialised projection (so the block stays the identity
     at init with or without it).
+    `spatial_conv`: a trainable 3x3 convolution per frame first (the "2" of a factorised
+    (2+1)D block, as in Pseudo-3D and lumiere-pytorch's `ConvolutionInflationBlock`),
+    residual and zero-initialised: `u = x + conv3x3(silu(norm(x)))` feeds the temporal
+    convs, the block returns `x + temporal(u)`. Without it every trainable temporal
+    weight acts on one pixel's sequence, so content can move between pixels only through
+    the frozen spatial layers.
     """
 
     batch: int
     kernel_size: int = 3
     norm_groups: int = 32
+    spatial_conv: bool = False
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -37,7 +44,12 @@ class TemporalConvBlock(nn.Module):
     def __call__(self, x: jax.Array, emb: jax.Array | None = None) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         channels = x.shape[-1]
-        seq = to_pixel_sequences(x, self.batch)
+        u = x
+        if self.spatial_conv:
+            s = group_norm(channels, self.norm_groups, name="spatial_norm", **kw)(x)
+            u = x + conv(channels, (3, 3), name="spatial_conv", kernel_init=zeros_init, **kw)(
+                nn.silu(s))
+        seq = to_pixel_sequences(u, self.batch)
         h = group_norm(channels, self.norm_groups, name="norm_0", **kw)(seq)
         h = conv(channels, (self.kernel_size,), name="conv_0", **kw)(nn.silu(h))
         h = group_norm(channels, self.norm_groups, name="norm_1", **kw)(h)

@@ -116,6 +116,7 @@ def test_base_only_judges_the_base_stage_at_its_size(dataset, tmp_path):
     (["--num_clips", "99", "--random"], "--num_clips=99 must be in [1, 16]"),
     (["--num_clips", "2"], "--base_ckpt is not set"),
     (["--videos_dir", "{tmp}", "--prompts_file", "{tmp}/nope.json"], "--prompts_file="),
+    (["--base_run", "{tmp}", "--base_only", "--num_clips", "2"], "has no config.json"),
 ])
 def test_bad_inputs_fail_with_one_line(dataset, tmp_path, args, message):
     r = run_evaluate("--dataset", dataset, *[a.format(tmp=tmp_path) for a in args],

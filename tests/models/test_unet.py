@@ -59,16 +59,18 @@ SECOND_STUNET = presets.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
 
 def t2i_of(stunet_config):
     return stunet_config.replace(temporal=False, temporal_downsample=(), temporal_text=False,
-                                 temporal_text_dim=0)
+                                 temporal_text_dim=0, temporal_spatial_conv=False)
 
 
 @pytest.fixture(scope="module", params=["tiny_stunet", "second", "temporal_text",
-                                        "temporal_text_dim"])
+                                        "temporal_text_dim", "spatial_conv"])
 def inflated(request):
     """(stunet config, perturbed T2I params, inflated STUNet params)."""
     stunet_cfg = {"tiny_stunet": presets.tiny_stunet(), "second": SECOND_STUNET,
                   "temporal_text": presets.tiny_stunet(temporal_text=True),
-                  "temporal_text_dim": presets.tiny_stunet(temporal_text=True, temporal_text_dim=8)
+                  "temporal_text_dim": presets.tiny_stunet(temporal_text=True, temporal_text_dim=8),
+                  "spatial_conv": presets.tiny_stunet(temporal_text=True,
+                                                      temporal_spatial_conv=True),
                   }[request.param]
     t2i_cfg = t2i_of(stunet_cfg)
     t2i_params = perturb(init_fn(t2i_cfg, False)(KEY), 1)
@@ -112,6 +114,23 @@ def test_identity_at_init_on_constant_video(inflated):
     assert float(jnp.std(expected)) > 0.1  # a non-trivial T2I output
     for f in range(frames):
         np.testing.assert_allclose(out[:, f], expected, atol=1e-5, rtol=0)
+
+
+def test_stunet_without_spatial_conv_loads_unchanged_into_one_with_it():
+    """A trained STUNet (no `temporal_spatial_conv`) merged into the tree of one with it
+    computes the same function: the new spatial convs start at zero."""
+    old_cfg = presets.tiny_stunet(temporal_text=True)
+    new_cfg = old_cfg.replace(temporal_spatial_conv=True)
+    old = perturb(init_fn(old_cfg, True)(KEY), 11, where=is_temporal)
+    merged = inflate_params(old, init_fn(new_cfg, True)(jax.random.key(12, impl="rbg")))
+    added = set(traverse_util.flatten_dict(merged)) - set(traverse_util.flatten_dict(old))
+    assert added and all("spatial_conv" in p[-2] or "spatial_norm" in p[-2] for p in added)
+    video = jax.random.normal(jax.random.key(13), (2, old_cfg.num_frames, old_cfg.image_size,
+                                                   old_cfg.image_size, 3))
+    t = jnp.array([0.3, 0.8])
+    text, mask = text_inputs(old_cfg, 2, jax.random.key(14))
+    np.testing.assert_allclose(apply_fn(new_cfg)(merged, video, t, text, mask),
+                               apply_fn(old_cfg)(old, video, t, text, mask), atol=1e-5, rtol=0)
 
 
 def test_time_is_mixed_after_training_moves_temporal_weights():
