@@ -24,6 +24,7 @@ written by `save_pretrained`, see `lumiere_jax.pretrained`), or `from_runs` on t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Any, Callable, Sequence
 
@@ -64,6 +65,8 @@ class SamplingConfig:
     prediction: what both networks output ('eps' | 'v' | 'x0').
     base_guidance / ssr_guidance: classifier-free guidance scales (1.0 = no null pass).
     base_clip / ssr_clip: x0 clipping per stage (None | 'static' | 'dynamic').
+    base_time_shift: where the base stage's steps go (`samplers.sampling_times`): 0 evenly
+      in t, < 0 more of them at high noise, where a clip's motion is decided.
     window / stride: SSR MultiDiffusion windows (None: the SSR config's `num_frames`,
       and half of it). chunk_size: windows per SSR model call (None: all at once).
     window_weights: 'uniform' | 'tapered'. cond_noise_level: the noise-augmentation time
@@ -84,6 +87,7 @@ class SamplingConfig:
     base_guidance: float = 8.0
     ssr_guidance: float = 1.0
     base_clip: str | None = "dynamic"
+    base_time_shift: float = 0.0
     ssr_clip: str | None = "static"
     window: int | None = None
     stride: int | None = None
@@ -117,6 +121,10 @@ class SamplingConfig:
         if self.window_weights not in WEIGHT_KINDS:
             raise ValueError(f"SamplingConfig.window_weights={self.window_weights!r}; valid: "
                              f"{WEIGHT_KINDS}.")
+        if not (isinstance(self.base_time_shift, (int, float)) and math.isfinite(
+                self.base_time_shift)):
+            raise ValueError(f"SamplingConfig.base_time_shift={self.base_time_shift!r} must be "
+                             "a finite number (0: evenly spaced steps; < 0: more at high noise).")
         if not 0.0 <= self.cond_noise_level <= 1.0:
             raise ValueError(f"SamplingConfig.cond_noise_level={self.cond_noise_level} must be "
                              "in [0, 1].")
@@ -376,6 +384,7 @@ class LumierePipeline:
         base_fn = unet_model_fn(base_cfg, base_params, guidance_scale=s.base_guidance,
                                 **texts["base"])
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
+                       time_shift=s.base_time_shift,
                        progress=self.progress.callback("base", s.base_steps), **common)
         shape = (batch, num_frames, low, low, 3)
         # A conditional STUNet without a condition sees M = 0 everywhere.

@@ -89,7 +89,8 @@ def sample_unet(config: UNetConfig, params: Any, text: jax.Array, text_mask: jax
                 guidance_scale: float = 1.0, null_text: jax.Array | None = None,
                 null_mask: jax.Array | None = None, cond: jax.Array | None = None,
                 cond_level: jax.Array | None = None, sampler: str = "ddim",
-                prediction: str = "v", clip: str | None = None, progress=None) -> jax.Array:
+                prediction: str = "v", clip: str | None = None, progress=None,
+                time_shift: float = 0.0) -> jax.Array:
     """Denoise `noise` (B, [T,] H, W, 3) at t = 1 to a sample at t = 0 under the prompt.
 
     The model and guidance arguments are `unet_model_fn`'s (cond: (B, [T,] H, W,
@@ -100,7 +101,7 @@ def sample_unet(config: UNetConfig, params: Any, text: jax.Array, text_mask: jax
                              null_text=null_text, null_mask=null_mask, cond_level=cond_level)
     return sample(lambda x, t: model_fn(x, t, cond), noise, key, schedule=schedule,
                   sampler=sampler, num_steps=num_steps, prediction=prediction, clip=clip,
-                  progress=progress)
+                  progress=progress, time_shift=time_shift)
 
 
 def to_uint8(video: jax.Array) -> jax.Array:

@@ -31,7 +31,8 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
                        schedule: Schedule, num_steps: int, sampler: str = "ddim",
                        prediction: str = "v", eta: float | jax.Array = 0.0,
                        clip: str | None = None, replace_known: bool = True,
-                       x_start: jax.Array | None = None, progress=None) -> jax.Array:
+                       x_start: jax.Array | None = None, progress=None,
+                       time_shift: float = 0.0) -> jax.Array:
     """Sample J given `cond = <C * M, M>`, from t = 1 to 0 (one `lax.scan`; jit the caller).
 
     model_fn(x (B, T, H, W, K), t (B,), cond) -> `prediction`-type output (a conditional
@@ -58,4 +59,4 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
     hook = replacement_hook(known, mask) if replace_known else None
     return sample(lambda x, t: model_fn(x, t, cond), x_start, key_sample, schedule=schedule,
                   sampler=sampler, num_steps=num_steps, prediction=prediction, eta=eta,
-                  clip=clip, step_hook=hook, progress=progress)
+                  clip=clip, step_hook=hook, progress=progress, time_shift=time_shift)

@@ -52,7 +52,7 @@ def sdedit(denoise_fn: DenoiseFn, video: jax.Array, key: jax.Array, *,
            strength: float | jax.Array, schedule: Schedule, num_steps: int,
            sampler: str = "ddim", prediction: str = "v", eta: float | jax.Array = 0.0,
            clip: str | None = None, step_hook: StepHook | None = None,
-           progress=None) -> jax.Array:
+           progress=None, time_shift: float = 0.0) -> jax.Array:
     """Edit `video`: noise it to t = `strength`, then sample from there to t = 0.
 
     denoise_fn(x_t (B, T, H, W, C), t (B,)) -> `prediction`-type output (the prompt lives
@@ -69,4 +69,4 @@ def sdedit(denoise_fn: DenoiseFn, video: jax.Array, key: jax.Array, *,
     x_t = noise_to_strength(video, key_noise, strength, schedule)
     return sample(denoise_fn, x_t, key_sample, schedule=schedule, sampler=sampler,
                   num_steps=num_steps, prediction=prediction, t_start=strength, eta=eta,
-                  clip=clip, step_hook=step_hook, progress=progress)
+                  clip=clip, step_hook=step_hook, progress=progress, time_shift=time_shift)

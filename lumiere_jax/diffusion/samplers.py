@@ -12,6 +12,8 @@ denoised sample itself, as in DDPM / DDIM / k-diffusion's DPM-Solver++.
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable, NamedTuple
 
 import jax
@@ -42,11 +44,29 @@ class StepInfo(NamedTuple):
 StepHook = Callable[[jax.Array, StepInfo, jax.Array], jax.Array]
 
 
+def sampling_times(schedule: Schedule, num_steps: int, t_start: float | jax.Array = 1.0,
+                   time_shift: float = 0.0) -> jax.Array:
+    """The `num_steps + 1` times a sampler visits, from `t_start` down to 0: `t_start * u`
+    for u evenly spaced in [1, 0], each interior u first moved to the time whose log-SNR
+    is `log_snr(u) + time_shift` (the grid of a schedule shifted by `time_shift`, read on
+    this one). A video's frames share their content, so at a given t a clip shows far
+    more of it than one frame does; a negative shift spends more steps at the high noise
+    levels where the motion is still undecided."""
+    if not math.isfinite(time_shift):
+        raise ValueError(f"time_shift={time_shift} must be finite (0: evenly spaced steps).")
+    u = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=jnp.float32)
+    if time_shift:
+        shifted = schedule.time_of_log_snr(schedule.log_snr(u) + time_shift)
+        u = jnp.concatenate([u[:1], shifted[1:-1], u[-1:]])
+    return jnp.asarray(t_start, jnp.float32) * u
+
+
 def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedule: Schedule,
            sampler: str = "ddim", num_steps: int, prediction: str = "v",
            t_start: float | jax.Array = 1.0, eta: float | jax.Array = 0.0,
            clip: str | None = None, step_hook: StepHook | None = None,
-           progress: Callable[[int], None] | None = None) -> jax.Array:
+           progress: Callable[[int], None] | None = None,
+           time_shift: float = 0.0) -> jax.Array:
     """Run a sampler from `x_start` at time `t_start` down to t = 0; returns the x0 sample.
 
     denoise_fn(x_t, t) -> output, x_t: (B, ...) float, t: (B,) float32; `prediction`
@@ -60,6 +80,8 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
       replacement conditioning (see `replacement_hook`).
     progress(step) -> None: a host function called (`jax.debug.callback`) once each step
       has finished, with the step index 0 .. num_steps - 1 (e.g. to drive a progress bar).
+    time_shift: where the steps go (`sampling_times`): 0 spaces them evenly in t; < 0 moves
+      them towards high noise (each interior step's log-SNR shifted by this much).
     Returns (B, ...) in x_start's dtype.
     """
     if sampler not in SAMPLERS:
@@ -77,8 +99,7 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
         raise ValueError(f"x_start needs a leading batch axis, got shape {x_start.shape}.")
 
     batch, dtype = x_start.shape[0], x_start.dtype
-    frac = jnp.linspace(1.0, 0.0, num_steps + 1, dtype=jnp.float32)
-    ts = jnp.asarray(t_start, jnp.float32) * frac                     # (S+1,)
+    ts = sampling_times(schedule, num_steps, t_start, time_shift)      # (S+1,)
     alphas, sigmas = schedule.alpha_sigma(ts)
     alphas = alphas.at[-1].set(1.0)                                     # t = 0: clean data
     sigmas = sigmas.at[-1].set(0.0)

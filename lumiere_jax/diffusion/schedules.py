@@ -77,6 +77,19 @@ class Schedule:
         return jnp.interp(t, jnp.asarray(grid_t, jnp.float32),
                           jnp.asarray(grid_logsnr, jnp.float32))
 
+    def time_of_log_snr(self, log_snr: jax.Array) -> jax.Array:
+        """The inverse of `log_snr`: the time t in [0, 1] with that log-SNR (clipped to the
+        schedule's range); same shape, float32."""
+        lsnr = jnp.asarray(log_snr, jnp.float32)
+        if self.kind == "cosine":
+            t_min = math.atan(math.exp(-0.5 * self.logsnr_max))
+            t_max = math.atan(math.exp(-0.5 * self.logsnr_min))
+            angle = jnp.arctan(jnp.exp(-0.5 * (lsnr - self.shift)))
+            return jnp.clip((angle - t_min) / (t_max - t_min), 0.0, 1.0)
+        grid_t, grid_logsnr = _discrete_grid(self.betas)  # decreasing log-SNR: flip it
+        return jnp.interp(lsnr, jnp.asarray(grid_logsnr[::-1], jnp.float32),
+                          jnp.asarray(grid_t[::-1], jnp.float32))
+
     def alpha_sigma(self, t: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(alpha(t), sigma(t)), each t's shape; alpha^2 + sigma^2 = 1."""
         lsnr = self.log_snr(t)

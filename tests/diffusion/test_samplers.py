@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lumiere_jax.diffusion.samplers import replacement_hook, sample
+from lumiere_jax.diffusion.samplers import replacement_hook, sample, sampling_times
 from lumiere_jax.diffusion.schedules import cosine_schedule, ddpm_betas, discrete_schedule
 
 SCHEDULE = cosine_schedule()
@@ -195,9 +195,39 @@ def test_static_and_dynamic_clipping_of_x0():
                                atol=1e-5)
 
 
+def numpy_cosine_log_snr(t, logsnr_min=-15.0, logsnr_max=15.0):
+    """The unshifted cosine log-SNR, written out in NumPy (float64)."""
+    t_min, t_max = np.arctan(np.exp(-0.5 * logsnr_max)), np.arctan(np.exp(-0.5 * logsnr_min))
+    return -2.0 * np.log(np.tan(t_min + np.asarray(t, np.float64) * (t_max - t_min)))
+
+
+@pytest.mark.parametrize("time_shift", [-2.0, -2 * np.log(4.0), 1.5])
+def test_shifted_step_times_have_the_shifted_log_snr(time_shift):
+    steps = 16
+    ts = np.asarray(sampling_times(SCHEDULE, steps, 1.0, time_shift), np.float64)
+    u = np.linspace(1.0, 0.0, steps + 1)
+    assert ts[0] == 1.0 and ts[-1] == 0.0 and np.all(np.diff(ts) < 0)
+    np.testing.assert_allclose(numpy_cosine_log_snr(ts[1:-1]),
+                               numpy_cosine_log_snr(u[1:-1]) + time_shift, atol=2e-3)
+    np.testing.assert_array_equal(np.asarray(sampling_times(SCHEDULE, steps)), u.astype(np.float32))
+    # a negative shift puts more of the steps at high noise, a positive one fewer
+    assert (np.sum(ts > 0.9) > np.sum(u > 0.9)) == (time_shift < 0)
+
+
+def test_sampler_visits_the_shifted_times():
+    seen = []
+    def denoise(x, t):
+        jax.debug.callback(lambda v: seen.append(float(v[0])), t)
+        return jnp.zeros_like(x)
+    run(denoise, jnp.zeros((1, 2)), jax.random.key(0), num_steps=6, time_shift=-3.0)
+    expected = np.asarray(sampling_times(SCHEDULE, 6, 1.0, -3.0))[:-1]
+    np.testing.assert_allclose(sorted(seen, reverse=True), expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("kwargs", [
     dict(sampler="euler"), dict(prediction="score"), dict(clip="soft"), dict(num_steps=0),
     dict(num_steps=2.0), dict(t_start=0.0), dict(t_start=1.5), dict(eta=-1.0),
+    dict(time_shift=float("nan")),
 ])
 def test_bad_input_raises(kwargs):
     kw = dict(schedule=SCHEDULE, num_steps=4) | kwargs

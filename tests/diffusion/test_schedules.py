@@ -32,6 +32,17 @@ def test_variance_preserving_monotone_finite(name):
     assert float(alpha[0]) > 0.99 and float(sigma[-1]) > 0.99
 
 
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_time_of_log_snr_inverts_log_snr(name):
+    schedule = SCHEDULES[name]
+    t = np.linspace(0.002, 0.998, 301, dtype=np.float32)
+    back = np.asarray(schedule.time_of_log_snr(schedule.log_snr(t)))
+    np.testing.assert_allclose(back, t, atol=2e-4)
+    lo, hi = schedule.log_snr(jnp.array([1.0, 0.0]))  # beyond the range: clipped to [0, 1]
+    assert float(schedule.time_of_log_snr(lo - 5.0)) == 1.0
+    assert float(schedule.time_of_log_snr(hi + 5.0)) == 0.0
+
+
 def test_cosine_matches_closed_form():
     schedule = cosine_schedule()
     t = np.linspace(0.02, 0.98, 49)
