@@ -1,6 +1,7 @@
 """Can the STUNet's temporal text path move content the way the caption says at all?
 
-    python benchmarks/direction_overfit.py [STEPS=300] [INIT=pretrained/moving_shapes]
+    python benchmarks/direction_overfit.py [STEPS=300] [INIT=pretrained/moving_shapes] \
+        [--spatial_conv]      # model.temporal_spatial_conv=True (new convs start at zero)
 
 An overfitting check that tells "cannot" from "has no reason to": 8 clips of one large
 red circle on black, all centred on the same point at mid-clip, that differ only in their
@@ -55,9 +56,11 @@ def direction_batch(frames: int, size: int) -> tuple[np.ndarray, list[str], list
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    init = sys.argv[2] if len(sys.argv) > 2 else "pretrained/moving_shapes"
+    args = [a for a in sys.argv[1:] if a != "--spatial_conv"]
+    steps = int(args[0]) if args else 300
+    init = args[1] if len(args) > 1 else "pretrained/moving_shapes"
     config = get_config()
+    config.model.temporal_spatial_conv = "--spatial_conv" in sys.argv[1:]
     config.train.update(init_from=init, init_from_kind="stunet")
     config.data.batch_size = 8
     config.optim.warmup_steps = 20
@@ -86,6 +89,7 @@ def main() -> None:
     read = [analyze_clip(v) for v in out]
     got = [a.objects[0].direction if a.objects else "none" for a in read]
     print(json.dumps({"figure": "direction_overfit", "steps": steps, "init": init,
+                      "spatial_conv": config.model.temporal_spatial_conv,
                       "loss_last50": float(np.mean(losses[-50:])),
                       "train_seconds": round(time.perf_counter() - start, 1),
                       "asked": names, "read_back": got,
