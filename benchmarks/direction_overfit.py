@@ -2,6 +2,7 @@
 
     python benchmarks/direction_overfit.py [STEPS=300] [INIT=pretrained/moving_shapes] \
         [--spatial_conv]      # model.temporal_spatial_conv=True (new convs start at zero)
+        [--fresh_text]        # the temporal text encoder re-initialised, not INIT's
 
 An overfitting check that tells "cannot" from "has no reason to": 8 clips of one large
 red circle on black, all centred on the same point at mid-clip, that differ only in their
@@ -28,12 +29,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs.demo_stunet import get_config
 from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import (
     DIRECTIONS, SIZES, SPEEDS, Scene, ShapeObject, render_scene)
+from lumiere_jax import runs
 from lumiere_jax.eval import analyze_clip
 from lumiere_jax.parallel import make_mesh, shard_batch
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.training import setup
 from lumiere_jax.training.run import build_run
-from lumiere_jax.training.state import merge_params
+from lumiere_jax.training.state import merge_params, split_params
 from lumiere_jax.training.step import make_sample_fn
 
 
@@ -56,18 +58,31 @@ def direction_batch(frames: int, size: int) -> tuple[np.ndarray, list[str], list
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if a != "--spatial_conv"]
+    options = {a for a in sys.argv[1:] if a.startswith("--")}
+    unknown = options - {"--spatial_conv", "--fresh_text"}
+    if unknown:
+        raise SystemExit(f"unknown options {sorted(unknown)}; valid: --spatial_conv, --fresh_text")
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     steps = int(args[0]) if args else 300
     init = args[1] if len(args) > 1 else "pretrained/moving_shapes"
     config = get_config()
-    config.model.temporal_spatial_conv = "--spatial_conv" in sys.argv[1:]
+    config.model.temporal_spatial_conv = "--spatial_conv" in options
     config.train.update(init_from=init, init_from_kind="stunet")
     config.data.batch_size = 8
     config.optim.warmup_steps = 20
     setup.check_config(config)
     mesh = make_mesh(setup.mesh_shape(config))
     run = build_run(config, mesh)
-    state, frozen = run.fresh_state()
+    if "--fresh_text" in options:  # INIT's temporal encoder replaced by a fresh one
+        params, _ = setup.init_params(config, run.model, run.encoder, mesh, run.rules)
+        fresh = runs.random_params(config, jax.random.key(11, impl=config.init_rng_impl))
+        params["text"] = dict(params["text"], temporal_encoder=jax.device_put(
+            fresh["text"]["temporal_encoder"]))
+        trainable, frozen = split_params(params, run.mask)
+        key = run.state_key()
+        state = run.make_state.lower(trainable, key).compile(run.xla_options)(trainable, key)
+    else:
+        state, frozen = run.fresh_state()
     pixels, captions, names = direction_batch(config.model.num_frames, config.model.image_size)
     ids, mask = run.tokenizer.encode(captions)
     batch = shard_batch(dict(pixels=pixels, ids=np.asarray(ids), mask=np.asarray(mask)), mesh)
@@ -90,6 +105,7 @@ def main() -> None:
     got = [a.objects[0].direction if a.objects else "none" for a in read]
     print(json.dumps({"figure": "direction_overfit", "steps": steps, "init": init,
                       "spatial_conv": config.model.temporal_spatial_conv,
+                      "fresh_text": "--fresh_text" in options,
                       "loss_last50": float(np.mean(losses[-50:])),
                       "train_seconds": round(time.perf_counter() - start, 1),
                       "asked": names, "read_back": got,
