@@ -3,12 +3,13 @@
     python benchmarks/direction_overfit.py [STEPS=300] [INIT=pretrained/moving_shapes] \
         [--spatial_conv]      # model.temporal_spatial_conv=True (new convs start at zero)
         [--fresh_text]        # the temporal text encoder re-initialised, not INIT's
+        [--t_power=P]         # t = 1 - (1 - u)^P (40: 93% of the steps at t > 0.95)
 
 An overfitting check that tells "cannot" from "has no reason to": 8 clips of one large
 red circle on black, all centred on the same point at mid-clip, that differ only in their
 direction (the 8 directions, fast), captioned "a red circle moving <direction>". The demo
 STUNet config, started from INIT's base stage (`init_from_kind=stunet`), trains STEPS
-steps on that one batch (uniform t); then each caption is sampled from the same noise
+steps on that one batch (uniform t unless --t_power); then each caption is sampled from the same noise
 (16 DDIM steps, guidance 3) and read back by `analyze_clip`. If the 8 samples do not move
 their captions' ways after the loss has fallen, the text path cannot steer motion; if
 they do, the full run's trouble is the weak loss signal, not the architecture.
@@ -58,15 +59,18 @@ def direction_batch(frames: int, size: int) -> tuple[np.ndarray, list[str], list
 
 
 def main() -> None:
-    options = {a for a in sys.argv[1:] if a.startswith("--")}
-    unknown = options - {"--spatial_conv", "--fresh_text"}
+    options = {a.partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}
+    t_power = [float(a.partition("=")[2]) for a in sys.argv[1:] if a.startswith("--t_power=")]
+    unknown = options - {"--spatial_conv", "--fresh_text", "--t_power"}
     if unknown:
-        raise SystemExit(f"unknown options {sorted(unknown)}; valid: --spatial_conv, --fresh_text")
+        raise SystemExit(f"unknown options {sorted(unknown)}; valid: --spatial_conv, "
+                         "--fresh_text, --t_power=P")
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     steps = int(args[0]) if args else 300
     init = args[1] if len(args) > 1 else "pretrained/moving_shapes"
     config = get_config()
     config.model.temporal_spatial_conv = "--spatial_conv" in options
+    config.diffusion.t_power = t_power[-1] if t_power else 1.0
     config.train.update(init_from=init, init_from_kind="stunet")
     config.data.batch_size = 8
     config.optim.warmup_steps = 20
@@ -106,6 +110,7 @@ def main() -> None:
     print(json.dumps({"figure": "direction_overfit", "steps": steps, "init": init,
                       "spatial_conv": config.model.temporal_spatial_conv,
                       "fresh_text": "--fresh_text" in options,
+                      "t_power": config.diffusion.t_power,
                       "loss_last50": float(np.mean(losses[-50:])),
                       "train_seconds": round(time.perf_counter() - start, 1),
                       "asked": names, "read_back": got,
