@@ -89,8 +89,9 @@ flags.DEFINE_integer("steps", 0, "base sampler steps (0: 32)")
 flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: 16)")
 flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default ddim)")
 flags.DEFINE_float("guidance", 0.0, "base classifier-free guidance scale (0: 3)")
-flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times (None: the pretrained default, else 0 "
-                   "= evenly spaced in t; < 0 spends more steps at high noise)")
+flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
+                   "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
+                   "more steps at high noise)")
 flags.DEFINE_integer("batch_size", 8, "prompts per cascade call (the last batch is padded)")
 flags.DEFINE_bool("progress", True, "progress bars")
 flags.DEFINE_string("videos_dir", "", "score the videos in this folder instead of generating")

@@ -37,10 +37,9 @@ flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
 
 def run_config(workdir: str, config_file: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, "config.json")
-    if os.path.isfile(path):
-        with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
+    saved = runs.saved_config(workdir)
+    if saved is not None:
+        return saved
     if not config_file:
         raise ValueError(f"{workdir!r} has no config.json: give its config file as "
                          f"--stage NAME={workdir}:configs/X.py")

@@ -71,8 +71,9 @@ flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (defau
                   "pretrained default, else ddim)")
 flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base stage "
                    "(0: the pretrained default, else 3)")
-flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times (None: the pretrained default, else 0 "
-                   "= evenly spaced in t; < 0 spends more steps at high noise)")
+flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
+                   "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
+                   "more steps at high noise)")
 flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
 flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")

@@ -36,7 +36,7 @@ from lumiere_jax.parallel import make_mesh, shard_batch
 from lumiere_jax.parallel.mesh import mesh_rules
 from lumiere_jax.training import setup
 from lumiere_jax.training.run import build_run
-from lumiere_jax.training.state import merge_params, split_params
+from lumiere_jax.training.state import merge_params
 from lumiere_jax.training.step import make_sample_fn
 
 
@@ -82,9 +82,7 @@ def main() -> None:
         fresh = runs.random_params(config, jax.random.key(11, impl=config.init_rng_impl))
         params["text"] = dict(params["text"], temporal_encoder=jax.device_put(
             fresh["text"]["temporal_encoder"]))
-        trainable, frozen = split_params(params, run.mask)
-        key = run.state_key()
-        state = run.make_state.lower(trainable, key).compile(run.xla_options)(trainable, key)
+        state, frozen = run.state_from_params(params)
     else:
         state, frozen = run.fresh_state()
     pixels, captions, names = direction_batch(config.model.num_frames, config.model.image_size)

@@ -72,16 +72,23 @@ def text_config(config: Any) -> TextEncoderConfig:
                              temporal_depth=t.get("temporal_depth", 1))
 
 
+def saved_config(workdir: str) -> ml_collections.ConfigDict | None:
+    """The config a train.py run saved as `WORKDIR/config.json`; None if it has none."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
 def load_run(workdir: str, stage: str | tuple[str, ...], use_ema: bool = True,
              field: str = "workdir") -> tuple[ml_collections.ConfigDict, dict]:
     """(config, `{'unet', 'text'}` weights) of a train.py run: the `config.json` it saved
     and the newest readable checkpoint in `checkpoints/` (EMA by default). `stage`: the
     train stage(s) it must be; anything else is a `ValueError` naming `field`."""
-    path = os.path.join(workdir, "config.json")
-    if not os.path.isfile(path):
+    config = saved_config(workdir)
+    if config is None:
         raise ValueError(f"{field}={workdir!r} has no config.json: give a train.py workdir")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f))
     stages = (stage,) if isinstance(stage, str) else tuple(stage)
     if config.stage not in stages:
         raise ValueError(f"{field}={workdir!r} is a {config.stage!r} run; expected one of "

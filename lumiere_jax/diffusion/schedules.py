@@ -70,20 +70,24 @@ class Schedule:
         """log(alpha^2 / sigma^2) at time t (any shape, float in [0, 1]); same shape, f32."""
         t = jnp.asarray(t, jnp.float32)
         if self.kind == "cosine":
-            t_min = math.atan(math.exp(-0.5 * self.logsnr_max))
-            t_max = math.atan(math.exp(-0.5 * self.logsnr_min))
+            t_min, t_max = self._cosine_angle_range()
             return -2.0 * jnp.log(jnp.tan(t_min + t * (t_max - t_min))) + self.shift
         grid_t, grid_logsnr = _discrete_grid(self.betas)
         return jnp.interp(t, jnp.asarray(grid_t, jnp.float32),
                           jnp.asarray(grid_logsnr, jnp.float32))
+
+    def _cosine_angle_range(self) -> tuple[float, float]:
+        """The angles `atan(exp(-log_snr / 2))` of logsnr_max and logsnr_min (unshifted):
+        the cosine schedule maps t in [0, 1] linearly onto them."""
+        return (math.atan(math.exp(-0.5 * self.logsnr_max)),
+                math.atan(math.exp(-0.5 * self.logsnr_min)))
 
     def time_of_log_snr(self, log_snr: jax.Array) -> jax.Array:
         """The inverse of `log_snr`: the time t in [0, 1] with that log-SNR (clipped to the
         schedule's range); same shape, float32."""
         lsnr = jnp.asarray(log_snr, jnp.float32)
         if self.kind == "cosine":
-            t_min = math.atan(math.exp(-0.5 * self.logsnr_max))
-            t_max = math.atan(math.exp(-0.5 * self.logsnr_min))
+            t_min, t_max = self._cosine_angle_range()
             angle = jnp.arctan(jnp.exp(-0.5 * (lsnr - self.shift)))
             return jnp.clip((angle - t_min) / (t_max - t_min), 0.0, 1.0)
         grid_t, grid_logsnr = _discrete_grid(self.betas)  # decreasing log-SNR: flip it

@@ -85,6 +85,11 @@ class Run:
         runs inflate `config.train.init_from`."""
         params, _ = setup.init_params(self.config, self.model, self.encoder, self.mesh,
                                       self.rules)
+        return self.state_from_params(params)
+
+    def state_from_params(self, params: PyTree) -> tuple[PyTree, PyTree]:
+        """(fresh train state, frozen weights) around the full `{'unet', 'text'}` tree
+        `params` (sharded as `fresh_state` makes it): optimizer and EMA start anew."""
         trainable, frozen = split_params(params, self.mask)
         key = self.state_key()
         state = self.make_state.lower(trainable, key).compile(self.xla_options)(trainable, key)
