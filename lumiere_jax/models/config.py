@@ -33,6 +33,11 @@ class UNetConfig:
         `temporal_text_pool_proj`, and every temporal attention block is followed by a
         `temporal_cross_attention_*` to the text tokens. All of it is zero-initialised
         where it enters the residual stream, so identity at init still holds.
+      temporal_text_layout: with `temporal_text`, that scale / shift also varies over
+        frames and pixels (`nn.temporal.TextLayoutField`, zero-initialised): a per-channel
+        scale / shift, the same in every frame and place, cannot say where an object
+        moving right should be in which frame (a deviation from the paper, README
+        "Design notes: motion from text").
       temporal_text_dim: with `temporal_text`, the width of extra text channels read only
         by the temporal layers: `text` is then `(B, L, text_dim + temporal_text_dim)`, the
         spatial layers read its first `text_dim` channels (the T2I's encoder) and the
@@ -71,6 +76,7 @@ class UNetConfig:
     temporal_spatial_conv: bool = False
     temporal_heads: int = 4
     temporal_text: bool = False
+    temporal_text_layout: bool = False
     temporal_text_dim: int = 0
     # conditioning
     cond_channels: int = 0
@@ -102,6 +108,8 @@ class UNetConfig:
             raise ValueError("temporal_spatial_conv is set but temporal=False")
         if self.temporal_text and not self.temporal:
             raise ValueError("temporal_text is set but temporal=False")
+        if self.temporal_text_layout and not self.temporal_text:
+            raise ValueError("temporal_text_layout needs temporal_text=True")
         if self.temporal_text_dim < 0 or (self.temporal_text_dim and not self.temporal_text):
             raise ValueError(f"temporal_text_dim={self.temporal_text_dim} must be >= 0 and needs "
                              "temporal_text=True")

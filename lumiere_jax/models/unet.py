@@ -84,6 +84,7 @@ class UNet(nn.Module):
             if level < cfg.num_levels - 1:
                 h = self._wrap(TemporalConvBlock)(batch, cfg.temporal_kernel_size, cfg.norm_groups,
                                                   cfg.temporal_spatial_conv,
+                                                  cfg.temporal_text_layout,
                                                   name=f"temporal_conv_{tag}", **kw)(
                                                       h, temporal_emb)
             else:

@@ -21,6 +21,21 @@ def sinusoidal_embedding(values: jax.Array, dim: int, max_period: float = 10_000
     return jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
 
 
+def space_time_features(frames: int, height: int, width: int,
+                        num_freqs: int = 3) -> jax.Array:
+    """Fourier features of every (frame, row, column) of a clip: `(T, H, W, 3 + 6 F)`.
+
+    Each coordinate is first mapped to [-1, 1] (cell centres), then given as itself and
+    as `sin, cos(pi 2^k c)` for k < `num_freqs`.
+    """
+    axes = [(jnp.arange(n, dtype=jnp.float32) + 0.5) / n * 2.0 - 1.0
+            for n in (frames, height, width)]
+    coords = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1)  # (T, H, W, 3)
+    angles = coords[..., None] * (jnp.pi * 2.0 ** jnp.arange(num_freqs, dtype=jnp.float32))
+    angles = angles.reshape(coords.shape[:-1] + (-1,))
+    return jnp.concatenate([coords, jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
 class ScalarEmbedding(nn.Module):
     """Embeds a per-example scalar in [0, 1] (time or noise level) with an MLP.
 

@@ -59,9 +59,14 @@ class Conv(nn.Conv):
 
 
 def dense(features: int, *, name: str, dtype: Dtype, param_dtype: Dtype,
-          kernel_init: Initializer = default_kernel_init, use_bias: bool = True) -> Dense:
-    """A `Dense` whose kernel is `('embed', 'mlp')` and bias `('mlp',)`."""
-    return Dense(
+          kernel_init: Initializer = default_kernel_init, use_bias: bool = True,
+          batched: bool = True) -> nn.Dense:
+    """A `Dense` whose kernel is `('embed', 'mlp')` and bias `('mlp',)`.
+
+    `batched=False` for inputs without a batch axis (e.g. position features), whose
+    leading axis must not be pinned to `'batch'`.
+    """
+    return (Dense if batched else nn.Dense)(
         features,
         use_bias=use_bias,
         dtype=dtype,

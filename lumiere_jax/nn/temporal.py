@@ -10,10 +10,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from einops import repeat
+from einops import rearrange, repeat
 
 from lumiere_jax.nn.attention import MultiHeadAttention
-from lumiere_jax.nn.embeddings import sinusoidal_embedding
+from lumiere_jax.nn.embeddings import sinusoidal_embedding, space_time_features
 from lumiere_jax.nn.layers import (Dtype, conv, dense, from_pixel_sequences, group_norm,
                                    to_pixel_sequences, zeros_init)
 
@@ -31,12 +31,17 @@ class TemporalConvBlock(nn.Module):
     convs, the block returns `x + temporal(u)`. Without it every trainable temporal
     weight acts on one pixel's sequence, so content can move between pixels only through
     the frozen spatial layers.
+    `text_layout` (needs `emb`): the scale / shift also varies over frames and pixels,
+    by a one-hidden-layer field of (emb, frame, row, column) (`TextLayoutField`); a
+    global scale / shift cannot say where an object should be in which frame.
     """
 
     batch: int
     kernel_size: int = 3
     norm_groups: int = 32
     spatial_conv: bool = False
+    text_layout: bool = False
+    layout_width: int = 64
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
@@ -57,11 +62,41 @@ class TemporalConvBlock(nn.Module):
             scale_shift = dense(2 * channels, name="emb_proj", kernel_init=zeros_init, **kw)(
                 nn.silu(emb))
             scale_shift = repeat(scale_shift, "b c -> (b n) 1 c", n=x.shape[1] * x.shape[2])
+            if self.text_layout:
+                field = TextLayoutField(seq.shape[1], x.shape[1], x.shape[2], 2 * channels,
+                                        self.layout_width, name="layout", **kw)(emb)
+                scale_shift = scale_shift + rearrange(field, "b t h w c -> (b h w) t c")
             scale, shift = jnp.split(scale_shift.astype(h.dtype), 2, axis=-1)
             h = h * (1.0 + scale) + shift
         h = conv(channels, (self.kernel_size,), name="conv_1", kernel_init=zeros_init, **kw)(
             nn.silu(h))
         return x + from_pixel_sequences(h, self.batch, x.shape[1], x.shape[2])
+
+
+class TextLayoutField(nn.Module):
+    """A conditioned field over a clip: `emb: (B, E)` -> `(B, T, H, W, features)`.
+
+    `dense(silu(dense(silu(emb)) + dense(space_time_features)))`, the output projection
+    zero-initialised: what the text says about each frame and place (e.g. where a shape
+    moving right should be in frame t), which a per-channel scale / shift cannot say.
+    """
+
+    frames: int
+    height: int
+    width: int
+    features: int
+    hidden: int = 64
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, emb: jax.Array) -> jax.Array:
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        positions = space_time_features(self.frames, self.height, self.width).astype(self.dtype)
+        h = (dense(self.hidden, name="text", **kw)(nn.silu(emb))[:, None, None, None]
+             + dense(self.hidden, name="position", batched=False, use_bias=False, **kw)(
+                 positions)[None])
+        return dense(self.features, name="out", kernel_init=zeros_init, **kw)(nn.silu(h))
 
 
 class TemporalAttention(nn.Module):

@@ -59,7 +59,8 @@ SECOND_STUNET = presets.tiny_t2i(channel_mults=(1, 2), num_res_blocks=2,
 
 def t2i_of(stunet_config):
     return stunet_config.replace(temporal=False, temporal_downsample=(), temporal_text=False,
-                                 temporal_text_dim=0, temporal_spatial_conv=False)
+                                 temporal_text_dim=0, temporal_spatial_conv=False,
+                                 temporal_text_layout=False)
 
 
 @pytest.fixture(scope="module", params=["tiny_stunet", "second", "temporal_text",
@@ -116,15 +117,18 @@ def test_identity_at_init_on_constant_video(inflated):
         np.testing.assert_allclose(out[:, f], expected, atol=1e-5, rtol=0)
 
 
-def test_stunet_without_spatial_conv_loads_unchanged_into_one_with_it():
-    """A trained STUNet (no `temporal_spatial_conv`) merged into the tree of one with it
-    computes the same function: the new spatial convs start at zero."""
+@pytest.mark.parametrize("field, new_names", [
+    ("temporal_spatial_conv", {"spatial_conv", "spatial_norm"}),
+    ("temporal_text_layout", {"layout"})])
+def test_stunet_loads_unchanged_into_one_with_a_new_temporal_option(field, new_names):
+    """A trained STUNet merged into the tree of one with `temporal_spatial_conv` or
+    `temporal_text_layout` computes the same function: the new layers start at zero."""
     old_cfg = presets.tiny_stunet(temporal_text=True)
-    new_cfg = old_cfg.replace(temporal_spatial_conv=True)
+    new_cfg = old_cfg.replace(**{field: True})
     old = perturb(init_fn(old_cfg, True)(KEY), 11, where=is_temporal)
     merged = inflate_params(old, init_fn(new_cfg, True)(jax.random.key(12, impl="rbg")))
     added = set(traverse_util.flatten_dict(merged)) - set(traverse_util.flatten_dict(old))
-    assert added and all("spatial_conv" in p[-2] or "spatial_norm" in p[-2] for p in added)
+    assert added and all(new_names & set(p) for p in added), added
     video = jax.random.normal(jax.random.key(13), (2, old_cfg.num_frames, old_cfg.image_size,
                                                    old_cfg.image_size, 3))
     t = jnp.array([0.3, 0.8])
@@ -195,6 +199,8 @@ def test_temporal_text_channels_are_read_by_the_temporal_layers_only():
         f(at_init, video, t, text[..., :cfg.text_dim], mask)
     with pytest.raises(ValueError, match="temporal_text_dim.*needs temporal_text=True"):
         presets.tiny_stunet(temporal_text_dim=8)
+    with pytest.raises(ValueError, match="temporal_text_layout needs temporal_text=True"):
+        presets.tiny_stunet(temporal_text_layout=True)
 
 
 def test_conditional_model_at_init_equals_plain_model():

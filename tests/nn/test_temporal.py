@@ -47,3 +47,37 @@ def test_block_reaches_its_pixel_or_its_3x3_neighbourhood(spatial_conv):
         # GroupNorm statistics couple pixels, far more weakly
         assert spatial[near].min() > 10 * spatial[~near].max(), (spatial[near].min(),
                                                                  spatial[~near].max())
+
+
+def test_space_time_features_match_a_numpy_loop():
+    from lumiere_jax.nn.embeddings import space_time_features
+    frames, height, width, freqs = 3, 4, 5, 2
+    got = np.asarray(space_time_features(frames, height, width, freqs))
+    assert got.shape == (frames, height, width, 3 + 6 * freqs)
+    for t in range(frames):
+        for h in range(height):
+            for w in range(width):
+                c = [(t + 0.5) / frames * 2 - 1, (h + 0.5) / height * 2 - 1,
+                     (w + 0.5) / width * 2 - 1]
+                angles = [np.pi * 2 ** k * v for v in c for k in range(freqs)]
+                want = c + [np.sin(a) for a in angles] + [np.cos(a) for a in angles]
+                np.testing.assert_allclose(got[t, h, w], want, atol=1e-5)
+
+
+def test_text_layout_field_says_where_and_when_not_just_what():
+    """Zero at init; trained (perturbed), the change a different text makes varies over
+    frames and pixels, which a per-channel scale / shift cannot do."""
+    from lumiere_jax.nn.temporal import TextLayoutField
+    field = TextLayoutField(FRAMES, SIZE, SIZE, features=2 * CHANNELS, hidden=16)
+    emb = jax.random.normal(jax.random.key(3), (2, 32))
+    init = nn.meta.unbox(field.init(jax.random.key(0), emb))
+    assert float(jnp.abs(field.apply(init, emb)).max()) == 0.0
+    params = perturbed_params(field, emb, seed=4)
+    out = np.asarray(field.apply(params, emb))  # (2, T, H, W, 2C)
+    assert out.shape == (2, FRAMES, SIZE, SIZE, 2 * CHANNELS)
+    change = out[1] - out[0]
+    spread_over_frames = change.std(axis=0).mean()
+    spread_over_pixels = change.std(axis=(1, 2)).mean()
+    assert spread_over_frames > 0.1 * np.abs(change).mean()
+    assert spread_over_pixels > 0.1 * np.abs(change).mean()
+
