@@ -36,6 +36,8 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         name="moving_shapes/f16_s32", split="train", data_dir="",
         batch_size=8,                    # global, over all processes
         caption_dropout=0.0,             # moving_shapes: drop optional caption parts (p each)
+        time_reversal_pairs=False,       # moving_shapes clips: each batch row followed by
+                                         #   itself played backwards, directions reversed
         num_shards=0,                    # data shards in all (0: one per process)
         num_threads=4, prefetch=4))
     c.diffusion = ml_collections.ConfigDict(dict(

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from einops import rearrange
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
@@ -210,6 +211,21 @@ class _ExampleTransform:
         return out
 
 
+class _TimeReversalPairs:
+    """Batch map: `B` clips -> `2 B`, rows `2i, 2i + 1` = clip `i` and clip `i` played
+    backwards, its caption with every direction reversed (`moving_shapes.reverse_directions`).
+    """
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        from lumiere_jax.data.moving_shapes import reverse_directions
+        video = np.asarray(batch["video"])
+        captions = [c.decode() if isinstance(c, bytes) else str(c) for c in batch["caption"]]
+        paired = [c for caption in captions for c in (caption, reverse_directions(caption))]
+        return {"video": rearrange(np.stack([video, video[:, ::-1]], axis=1),
+                                   "b pair ... -> (b pair) ..."),
+                "caption": np.asarray(paired)}
+
+
 class _Tokenize:
     """Batch map: captions -> 'ids' int32 (B, L), 'mask' bool (B, L)."""
 
@@ -239,6 +255,7 @@ def make_dataset(
     shard_count: int | None = None,
     embedding_lookup: EmbeddingLookup | None = None,
     caption_dropout: float = 0.0,
+    time_reversal_pairs: bool = False,
     tokenizer: Any | None = None,
     num_threads: int = 8,
     prefetch_buffer_size: int = 16,
@@ -265,6 +282,10 @@ def make_dataset(
       caption_dropout: > 0 rebuilds each `moving_shapes` caption from its stored labels with
         size, speed, background and one of two objects each dropped with this probability
         (`moving_shapes.caption_from_labels`), so short prompts are in the training data.
+      time_reversal_pairs: `moving_shapes` clips only: every batch is `batch_size / 2` clips,
+        each followed by itself played backwards with its caption's directions reversed
+        (an exact symmetry of the data), so a train step can pair their noise and time
+        (`training.StepConfig.reversal_pairs`); `batch_size` must be even.
       tokenizer: an object with `encode(captions) -> (ids (B, L), mask (B, L))` (e.g.
         `lumiere_jax.text.WordTokenizer`): each batch gains 'ids' int32 and 'mask' bool,
         tokenised by a map step of the pipeline (in its read threads).
@@ -312,6 +333,14 @@ def make_dataset(
             f"caption_dropout={caption_dropout} rebuilds moving_shapes captions from their labels, "
             f"but {info.name!r} has no 'objects' labels; use caption_dropout=0.")
 
+    if time_reversal_pairs:
+        if images or batch_size % 2:
+            raise ValueError(f"time_reversal_pairs needs clips (images=False) and an even "
+                             f"batch_size, got images={images}, batch_size={batch_size}.")
+        if info is not None and "objects" not in info.features:
+            raise ValueError(f"time_reversal_pairs reverses moving_shapes directions, but "
+                             f"{info.name!r} has no 'objects' labels.")
+
     ds = grain.MapDataset.source(source)
     ds = ds[shard_index::shard_count]
     if drop_remainder and num_epochs is not None and len(ds) < batch_size:
@@ -329,7 +358,10 @@ def make_dataset(
         random_crop, caption_dropout)
     # Seeded per record position: the same element gets the same crop on every run.
     ds = ds.random_map(transform, seed=crop_seed)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if time_reversal_pairs:
+        ds = ds.batch(batch_size // 2, drop_remainder=drop_remainder).map(_TimeReversalPairs())
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if tokenizer is not None:
         ds = ds.map(_Tokenize(tokenizer))
     it_ds = ds.to_iter_dataset(

@@ -128,11 +128,12 @@ def sample_times(key: jax.Array, batch: int, power: float = 1.0) -> jax.Array:
 
 def diffusion_loss(denoise_fn: DenoiseFn, x0: jax.Array, key: jax.Array, schedule: Schedule,
                    prediction: str = "v", weighting: str = "plain", gamma: float = 5.0,
-                   *, t: jax.Array | None = None) -> jax.Array:
+                   *, t: jax.Array | None = None, eps: jax.Array | None = None) -> jax.Array:
     """Denoising loss, a scalar: mean over the batch of weight(t) * mean((output - target)^2).
 
     denoise_fn(x_t, t) -> output with x_t's shape; x0: (B, ...) float clean data;
-    t: optional (B,) times, else t ~ U(0, 1) per example. The target is eps, v or x0
+    t: optional (B,) times, else t ~ U(0, 1) per example; eps: optional noise of x0's
+    shape, else drawn N(0, I) from `key`. The target is eps, v or x0
     according to `prediction`; `weighting` is 'plain' or 'min_snr' (see `loss_weight`).
     """
     check_prediction(prediction)
@@ -145,7 +146,10 @@ def diffusion_loss(denoise_fn: DenoiseFn, x0: jax.Array, key: jax.Array, schedul
     if t is None:
         t = jax.random.uniform(key_t, (batch,), jnp.float32)
     t = jnp.broadcast_to(jnp.asarray(t, jnp.float32), (batch,))
-    eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+    if eps is None:
+        eps = jax.random.normal(key_eps, x0.shape, x0.dtype)
+    elif eps.shape != x0.shape:
+        raise ValueError(f"eps has shape {eps.shape}; expected x0's {x0.shape}.")
     alpha, sigma = schedule.alpha_sigma(t)
     x_t = bcast(alpha, x0) * x0 + bcast(sigma, x0) * eps
     output = denoise_fn(x_t.astype(x0.dtype), t)

@@ -64,15 +64,19 @@ def null_embedding(encode_fn: EncodeFn, batch_size: int = 1) -> tuple[np.ndarray
 
 
 def drop_to_null(states: jax.Array, mask: jax.Array, null_states: jax.Array,
-                 null_mask: jax.Array, key: jax.Array, rate: float) -> tuple[jax.Array, jax.Array]:
+                 null_mask: jax.Array, key: jax.Array, rate: float,
+                 group: int = 1) -> tuple[jax.Array, jax.Array]:
     """Replace each caption by the null embedding with probability `rate` (CFG training).
 
     `states (B, L, D)`, `mask (B, L)`, `null_states (L, D) | (B, L, D)`, `null_mask (L,) | (B, L)`.
+    `group`: each run of `group` consecutive rows is kept or dropped together (B % group == 0).
     """
     if states.ndim != 3 or mask.shape != states.shape[:2]:
         raise ValueError(f"states must be (B, L, D) and mask (B, L), got {states.shape} and "
                          f"{mask.shape}")
-    drop = jax.random.bernoulli(key, rate, (states.shape[0],))
+    if group < 1 or states.shape[0] % group:
+        raise ValueError(f"group={group} must be >= 1 and divide the batch {states.shape[0]}")
+    drop = jnp.repeat(jax.random.bernoulli(key, rate, (states.shape[0] // group,)), group)
     null_states = jnp.broadcast_to(null_states, states.shape).astype(states.dtype)
     null_mask = jnp.broadcast_to(null_mask, mask.shape).astype(bool)
     return (jnp.where(drop[:, None, None], null_states, states),

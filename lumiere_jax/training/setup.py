@@ -48,7 +48,8 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       ema_warmup=bool(config.optim.get("ema_warmup", False)),
                       ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug,
                       t_power=float(d.get("t_power", 1.0)),
-                      condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)))
+                      condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)),
+                      reversal_pairs=bool(config.data.get("time_reversal_pairs", False)))
 
 
 def unet_trainable(config: Any) -> str:
@@ -105,6 +106,12 @@ def check_config(config: Any) -> None:
         raise ValueError(f"config.model.temporal_text_dim={temporal_dim} must equal "
                          f"config.text.temporal_width={temporal_width} (the temporal layers "
                          "read the temporal encoder's states)")
+    if config.data.get("time_reversal_pairs", False) and (
+            not video or (config.data.batch_size // num_shards(config)) % 2):
+        raise ValueError(f"config.data.time_reversal_pairs pairs each clip with its time "
+                         f"reversal: it needs a video stage (got {config.stage!r}) and an even "
+                         f"batch per data shard (config.data.batch_size="
+                         f"{config.data.batch_size} over {num_shards(config)} shards)")
     on_unreadable = config.train.get("on_unreadable", "stop")
     if on_unreadable not in ON_UNREADABLE:
         raise ValueError(f"config.train.on_unreadable={on_unreadable!r}; valid: {ON_UNREADABLE} "
@@ -135,7 +142,9 @@ def train_batches(config: Any, tok: Tokenizer):
         global_batch_size=d.batch_size, num_shards=num_shards(config), tokenizer=tok,
         seed=config.seed, num_frames=None if config.stage == "t2i" else mcfg.num_frames,
         size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
-        caption_dropout=d.get("caption_dropout", 0.0), prefetch_buffer_size=d.prefetch)
+        caption_dropout=d.get("caption_dropout", 0.0),
+        time_reversal_pairs=bool(d.get("time_reversal_pairs", False)),
+        prefetch_buffer_size=d.prefetch)
 
 
 def mesh_shape(config: Any) -> dict:

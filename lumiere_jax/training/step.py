@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from einops import rearrange
 
 from lumiere_jax.applications.conditioning import (TRAINING_KINDS, image_to_video_condition,
                                                    random_training_condition)
@@ -46,6 +47,13 @@ class StepConfig:
       prompt must decide (e.g. the direction of motion).
     condition_kinds: the conditional stage's training conditions, drawn uniformly per clip
       (a kind listed twice is drawn twice as often); see `random_training_condition`.
+    reversal_pairs: rows `2i, 2i + 1` of every batch are a clip and the same clip played
+      backwards with its directions reversed (`data.make_dataset(time_reversal_pairs=True)`);
+      each pair shares its time, its caption dropout and its noise (played backwards too).
+      Each row is still a plain training example, so the loss's expectation is unchanged,
+      but within a pair everything that does not depend on the direction of motion (the
+      background, the object's look) meets the same noise and cancels from the part of the
+      gradient that tells the two captions apart (antithetic sampling).
     """
 
     stage: str
@@ -59,6 +67,7 @@ class StepConfig:
     ssr_max_aug: float = 0.3
     t_power: float = 1.0
     condition_kinds: tuple[str, ...] = TRAINING_KINDS
+    reversal_pairs: bool = False
 
     def __post_init__(self):
         bad = [k for k in self.condition_kinds if k not in TRAINING_KINDS]
@@ -73,6 +82,9 @@ class StepConfig:
             raise ValueError(f"ema_decay={self.ema_decay}; must be in [0, 1)")
         if not self.t_power > 0.0:
             raise ValueError(f"t_power={self.t_power}; must be > 0 (1: uniform t)")
+        if self.reversal_pairs and self.stage == "t2i":
+            raise ValueError("reversal_pairs pairs clips with their time reversal; the 't2i' "
+                             "stage trains on single frames")
 
 
 def to_float(pixels: jax.Array) -> jax.Array:
@@ -97,6 +109,20 @@ def _model_kwargs(cfg: StepConfig, x0: jax.Array, key: jax.Array) -> dict:
     return dict(cond=cond, cond_level=level)
 
 
+def reversal_pair_noise(key: jax.Array, x0: jax.Array, t_power: float
+                        ) -> tuple[jax.Array, jax.Array]:
+    """`(t (B,), eps (B, T, ...))` for a batch of reversal pairs: rows `2i, 2i + 1` share
+    their time, and row `2i + 1`'s noise is row `2i`'s played backwards."""
+    if x0.shape[0] % 2:
+        raise ValueError(f"reversal_pairs needs an even batch, got {x0.shape[0]} clips")
+    half = x0.shape[0] // 2
+    key_t, key_eps = jax.random.split(key)
+    t = sample_times(key_t, half, t_power)
+    eps = jax.random.normal(key_eps, (half,) + x0.shape[1:], x0.dtype)
+    return (jnp.repeat(t, 2),
+            rearrange(jnp.stack([eps, eps[:, ::-1]], axis=1), "b pair ... -> (b pair) ..."))
+
+
 def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
                     lr_schedule: Callable[[Any], Any], cfg: StepConfig,
                     null_ids: np.ndarray, null_mask: np.ndarray
@@ -117,7 +143,7 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         null_states, null_m = encoder.apply({"params": params["text"]}, null_ids[None],
                                             null_mask[None])
         states, mask = drop_to_null(states, mask, null_states[0], null_m[0], k_drop,
-                                    cfg.text_dropout)
+                                    cfg.text_dropout, group=2 if cfg.reversal_pairs else 1)
         x0 = to_float(batch["pixels"])
         extra = _model_kwargs(cfg, x0, k_cond)
 
@@ -125,11 +151,13 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
             return model.apply({"params": params["unet"]}, x_t, t, states, mask, train=True,
                                rngs={"dropout": k_dropout}, **extra)
 
-        t = None  # uniform, drawn inside diffusion_loss
-        if cfg.t_power != 1.0:
+        t = eps = None  # uniform t and fresh noise, drawn inside diffusion_loss
+        if cfg.reversal_pairs:
+            t, eps = reversal_pair_noise(jax.random.fold_in(k_loss, 2), x0, cfg.t_power)
+        elif cfg.t_power != 1.0:
             t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
         return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction, cfg.weighting,
-                              t=t)
+                              t=t, eps=eps)
 
     def step(state: dict, frozen: dict, batch: dict) -> tuple[dict, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])

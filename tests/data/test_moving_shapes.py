@@ -179,3 +179,70 @@ def test_caption_dropout_keeps_every_kept_phrase_true_to_the_labels(built):
             it = iter(source.split())
             assert all(w in it for w in words), (phrase, source)  # ordered sub-sequence
     assert len(lengths) > 5  # the dropout really varies the captions
+
+
+def _opposite(direction):
+    dy, dx = DIRECTIONS[direction][0]
+    return next(d for d, (vec, _) in DIRECTIONS.items() if vec == (-dy + 0.0, -dx + 0.0))
+
+
+def _played_backwards(scene, frames):
+    """The scene whose clip is `scene`'s played backwards: each object starts where it
+    ended, with the opposite velocity and direction."""
+    from lumiere_jax.data.moving_shapes import Scene, ShapeObject
+    return Scene(tuple(ShapeObject(o.shape, o.color, o.size, _opposite(o.direction), o.speed,
+                                   (o.start[0] + o.velocity[0] * (frames - 1),
+                                    o.start[1] + o.velocity[1] * (frames - 1)),
+                                   (-o.velocity[0], -o.velocity[1])) for o in scene.objects),
+                 scene.background)
+
+
+def test_time_reversal_maps_the_data_onto_itself_and_reverses_the_caption_words():
+    """A clip played backwards is the clip of the reversed scene (the renderer's pixels),
+    whose caption is `reverse_directions` of the original, and whose starts lie in the
+    range `sample_scene` draws for the opposite directions."""
+    from lumiere_jax.data.moving_shapes import render_scene, reverse_directions, sample_scene
+    rng, seen = np.random.default_rng(3), set()
+    for _ in range(40):
+        scene = sample_scene(rng, T, H, W)
+        back = _played_backwards(scene, T)
+        np.testing.assert_allclose(render_scene(back, T, H, W).astype(int),
+                                   render_scene(scene, T, H, W)[::-1].astype(int), atol=1)
+        assert back.caption() == reverse_directions(scene.caption())
+        assert reverse_directions(back.caption()) == scene.caption()
+        for obj in back.objects:
+            seen.add(obj.direction)
+            r, s = SIZES[obj.size] * min(H, W), min(H, W)
+            unit = np.asarray(DIRECTIONS[obj.direction][0]) / np.linalg.norm(
+                DIRECTIONS[obj.direction][0])
+            for start, extent, d in zip(obj.start, (H, W), unit * SPEEDS[obj.speed][0] * s):
+                assert r - min(0.0, d) - 1e-4 <= start <= extent - r - max(0.0, d) + 1e-4
+    assert seen == set(DIRECTIONS)
+
+
+def test_time_reversal_pairs_follow_each_clip_with_itself_played_backwards(built):
+    """Rows 2i, 2i + 1 of a batch: record i's clip and caption, then the clip reversed in
+    time with the caption of the reversed scene (built from the record's labels)."""
+    from lumiere_jax.data import make_dataset
+    from lumiere_jax.data.moving_shapes import Scene, ShapeObject
+    source = built[0].as_data_source(split="train")
+    batch = next(iter(make_dataset(source, batch_size=6, shuffle=False,
+                                   time_reversal_pairs=True, shard_index=0, shard_count=1)))
+    assert batch["video"].shape == (6, T, H, W, 3)
+    for i in range(3):
+        record = source[i]
+        np.testing.assert_array_equal(batch["video"][2 * i], record["video"])
+        np.testing.assert_array_equal(batch["video"][2 * i + 1], record["video"][::-1])
+        assert batch["caption"][2 * i] == record["caption"].decode()
+        objs = record["objects"]
+        back = Scene(tuple(
+            ShapeObject(SHAPES[objs["shape"][k]], list(COLORS)[objs["color"][k]],
+                        list(SIZES)[objs["size"][k]],
+                        _opposite(list(DIRECTIONS)[objs["direction"][k]]),
+                        list(SPEEDS)[objs["speed"][k]], (0.0, 0.0), (0.0, 0.0))
+            for k in range(int(record["num_objects"]))), list(BACKGROUNDS)[record["background"]])
+        assert batch["caption"][2 * i + 1] == back.caption()
+    with pytest.raises(ValueError, match="even batch_size"):
+        make_dataset(source, batch_size=3, time_reversal_pairs=True)
+    with pytest.raises(ValueError, match="even batch_size"):
+        make_dataset(source, batch_size=4, images=True, time_reversal_pairs=True)

@@ -285,3 +285,5 @@ def test_caption_dropout_needs_moving_shapes_labels(source):
         make_dataset(source, batch_size=2, feature_map=FMAP, caption_dropout=0.5)
     with pytest.raises(ValueError, match="caption_dropout must be in"):
         make_dataset(source, batch_size=2, feature_map=FMAP, caption_dropout=1.5)
+    with pytest.raises(ValueError, match="time_reversal_pairs reverses moving_shapes"):
+        make_dataset(source, batch_size=2, feature_map=FMAP, time_reversal_pairs=True)

@@ -121,6 +121,14 @@ def test_drop_to_null():
     np.testing.assert_array_equal(np.asarray(m)[is_null],
                                   np.broadcast_to(null_m, (is_null.sum(), 5)))
     assert 16 < is_null.sum() < 48
+    # group=1 is one Bernoulli draw per row; group=2 keeps or drops each pair together
+    np.testing.assert_array_equal(is_null, np.asarray(jax.random.bernoulli(key, 0.5, (64,))))
+    s2, _ = drop_to_null(states, mask, null_s, null_m, key, 0.5, group=2)
+    paired = np.all(np.asarray(s2) == 7.0, axis=(1, 2))
+    np.testing.assert_array_equal(paired[0::2], paired[1::2])
+    assert 0 < paired.sum() < 64
+    with pytest.raises(ValueError, match="group=3 must be >= 1 and divide the batch 64"):
+        drop_to_null(states, mask, null_s, null_m, key, 0.5, group=3)
 
 
 def test_t5_path_with_sentencepiece(tmp_path):

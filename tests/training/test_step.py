@@ -297,3 +297,63 @@ def test_a_conditional_run_may_train_its_whole_unet_and_only_it():
     stunet.train.unet_trainable = "all"
     with pytest.raises(ValueError, match="unet_trainable"):
         setup.trainable_tree(stunet, params)
+
+
+def test_reversal_pairs_share_time_and_noise_played_backwards():
+    """Rows 2i, 2i + 1 meet the same t and the same noise played backwards, so for a clip
+    and its reversal a time-reversal-equivariant denoiser has the same loss on both (with
+    independent noise it does not); the noise is still N(0, 1) per element."""
+    from lumiere_jax.diffusion.objectives import diffusion_loss
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    from lumiere_jax.training.step import reversal_pair_noise
+    clips = np.random.default_rng(0).uniform(-1, 1, (3, 5, 4, 4, 3)).astype(np.float32)
+    x0 = np.stack([clips, clips[:, ::-1]], axis=1).reshape((6,) + clips.shape[1:])
+    t, eps = reversal_pair_noise(jax.random.key(1), jnp.asarray(x0), 2.0)
+    t, eps = np.asarray(t), np.asarray(eps)
+    np.testing.assert_array_equal(t[0::2], t[1::2])
+    np.testing.assert_array_equal(eps[1::2], eps[0::2, ::-1])
+    assert len(set(t[0::2].tolist())) == 3
+    schedule = cosine_schedule(4)
+    denoise = lambda x, tt: 0.3 * x + tt[:, None, None, None, None]  # commutes with reversal
+
+    def row_loss(i, noise):
+        return float(diffusion_loss(denoise, x0[i:i + 1], jax.random.key(0), schedule,
+                                    t=t[i:i + 1], eps=noise[i:i + 1]))
+
+    for i in range(0, 6, 2):
+        assert row_loss(i, eps) == pytest.approx(row_loss(i + 1, eps), rel=1e-6)
+    fresh = np.random.default_rng(1).standard_normal(x0.shape).astype(np.float32)
+    assert row_loss(0, fresh) != pytest.approx(row_loss(1, fresh), rel=1e-3)
+    _, big = reversal_pair_noise(jax.random.key(2), jnp.zeros((64, 8, 8, 8, 3)), 1.0)
+    assert abs(float(big.mean())) < 0.02 and abs(float(big.std()) - 1.0) < 0.02
+    with pytest.raises(ValueError, match="even batch"):
+        reversal_pair_noise(jax.random.key(1), jnp.zeros((3, 2, 4, 4, 3)), 1.0)
+
+
+def test_reversal_pairs_config_is_checked_and_a_stunet_step_runs_with_them():
+    from lumiere_jax.training.step import StepConfig
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    with pytest.raises(ValueError, match="reversal_pairs pairs clips"):
+        StepConfig("t2i", cosine_schedule(8), reversal_pairs=True)
+    c = tiny_config("t2i")
+    c.data.time_reversal_pairs = True
+    with pytest.raises(ValueError, match="config.data.time_reversal_pairs.*video stage"):
+        setup.check_config(c)
+    c = tiny_config("stunet")
+    c.train.init_from = "somewhere"
+    c.data.update(time_reversal_pairs=True, batch_size=6, num_shards=2)
+    with pytest.raises(ValueError, match="even batch per data shard"):
+        setup.check_config(c)
+    r = Run("stunet")
+    r.config.data.time_reversal_pairs = True
+    r.step_fn = make_train_step(r.model, r.encoder, r.tx, r.lr,
+                                setup.step_config(r.config, r.model_cfg),
+                                *(a[0] for a in setup.tokenizer(r.config).encode([""])))
+    for b in r.batches:  # rows 2i + 1: row 2i played backwards, as the data pipeline makes
+        b["pixels"][1::2] = b["pixels"][0::2, ::-1]
+    r.state0, r.frozen0, r.mask = r.host_state()
+    losses, params, _, _ = train_on(r, make_mesh({"data": 2}, devices=jax.devices()[:2]))
+    assert np.all(np.isfinite(losses))
+    moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(params),
+                                                    jax.tree.leaves(r.state0["params"]))]
+    assert max(moved) > 1e-4

@@ -116,6 +116,21 @@ def caption_from_labels(labels: dict[str, Any], rng: np.random.Generator,
     return caption
 
 
+_OPPOSITE_WORDS = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+def reverse_directions(caption: str) -> str:
+    """The caption of the same clip played backwards: every direction reversed.
+
+    Swapping "left" <-> "right" and "up" <-> "down" reverses every direction phrase ("up and
+    to the left" -> "down and to the right"); no other caption word is touched. Time
+    reversal maps `sample_scene`'s distribution onto itself: a clip moving right from x0
+    played backwards moves left from x0 + travel, a start drawn for "left" with the same
+    probability (`data.time_reversal_pairs` relies on this).
+    """
+    return " ".join(_OPPOSITE_WORDS.get(word, word) for word in caption.split(" "))
+
+
 def sample_scene(
     rng: np.random.Generator, num_frames: int, height: int, width: int,
     two_object_prob: float = 0.5,
