@@ -30,6 +30,7 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         vocab=(),
         temporal_width=0,                # > 0: a fresh encoder for the temporal layers only
         temporal_depth=1,                #   (needs model.temporal_text_dim = temporal_width)
+        temporal_kind="transformer",     #   or 'one_hot': fixed one-hot word ids, nothing trained
         trainable=stage in ("t2i", "ssr")))  # trained with the T2I / SSR U-Net, else frozen
                                          # (a `temporal_width` encoder trains in stunet)
     c.data = ml_collections.ConfigDict(dict(

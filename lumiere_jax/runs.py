@@ -69,7 +69,8 @@ def text_config(config: Any) -> TextEncoderConfig:
     return TextEncoderConfig(vocab_size=tokenizer(config).vocab_size, width=t.width,
                              depth=t.depth, num_heads=t.num_heads, max_length=t.max_length,
                              temporal_width=t.get("temporal_width", 0),
-                             temporal_depth=t.get("temporal_depth", 1))
+                             temporal_depth=t.get("temporal_depth", 1),
+                             temporal_kind=t.get("temporal_kind", "transformer"))
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict | None:

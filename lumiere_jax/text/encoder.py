@@ -23,6 +23,9 @@ from lumiere_jax.text.tokenizers import ByteTokenizer
 Dtype = Any
 
 
+TEMPORAL_KINDS = ("transformer", "one_hot")  # TextEncoderConfig.temporal_kind
+
+
 @dataclasses.dataclass(frozen=True)
 class TextEncoderConfig:
     """Pre-norm transformer encoder. `max_length` bounds the learned position table.
@@ -34,6 +37,10 @@ class TextEncoderConfig:
     layers. Its `temporal_` name makes it train in the STUNet stage while the T2I's
     encoder stays frozen (`models.trainable_mask`): a fresh path for words the T2I stage
     had no reason to tell apart (directions of motion).
+    `temporal_kind='one_hot'` makes that second encoder a fixed one: each token's state is
+    its one-hot id (`temporal_width >= vocab_size`), padding zero. Nothing in it trains, so
+    no training can draw two words together; what the temporal layers make of each word is
+    learnt by their own projections.
     """
 
     vocab_size: int = ByteTokenizer.vocab_size
@@ -45,6 +52,7 @@ class TextEncoderConfig:
     dropout_rate: float = 0.0
     temporal_width: int = 0
     temporal_depth: int = 1
+    temporal_kind: str = "transformer"
 
     def __post_init__(self):
         for name in ("vocab_size", "max_length", "width", "depth", "num_heads", "mlp_ratio"):
@@ -60,6 +68,13 @@ class TextEncoderConfig:
         if self.temporal_width < 0 or self.temporal_width % self.num_heads:
             raise ValueError(f"TextEncoderConfig.temporal_width ({self.temporal_width}) must be "
                              f">= 0 and divisible by num_heads ({self.num_heads})")
+        if self.temporal_kind not in TEMPORAL_KINDS:
+            raise ValueError(f"TextEncoderConfig.temporal_kind={self.temporal_kind!r}; valid: "
+                             f"{TEMPORAL_KINDS}")
+        if (self.temporal_kind == "one_hot" and self.temporal_width
+                and self.temporal_width < self.vocab_size):
+            raise ValueError(f"TextEncoderConfig.temporal_width ({self.temporal_width}) must be "
+                             f">= vocab_size ({self.vocab_size}) for temporal_kind='one_hot'")
         if self.temporal_depth < 1:
             raise ValueError(f"TextEncoderConfig.temporal_depth must be >= 1, got "
                              f"{self.temporal_depth}")
@@ -147,7 +162,11 @@ class TextEncoder(nn.Module):
         for i in range(c.depth):
             x = EncoderBlock(c, name=f"block_{i}", **kw)(x, mask, train)
         states = _layer_norm("final_norm", **kw)(x)
-        if c.temporal_width:
+        if c.temporal_width and c.temporal_kind == "one_hot":
+            one_hot = jax.nn.one_hot(ids, c.temporal_width, dtype=states.dtype)
+            states = jnp.concatenate([states, one_hot * mask[..., None].astype(states.dtype)],
+                                     axis=-1)
+        elif c.temporal_width:
             temporal_config = dataclasses.replace(c, width=c.temporal_width, depth=c.temporal_depth,
                                                   temporal_width=0)
             temporal_states, _ = TextEncoder(temporal_config, name="temporal_encoder", **kw)(

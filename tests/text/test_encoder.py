@@ -154,7 +154,35 @@ def test_temporal_encoder_is_a_second_independent_encoder(model):
 
 @pytest.mark.parametrize("bad,match", [(dict(temporal_width=6), "temporal_width"),
                                        (dict(temporal_width=8, temporal_depth=0),
-                                        "temporal_depth")])
+                                        "temporal_depth"),
+                                       (dict(temporal_width=8, temporal_kind="bag"),
+                                        "temporal_kind='bag'; valid"),
+                                       (dict(temporal_width=8, vocab_size=9,
+                                             temporal_kind="one_hot"),
+                                        r"temporal_width \(8\) must be >= vocab_size \(9\)")])
 def test_temporal_config_validation(bad, match):
     with pytest.raises(ValueError, match=match):
         TextEncoderConfig(width=32, num_heads=4, **bad)
+
+
+def test_one_hot_temporal_states_are_the_token_ids(model):
+    """`temporal_kind='one_hot'`: the temporal part is each real token's one-hot id
+    (padding all zero) and adds no parameters; the main part is unchanged."""
+    _, _, params, _, ids, mask = model
+    cfg = TextEncoderConfig(vocab_size=CONFIG.vocab_size, max_length=16, width=32, depth=2,
+                            num_heads=4, mlp_ratio=2, temporal_width=-(-CONFIG.vocab_size // 4) * 4,
+                            temporal_kind="one_hot")
+    encoder = TextEncoder(cfg)
+    shapes = nn.meta.unbox(jax.eval_shape(encoder.init, jax.random.key(0), ids, mask)["params"])
+    assert set(shapes) == set(params)
+    states = np.asarray(encoder.apply({"params": params}, ids, mask)[0])
+    np.testing.assert_allclose(states[..., :32], reference(params, ids, mask, CONFIG),
+                               atol=2e-5, rtol=2e-5)
+    ids, mask = np.asarray(ids), np.asarray(mask)
+    expected = np.zeros(ids.shape + (cfg.temporal_width,), np.float32)
+    for b in range(ids.shape[0]):
+        for i in range(ids.shape[1]):
+            if mask[b, i]:
+                expected[b, i, ids[b, i]] = 1.0
+    np.testing.assert_array_equal(states[..., 32:], expected)
+    assert 0 < mask.sum() < mask.size  # the batch has padding to check
