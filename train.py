@@ -1,10 +1,11 @@
-"""Train a Lumiere stage (t2i, stunet, ssr, conditional) from a config file.
+"""Train a Lumiere stage (t2i, stunet, ssr, conditional, critic) from a config file.
 
     python train.py --config configs/t2i.py --workdir runs/t2i [--config.optim.lr=3e-4]
     python train.py --config configs/stunet.py --workdir runs/stunet \
         --config.train.init_from=runs/t2i/checkpoints
     python train.py --config configs/conditional.py --workdir runs/conditional \
         --config.train.init_from=runs/stunet/checkpoints
+    python train.py --config configs/demo_critic.py --workdir runs/critic  # guidance critic
 
 Multi-host: pass --coordinator host:port --num_processes N --process_id i (or set
 JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID); every process runs this
@@ -51,6 +52,8 @@ flags.DEFINE_integer("process_id", None, "multi-host: this process's index")
 
 def train(config, workdir: str) -> dict:
     """Runs (or resumes) the run in `workdir`; returns the final state (host-side use)."""
+    if config.stage == "critic":
+        return train_critic(config, workdir)
     # --- config, mesh ------------------------------------------------------------------
     setup.check_config(config)
     lead = jax.process_index() == 0
@@ -153,6 +156,68 @@ def train(config, workdir: str) -> dict:
         print(f"SIGTERM: stopped after step {step + 1} (checkpoint {last_saved} is the latest); "
               "rerun the same command to resume.", flush=True)
         raise SystemExit(PREEMPTED_EXIT_CODE)
+    return state
+
+
+def train_critic(config, workdir: str) -> dict:
+    """The guidance critic's run (`training.critic`): one process, the same checkpoints,
+    exact resume, metrics and progress bar as the U-Net stages."""
+    from lumiere_jax import runs
+    from lumiere_jax.training.critic import (check_critic_config, critic_model,
+                                             init_critic_state, make_critic_step)
+    from lumiere_jax.training.optim import make_optimizer
+
+    check_critic_config(config)
+    if jax.process_count() > 1:
+        raise ValueError("config.stage='critic' trains in one process (it is small); run it "
+                         "without --num_processes")
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                        config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
+                        max_to_keep=config.train.keep_checkpoints)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json(indent=2, sort_keys=True))
+    tok = runs.tokenizer(config)
+    critic, (tx, _) = critic_model(config, tok.vocab_size), make_optimizer(config.optim)
+    state = init_critic_state(critic, tx, config)
+    restored = restore_newest_readable(ckpt, state, config.train.get("on_unreadable", "stop"),
+                                       True)
+    start, data_state = 0, None
+    if restored is not None:
+        (state, meta), start = restored, int(restored[1]["step"])
+        data_state = meta["data_state"]
+        print(f"resuming from checkpoint step {start} in {ckpt.directory}", flush=True)
+    prepare_moving_shapes(config.data.name, config.data.data_dir or None)
+    it = setup.train_batches(config, tok)
+    if data_state is not None:
+        it.set_state(data_state)
+    step_fn = jax.jit(make_critic_step(critic, tx, runs.noise_schedule(config), config),
+                      donate_argnums=(0,))
+    writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard,
+                          total_steps=config.train.num_steps, progress=config.train.progress)
+    t_last, pending = time.perf_counter(), []
+    try:
+        for step in range(start, config.train.num_steps):
+            state, metrics = step_fn(state, next(it))
+            pending.append((step + 1, metrics))
+            done = step + 1 == config.train.num_steps
+            save = done or (step + 1) % config.train.checkpoint_every == 0
+            if save or (step + 1) % config.train.log_every == 0:
+                rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
+                elapsed = (time.perf_counter() - t_last) / len(rows)
+                for r in rows:
+                    r.update(step_time_s=elapsed, examples_per_s=config.data.batch_size / elapsed)
+                writer.write(rows)
+                pending, t_last = [], time.perf_counter()
+                setup.check_nonfinite(rows, config.train.max_nonfinite, ckpt.latest_step())
+            if save:
+                ckpt.save(step + 1, state, data_state=it.get_state(),
+                          metadata={"stage": "critic"})
+    finally:
+        try:
+            ckpt.close()
+        finally:
+            writer.close()
     return state
 
 

@@ -5,6 +5,7 @@
         [--fresh_text]        # the temporal text encoder re-initialised, not INIT's
         [--layout]            # model.temporal_text_layout=True (the field starts at zero)
         [--t_power=P]         # t = 1 - (1 - u)^P (40: 93% of the steps at t > 0.95)
+        [--one_hot]           # text.temporal_kind='one_hot' (INIT must be a run made with it)
 
 An overfitting check that tells "cannot" from "has no reason to": 8 clips of one large
 red circle on black, all centred on the same point at mid-clip, that differ only in their
@@ -84,10 +85,10 @@ def caption_use(run, params, batch, times=(0.9, 0.98, 1.0)) -> dict:
 def main() -> None:
     options = {a.partition("=")[0] for a in sys.argv[1:] if a.startswith("--")}
     t_power = [float(a.partition("=")[2]) for a in sys.argv[1:] if a.startswith("--t_power=")]
-    unknown = options - {"--spatial_conv", "--fresh_text", "--layout", "--t_power"}
+    unknown = options - {"--spatial_conv", "--fresh_text", "--layout", "--t_power", "--one_hot"}
     if unknown:
         raise SystemExit(f"unknown options {sorted(unknown)}; valid: --spatial_conv, "
-                         "--fresh_text, --layout, --t_power=P")
+                         "--fresh_text, --layout, --t_power=P, --one_hot")
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     steps = int(args[0]) if args else 300
     init = args[1] if len(args) > 1 else "pretrained/moving_shapes"
@@ -95,6 +96,8 @@ def main() -> None:
     config.model.temporal_spatial_conv = "--spatial_conv" in options
     config.model.temporal_text_layout = "--layout" in options
     config.diffusion.t_power = t_power[-1] if t_power else 1.0
+    if "--one_hot" in options:
+        config.text.temporal_kind = "one_hot"
     config.train.update(init_from=init, init_from_kind="stunet")
     config.data.batch_size = 8
     config.optim.warmup_steps = 20
@@ -135,6 +138,7 @@ def main() -> None:
                       "spatial_conv": config.model.temporal_spatial_conv,
                       "fresh_text": "--fresh_text" in options,
                       "layout": config.model.temporal_text_layout,
+                      "temporal_text": config.text.temporal_kind,
                       "t_power": config.diffusion.t_power,
                       "loss_last50": float(np.mean(losses[-50:])),
                       "train_seconds": round(time.perf_counter() - start, 1),

@@ -1,10 +1,16 @@
-"""Classifier-free guidance, x0 clipping / dynamic thresholding, noise-conditioning augmentation.
+"""Classifier-free and critic guidance, x0 clipping / dynamic thresholding, noise-conditioning
+augmentation.
 
 Classifier-free guidance (Ho & Salimans 2022) runs the conditional and the null pass as
 one batch of 2B and combines `out = null + scale * (cond - null)`; `rescale` (Lin et al.
 2023, "Common diffusion noise schedules and sample steps are flawed", eq. 15-16) pulls the
 per-example std of the guided output back to that of the conditional output:
 `out = rescale * out * std(cond) / std(out) + (1 - rescale) * out`.
+
+Critic guidance is classifier guidance (Dhariwal & Nichol 2021, eq. 14) with a noised
+critic's score in place of log p(y | x_t), as GLIDE's noised-CLIP guidance: the score
+function of p(x_t | y) is that of p(x_t) plus the score's gradient, so
+`eps -> eps - scale * sigma * grad`, i.e. `x0 -> x0 + scale * sigma^2 / alpha * grad`.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import einops
 import jax
 import jax.numpy as jnp
 
-from lumiere_jax.diffusion.objectives import bcast
+from lumiere_jax.diffusion.objectives import bcast, from_x0_eps, to_x0_eps
 from lumiere_jax.diffusion.schedules import Schedule
 
 CLIP_MODES = (None, "static", "dynamic")
@@ -64,6 +70,36 @@ def classifier_free_guidance(model_fn: ModelFn, scale: float | jax.Array,
         std_guided = _per_example_std(guided_out)
         rescaled = guided_out * bcast(std_cond / jnp.maximum(std_guided, 1e-12), x)
         return rescale * rescaled + (1.0 - rescale) * guided_out
+
+    return guided
+
+
+def critic_guidance(denoise_fn: Callable[[jax.Array, jax.Array], jax.Array],
+                    score_fn: Callable[[jax.Array, jax.Array], jax.Array],
+                    schedule: Schedule, scale: float | jax.Array, prediction: str,
+                    min_alpha: float = 0.05) -> Callable[[jax.Array, jax.Array], jax.Array]:
+    """Wrap `denoise_fn(x, t)` so its prediction follows `score_fn(x, t) -> (B,)` uphill.
+
+    x: (B, ...) float; t: (B,). The output is `denoise_fn`'s, in its `prediction`
+    parameterisation, with `x0 + scale * sigma^2 / max(alpha, min_alpha) * grad_x score`
+    and the matching eps: classifier guidance with the score as log p(y | x_t). Near
+    t = 1 (alpha -> 0) the exact rule's 1 / alpha would blow up a gradient that carries
+    no information there; `min_alpha` caps it. `scale` = 0 returns the model's output.
+    """
+    if isinstance(scale, (int, float)) and not (scale == scale and scale >= 0.0):
+        raise ValueError(f"critic_guidance: scale={scale} must be >= 0 (0 = no guidance).")
+    if not 0.0 < min_alpha <= 1.0:
+        raise ValueError(f"critic_guidance: min_alpha={min_alpha} must be in (0, 1].")
+
+    def guided(x: jax.Array, t: jax.Array) -> jax.Array:
+        out = denoise_fn(x, t).astype(jnp.float32)
+        x = x.astype(jnp.float32)
+        alpha, sigma = schedule.alpha_sigma(t)
+        x0, _ = to_x0_eps(out, x, alpha, sigma, prediction)
+        grad = jax.grad(lambda z: jnp.sum(score_fn(z, t)))(x)
+        x0 = x0 + bcast(scale * sigma ** 2 / jnp.maximum(alpha, min_alpha), x) * grad
+        eps = (x - bcast(alpha, x) * x0) / bcast(sigma, x)
+        return from_x0_eps(x0, eps, alpha, sigma, prediction)
 
     return guided
 

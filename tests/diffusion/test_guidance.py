@@ -112,3 +112,86 @@ def test_noise_augment_levels_and_statistics():
     np.testing.assert_allclose(t_fixed, 0.25)
     with pytest.raises(ValueError):
         noise_augment(x, jax.random.key(3), schedule, max_t=1.5)
+
+
+# --- critic guidance: exact on a two-class Gaussian, where every quantity has a closed form
+
+
+def _two_class_gaussian(x_t, alpha, sigma, mus, tau):
+    """NumPy: for x0 | y ~ N(mus[y], tau^2 I), y uniform on {0, 1}: E[x0 | x_t],
+    E[x0 | x_t, y = 1] and log p(y = 1 | x_t), per example. x_t: (B, D); alpha, sigma: (B,)."""
+    a, s = alpha[:, None], sigma[:, None]
+    var = a ** 2 * tau ** 2 + s ** 2                                    # (B, 1)
+    post = [mu + a * tau ** 2 / var * (x_t - a * mu) for mu in mus]     # E[x0 | x_t, y]
+    loglik = np.stack([-0.5 * np.sum((x_t - a * mu) ** 2, -1) / var[:, 0] for mu in mus])
+    p1 = np.exp(loglik[1] - np.logaddexp(loglik[0], loglik[1]))
+    uncond = (1 - p1)[:, None] * post[0] + p1[:, None] * post[1]
+    return uncond, post[1], np.log(p1)
+
+
+def test_critic_guidance_turns_the_exact_denoiser_into_the_exact_conditional_one():
+    # Tweedie: E[x0 | x_t, y] = E[x0 | x_t] + sigma^2 / alpha * grad log p(y | x_t), so the
+    # unconditional posterior mean guided (scale 1) by the exact log p(y = 1 | x_t) must be
+    # the class-1 posterior mean, in every prediction parameterisation.
+    from lumiere_jax.diffusion.guidance import critic_guidance
+    from lumiere_jax.diffusion.objectives import from_x0_eps, to_x0_eps
+
+    schedule = cosine_schedule(32, 32)
+    rng = np.random.default_rng(3)
+    mus = [rng.standard_normal(6), rng.standard_normal(6) + 1.0]
+    tau = 0.5
+    t = np.array([0.2, 0.5, 0.7], np.float32)
+    alpha, sigma = (np.asarray(v, np.float64) for v in schedule.alpha_sigma(jnp.asarray(t)))
+    x_t = rng.standard_normal((3, 6))
+
+    def exact(x, tt):  # E[x0 | x_t] in JAX, the same closed form as the NumPy one
+        a, s = schedule.alpha_sigma(tt)
+        a, s = a[:, None], s[:, None]
+        var = a ** 2 * tau ** 2 + s ** 2
+        post = [mu + a * tau ** 2 / var * (x - a * mu) for mu in map(jnp.asarray, mus)]
+        ll = jnp.stack([-0.5 * jnp.sum((x - a * mu) ** 2, -1) / var[:, 0]
+                        for mu in map(jnp.asarray, mus)])
+        return post, ll
+
+    def log_p1(x, tt):
+        _, ll = exact(x, tt)
+        return ll[1] - jnp.logaddexp(ll[0], ll[1])
+
+    want_uncond, want_cond, _ = _two_class_gaussian(x_t, alpha, sigma, mus, tau)
+    for prediction in ("eps", "v", "x0"):
+        def denoise(x, tt):
+            post, ll = exact(x, tt)
+            p1 = jnp.exp(ll[1] - jnp.logaddexp(ll[0], ll[1]))[:, None]
+            x0 = (1 - p1) * post[0] + p1 * post[1]
+            a, s = schedule.alpha_sigma(tt)
+            return from_x0_eps(x0, (x - a[:, None] * x0) / s[:, None], a, s, prediction)
+
+        x = jnp.asarray(x_t, jnp.float32)
+        tt = jnp.asarray(t)
+        a, s = schedule.alpha_sigma(tt)
+        plain = to_x0_eps(denoise(x, tt), x, a, s, prediction)[0]
+        np.testing.assert_allclose(plain, want_uncond, rtol=1e-4, atol=1e-4)
+        guided = critic_guidance(denoise, log_p1, schedule, 1.0, prediction, min_alpha=1e-3)
+        got = to_x0_eps(guided(x, tt), x, a, s, prediction)[0]
+        np.testing.assert_allclose(got, want_cond, rtol=1e-3, atol=1e-3)
+        assert np.abs(want_cond - want_uncond).max() > 0.1  # the guidance had work to do
+        none = critic_guidance(denoise, log_p1, schedule, 0.0, prediction)
+        np.testing.assert_allclose(none(x, tt), denoise(x, tt), rtol=1e-5, atol=1e-5)
+
+
+def test_critic_guidance_caps_the_step_near_pure_noise_and_checks_its_arguments():
+    from lumiere_jax.diffusion.guidance import critic_guidance
+
+    schedule = cosine_schedule(32, 32)
+    x = jnp.zeros((1, 4))
+    t = jnp.ones((1,))
+    guided = critic_guidance(lambda x, t: jnp.zeros_like(x), lambda x, t: jnp.sum(x, -1),
+                             schedule, 2.0, "x0", min_alpha=0.05)
+    alpha, sigma = (float(v[0]) for v in schedule.alpha_sigma(t))
+    assert alpha < 0.05
+    np.testing.assert_allclose(guided(x, t), 2.0 * sigma ** 2 / 0.05 * np.ones((1, 4)),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match="scale"):
+        critic_guidance(None, None, schedule, -1.0, "v")
+    with pytest.raises(ValueError, match="min_alpha"):
+        critic_guidance(None, None, schedule, 1.0, "v", min_alpha=0.0)
