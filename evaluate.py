@@ -92,6 +92,10 @@ flags.DEFINE_float("guidance", 0.0, "base classifier-free guidance scale (0: 3)"
 flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                    "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
                    "more steps at high noise)")
+flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
+                   "pretrained default; 0: off)")
+flags.DEFINE_string("critic_run", "", "a train.py 'critic' workdir to guide with instead of "
+                    "the pretrained folder's critic")
 flags.DEFINE_integer("batch_size", 8, "prompts per cascade call (the last batch is padded)")
 flags.DEFINE_bool("progress", True, "progress bars")
 flags.DEFINE_string("videos_dir", "", "score the videos in this folder instead of generating")
@@ -121,6 +125,8 @@ def sampling_overrides(f) -> dict:
                                     sampler=f.sampler, base_guidance=f.guidance).items() if v}
     if f.time_shift is not None:
         chosen["base_time_shift"] = f.time_shift
+    if f.critic_scale is not None:
+        chosen["critic_scale"] = f.critic_scale
     return chosen
 
 
@@ -141,9 +147,13 @@ def build_cascade(f, key: jax.Array) -> LumierePipeline:
     --ssr_ckpt, or --random)."""
     run = (runs.load_run(f.base_run, ("stunet", "conditional"), f.ema, field="--base_run")
            if f.base_run else None)
+    critic = (runs.load_run(f.critic_run, "critic", f.ema, field="--critic_run")
+              if f.critic_run else None)
     if f.pretrained:
         return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base=run,
-                                               **sampling_overrides(f))
+                                               critic=critic, **sampling_overrides(f))
+    if critic is not None:
+        raise ValueError("--critic_run guides a --pretrained cascade; give --pretrained too")
     if run is not None and f.base_ckpt:
         raise ValueError("--base_run and --base_ckpt both name the base stage: give one")
     base_cfg, ssr_cfg = (run[0] if run else f.base_config), f.ssr_config

@@ -74,6 +74,8 @@ flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base 
 flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                    "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
                    "more steps at high noise)")
+flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
+                   "the shipped critic's score (None: the pretrained default; 0: off)")
 flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
 flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")
@@ -213,6 +215,8 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         window=f.window, stride=f.stride, chunk_size=f.chunk_size).items() if v}
     if f.time_shift is not None:
         overrides["base_time_shift"] = f.time_shift
+    if f.critic_scale is not None:
+        overrides["critic_scale"] = f.critic_scale
     if not (f.base_ckpt or f.ssr_ckpt or f.random):
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "

@@ -163,8 +163,9 @@ def train_critic(config, workdir: str) -> dict:
     """The guidance critic's run (`training.critic`): one process, the same checkpoints,
     exact resume, metrics and progress bar as the U-Net stages."""
     from lumiere_jax import runs
-    from lumiere_jax.training.critic import (check_critic_config, critic_model,
-                                             init_critic_state, make_critic_step)
+    from lumiere_jax.models.critic import VideoTextCritic
+    from lumiere_jax.training.critic import (check_critic_config, init_critic_state,
+                                             make_critic_step)
     from lumiere_jax.training.optim import make_optimizer
 
     check_critic_config(config)
@@ -178,21 +179,24 @@ def train_critic(config, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(config.to_json(indent=2, sort_keys=True))
     tok = runs.tokenizer(config)
-    critic, (tx, _) = critic_model(config, tok.vocab_size), make_optimizer(config.optim)
+    critic = VideoTextCritic(runs.critic_config(config))
+    tx, lr_schedule = make_optimizer(config.optim)
     state = init_critic_state(critic, tx, config)
-    restored = restore_newest_readable(ckpt, state, config.train.get("on_unreadable", "stop"),
-                                       True)
+    # Saved as {'state': ...} like the U-Net stages, so runs.load_run / export_pretrained.py
+    # read its EMA weights the same way.
+    restored = restore_newest_readable(ckpt, {"state": state},
+                                       config.train.get("on_unreadable", "stop"), True)
     start, data_state = 0, None
     if restored is not None:
-        (state, meta), start = restored, int(restored[1]["step"])
-        data_state = meta["data_state"]
+        tree, meta = restored
+        state, start, data_state = tree["state"], int(meta["step"]), meta["data_state"]
         print(f"resuming from checkpoint step {start} in {ckpt.directory}", flush=True)
     prepare_moving_shapes(config.data.name, config.data.data_dir or None)
     it = setup.train_batches(config, tok)
     if data_state is not None:
         it.set_state(data_state)
-    step_fn = jax.jit(make_critic_step(critic, tx, runs.noise_schedule(config), config),
-                      donate_argnums=(0,))
+    step_fn = jax.jit(make_critic_step(critic, tx, runs.noise_schedule(config), config,
+                                       lr_schedule), donate_argnums=(0,))
     writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard,
                           total_steps=config.train.num_steps, progress=config.train.progress)
     t_last, pending = time.perf_counter(), []
@@ -211,7 +215,7 @@ def train_critic(config, workdir: str) -> dict:
                 pending, t_last = [], time.perf_counter()
                 setup.check_nonfinite(rows, config.train.max_nonfinite, ckpt.latest_step())
             if save:
-                ckpt.save(step + 1, state, data_state=it.get_state(),
+                ckpt.save(step + 1, {"state": state}, data_state=it.get_state(),
                           metadata={"stage": "critic"})
     finally:
         try:

@@ -29,7 +29,7 @@ def get_config(arg=None):
         c.critic = ml_collections.ConfigDict(dict(widths=(32, 64, 128, 128), text_width=128,
                                                   embed_dim=128))
         c.data.update(batch_size=32)
-        set_schedule(c, steps=2000, lr=1e-3, warmup=100, checkpoint_every=250, log_every=25,
+        set_schedule(c, steps=1600, lr=1e-3, warmup=100, checkpoint_every=200, log_every=25,
                      ema_decay=0.99)
         c.optim.weight_decay = 1e-4
     c.stage = "critic"

@@ -41,7 +41,7 @@ from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    inpainting_condition, split_condition)
 from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
-from lumiere_jax.diffusion.guidance import CLIP_MODES, noise_augment
+from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
@@ -49,9 +49,35 @@ from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
-from lumiere_jax.sampling import sample_unet, to_uint8, unet_model_fn
+from lumiere_jax.models.critic import VideoTextCritic
+from lumiere_jax.sampling import to_uint8, unet_model_fn
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class GuidanceCritic:
+    """A trained `VideoTextCritic` with its weights and tokenizer (`encode(prompts) ->
+    (ids, mask)`), to steer the base stage (`SamplingConfig.critic_scale`); it reads
+    clips of `num_frames` frames of `image_size` px, the base stage's."""
+
+    model: VideoTextCritic
+    params: Any
+    tokenizer: Any
+    num_frames: int
+    image_size: int
+
+
+def guidance_critic(run: tuple[Any, dict] | None) -> GuidanceCritic | None:
+    """The `GuidanceCritic` of a 'critic' run's (train config, `{'critic'}` weights)."""
+    if run is None:
+        return None
+    config, params = run
+    if config.stage != "critic":
+        raise ValueError(f"critic: a {config.stage!r} run; expected a 'critic' run")
+    return GuidanceCritic(VideoTextCritic(runs.critic_config(config)),
+                          nn.meta.unbox(params["critic"]), runs.tokenizer(config),
+                          config.model.num_frames, config.model.image_size)
 
 __all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
            "save_video", "TextRequest", "ConditionRequest", "EditRequest"]
@@ -78,6 +104,9 @@ class SamplingConfig:
       with the base resolution as reference for both.
     xla_options: XLA compiler options for the jitted cascade as (name, value) pairs, e.g.
       `(("xla_backend_optimization_level", 2),)`; they override `XLA_FLAGS` for it alone.
+    critic_scale: text-to-video only: the base stage follows the gradient of the pipeline's
+      `GuidanceCritic` score this much (`diffusion.guidance.critic_guidance`; 0 = off).
+    critic_min_alpha: caps that guidance's 1 / alpha near pure noise.
     """
 
     base_steps: int = 50
@@ -99,6 +128,8 @@ class SamplingConfig:
     base_schedule: Schedule | None = None
     ssr_schedule: Schedule | None = None
     xla_options: tuple[tuple[str, Any], ...] = ()
+    critic_scale: float = 0.0
+    critic_min_alpha: float = 0.05
 
     def __post_init__(self):
         for name in ("base_steps", "ssr_steps"):
@@ -125,6 +156,13 @@ class SamplingConfig:
                 self.base_time_shift)):
             raise ValueError(f"SamplingConfig.base_time_shift={self.base_time_shift!r} must be "
                              "a finite number (0: evenly spaced steps; < 0: more at high noise).")
+        if not (isinstance(self.critic_scale, (int, float)) and math.isfinite(self.critic_scale)
+                and self.critic_scale >= 0.0):
+            raise ValueError(f"SamplingConfig.critic_scale={self.critic_scale!r} must be a "
+                             "finite number >= 0 (0: no critic guidance).")
+        if not 0.0 < self.critic_min_alpha <= 1.0:
+            raise ValueError(f"SamplingConfig.critic_min_alpha={self.critic_min_alpha} must be "
+                             "in (0, 1].")
         if not 0.0 <= self.cond_noise_level <= 1.0:
             raise ValueError(f"SamplingConfig.cond_noise_level={self.cond_noise_level} must be "
                              "in [0, 1].")
@@ -227,7 +265,17 @@ class LumierePipeline:
     def __init__(self, base_config: UNetConfig, base_params: Any, ssr_config: UNetConfig,
                  ssr_params: Any, text_encoder: TextEncoderFn,
                  sampling: SamplingConfig = SamplingConfig(),
-                 ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False):
+                 ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
+                 critic: GuidanceCritic | None = None):
+        if sampling.critic_scale and critic is None:
+            raise ValueError(f"SamplingConfig.critic_scale={sampling.critic_scale} needs a "
+                             "GuidanceCritic (critic=; from_pretrained loads a folder's "
+                             "'critic' stage)")
+        if critic is not None and (critic.num_frames, critic.image_size) != (
+                base_config.num_frames, base_config.image_size):
+            raise ValueError(f"the critic reads {critic.num_frames} frames of "
+                             f"{critic.image_size} px but the base stage makes "
+                             f"{base_config.num_frames} of {base_config.image_size} px")
         if not base_config.temporal:
             raise ValueError("base_config must be a temporal (STUNet) UNetConfig; got "
                              "temporal=False.")
@@ -268,6 +316,7 @@ class LumierePipeline:
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
         self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "base_only"),
                                compiler_options=dict(sampling.xla_options) or None)
+        self.critic = critic
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -275,12 +324,13 @@ class LumierePipeline:
 
     @classmethod
     def from_runs(cls, base: tuple[Any, dict], ssr: tuple[Any, dict],
-                  sampling: SamplingConfig | None = None, progress: bool = False
-                  ) -> "LumierePipeline":
+                  sampling: SamplingConfig | None = None, progress: bool = False,
+                  critic: tuple[Any, dict] | None = None) -> "LumierePipeline":
         """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
         conditional) run and an SSR run; each stage reads prompts with its own encoder and
         samples on the noise schedule its run trained with (`runs.noise_schedule`), unless
-        `sampling` names schedules."""
+        `sampling` names schedules. `critic`: a 'critic' run's (config, `{'critic'}`
+        weights), for `SamplingConfig.critic_scale`."""
         (base_cfg, base_params), (ssr_cfg, ssr_params) = base, ssr
         for name, cfg, stages in (("base", base_cfg, ("stunet", "conditional")),
                                   ("ssr", ssr_cfg, ("ssr",))):
@@ -298,7 +348,7 @@ class LumierePipeline:
         pipe = cls(runs.unet_config(base_cfg), base_params["unet"], runs.unet_config(ssr_cfg),
                    ssr_params["unet"], runs.text_encode_fn(base_cfg, base_params["text"]),
                    sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),
-                   progress=progress)
+                   progress=progress, critic=guidance_critic(critic))
         pipe.stages = {"base": base, "ssr": ssr}
         return pipe
 
@@ -307,6 +357,7 @@ class LumierePipeline:
                         progress: bool = False, base_stage: str = "base",
                         style: str | None = None, style_alpha: float = 0.0,
                         base: tuple[Any, dict] | None = None,
+                        critic: tuple[Any, dict] | None = None,
                         **sampling_overrides) -> "LumierePipeline":
         """The cascade of a pretrained folder: stage `base_stage` ('base', or e.g.
         'conditional' for the applications) and 'ssr'. `style`: a shipped style stage (a
@@ -314,8 +365,10 @@ class LumierePipeline:
         `alpha W_style + (1 - alpha) W_base` (`interpolate_spatial_weights`; alpha in
         [0, 1]). `base`: a (train config, `{'unet', 'text'}` weights) pair used instead of
         the folder's base stage (a train.py run to judge beside the shipped SSR,
-        `runs.load_run`). Sampling defaults come from the manifest; `sampling_overrides`
-        (e.g. `base_steps=16`) replace them."""
+        `runs.load_run`). The folder's 'critic' stage, if it ships one, steers the base
+        stage by `critic_scale`; `critic`: a 'critic' run's (config, weights) used instead.
+        Sampling defaults come from the manifest; `sampling_overrides` (e.g.
+        `base_steps=16`, `critic_scale=0`) replace them."""
         manifest = pretrained.read_manifest(folder)
         if sampling is None:
             fields = {f.name for f in dataclasses.fields(SamplingConfig)}
@@ -334,8 +387,11 @@ class LumierePipeline:
                                                                style_alpha))
         elif style_alpha:
             raise ValueError(f"style_alpha={style_alpha} needs style= (a style stage name)")
+        if critic is None:
+            critics = [n for n, e in manifest["stages"].items() if e.get("stage") == "critic"]
+            critic = pretrained.load_stage(folder, critics[0]) if critics else None
         pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
-                             progress)
+                             progress, critic=critic)
         pipe.manifest = manifest
         return pipe
 
@@ -369,12 +425,14 @@ class LumierePipeline:
     # ------------------------------------------------------------------ jitted cascade
 
     def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
-                  key: jax.Array, request: Request, *, num_frames: int,
-                  base_only: bool = False) -> tuple[jax.Array, jax.Array | None]:
+                  key: jax.Array, request: Request, critic: dict | None = None, *,
+                  num_frames: int, base_only: bool = False
+                  ) -> tuple[jax.Array, jax.Array | None]:
         """texts: per stage ('base', 'ssr') the `unet_model_fn` text arguments (text,
         text_mask, null_text, null_mask). request: what to sample (its type is part of
-        the compiled program's signature). `base_only`: stop after stage 1 (the SSR
-        output is None; the base video is the same as with both stages)."""
+        the compiled program's signature). critic: None, or the critic's `params` and the
+        prompts' `ids`, `mask` (text-to-video with `critic_scale`). `base_only`: stop after
+        stage 1 (the SSR output is None; the base video is the same as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
         batch, low, high = texts["base"]["text"].shape[0], base_cfg.image_size, ssr_cfg.image_size
         k_base, k_base_sample, k_aug, k_ssr, k_ssr_sample = jax.random.split(key, 5)
@@ -396,10 +454,14 @@ class LumierePipeline:
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
                              k_base_sample, strength=request.strength, **base_kw)
         else:
-            low_res = sample_unet(base_cfg, base_params, cond=empty,
-                                  noise=jax.random.normal(k_base, shape, jnp.float32),
-                                  key=k_base_sample, guidance_scale=s.base_guidance,
-                                  **texts["base"], **base_kw)
+            denoise = lambda x, t: base_fn(x, t, empty)
+            if critic is not None:  # the base sampler follows the critic's score uphill
+                score = lambda x, t: self.critic.model.apply(
+                    {"params": critic["params"]}, x, t, critic["ids"], critic["mask"])
+                denoise = critic_guidance(denoise, score, self.base_schedule, s.critic_scale,
+                                          s.prediction, s.critic_min_alpha)
+            low_res = sample(denoise, jax.random.normal(k_base, shape, jnp.float32),
+                             k_base_sample, **base_kw)
         low_res = jnp.clip(low_res, -1.0, 1.0)
         if base_only:
             return to_uint8(low_res), None
@@ -462,8 +524,17 @@ class LumierePipeline:
                                  f"L={text.shape[1]}).")
             texts[stage] = dict(text=text, text_mask=mask, null_text=null_text,
                                 null_mask=null_mask)
+        critic = None
+        if self.sampling.critic_scale and isinstance(request, TextRequest):
+            if num_frames != self.critic.num_frames:
+                raise ValueError(f"critic guidance reads clips of {self.critic.num_frames} "
+                                 f"frames; sample that many (not {num_frames}) or set "
+                                 "critic_scale=0")
+            ids, mask = self.critic.tokenizer.encode(list(prompts))
+            critic = dict(params=self.critic.params, ids=jnp.asarray(ids),
+                          mask=jnp.asarray(mask).astype(bool))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
-                                 num_frames=num_frames, base_only=base_only)
+                                 critic, num_frames=num_frames, base_only=base_only)
         if base_only:
             return np.asarray(jax.device_get(low))
         high = np.asarray(jax.device_get(high))

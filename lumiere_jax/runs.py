@@ -26,6 +26,7 @@ from flax import traverse_util
 
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.models import UNet, UNetConfig, check_inflatable, dummy_inputs
+from lumiere_jax.models.critic import CriticConfig, VideoTextCritic, init_critic_params
 from lumiere_jax.text import (ByteTokenizer, TextEncoder, TextEncoderConfig, Tokenizer,
                               WordTokenizer, make_encode_fn)
 
@@ -209,7 +210,20 @@ def make_init_fn(model: UNet, encoder: TextEncoder, config: Any):
     return init_fn
 
 
+def critic_config(config: Any) -> CriticConfig:
+    """The `CriticConfig` of a 'critic' run's config (`config.critic` holds its sizes)."""
+    c = config.critic
+    return CriticConfig(vocab_size=tokenizer(config).vocab_size,
+                        max_length=config.text.max_length, widths=tuple(c.widths),
+                        text_width=c.text_width, embed_dim=c.embed_dim)
+
+
 def _run_init_fn(config: Any):
+    """`init_fn(key)` of a run's weights: `{'unet', 'text'}`, or a critic's `{'critic'}`."""
+    if config.stage == "critic":
+        critic, m = VideoTextCritic(critic_config(config)), config.model
+        return lambda key: {"critic": init_critic_params(critic, key, m.num_frames,
+                                                         m.image_size)}
     return make_init_fn(UNet(unet_config(config)), TextEncoder(text_config(config)), config)
 
 

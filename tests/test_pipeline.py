@@ -293,3 +293,47 @@ def test_ssr_stage_reads_prompts_with_its_own_encoder(parts, pipe):
     low_b, high_b = other("a red ball bounces", key, return_low_res=True)
     np.testing.assert_array_equal(low_a, low_b)
     assert np.abs(high_a.astype(int) - high_b.astype(int)).max() > 0
+
+
+def _tiny_critic(base_cfg, frames=None):
+    from lumiere_jax.models.critic import CriticConfig, VideoTextCritic, init_critic_params
+    from lumiere_jax.pipeline import GuidanceCritic
+
+    frames = frames or base_cfg.num_frames
+    critic = VideoTextCritic(CriticConfig(vocab_size=ByteTokenizer.vocab_size, max_length=12,
+                                          widths=(4, 8), text_width=8, embed_dim=8))
+    params = init_critic_params(critic, jax.random.key(5), frames, base_cfg.image_size)
+    return GuidanceCritic(critic, params, ByteTokenizer(max_length=12), frames,
+                          base_cfg.image_size)
+
+
+def test_critic_guidance_steers_the_base_stage_up_the_critics_score(parts, pipe):
+    prompts, key = ["a red ball bounces", "waves"], jax.random.key(1)
+    critic = _tiny_critic(parts[0])
+    plain = pipe(prompts, key, base_only=True)
+    off = LumierePipeline(*parts, sampling=pipe.sampling, critic=critic)
+    np.testing.assert_array_equal(off(prompts, key, base_only=True), plain)  # scale 0: no-op
+    guided = LumierePipeline(*parts, critic=critic,
+                             sampling=dataclasses.replace(pipe.sampling, critic_scale=20.0))
+    steered = guided(prompts, key, base_only=True)
+    assert np.abs(steered.astype(int) - plain.astype(int)).mean() > 1.0
+
+    ids, mask = critic.tokenizer.encode(prompts)
+    def score(video):  # the critic's score of the finished clip, near t = 0
+        x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+        return np.asarray(critic.model.apply({"params": critic.params}, x,
+                                             jnp.full((2,), 0.05), ids, mask > 0))
+    assert np.all(score(steered) > score(plain)), (score(steered), score(plain))
+
+
+def test_critic_guidance_settings_are_checked(parts, pipe):
+    scaled = dataclasses.replace(pipe.sampling, critic_scale=1.0)
+    with pytest.raises(ValueError, match="critic_scale"):
+        LumierePipeline(*parts, sampling=scaled)                      # no critic
+    with pytest.raises(ValueError, match="critic reads 4 frames"):
+        LumierePipeline(*parts, sampling=scaled, critic=_tiny_critic(parts[0], frames=4))
+    with pytest.raises(ValueError, match="critic_scale"):
+        SamplingConfig(critic_scale=-1.0)
+    guided = LumierePipeline(*parts, sampling=scaled, critic=_tiny_critic(parts[0]))
+    with pytest.raises(ValueError, match="critic guidance reads clips of 8"):
+        guided(["waves"], jax.random.key(0), num_frames=4, base_only=True)

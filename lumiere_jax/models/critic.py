@@ -99,6 +99,14 @@ class VideoTextCritic(nn.Module):
         return self.logit_scale() * jnp.sum(video * text, axis=-1)
 
 
+def init_critic_params(critic: VideoTextCritic, key: jax.Array, num_frames: int,
+                       image_size: int) -> dict:
+    """Fresh weights (the `params` collection) of `critic` for (T, H, W) clips."""
+    x = jnp.zeros((1, num_frames, image_size, image_size, 3), jnp.float32)
+    ids = jnp.zeros((1, critic.config.max_length), jnp.int32)
+    return critic.init(key, x, jnp.ones((1,)), ids, ids > 0)["params"]
+
+
 def critic_loss(critic: VideoTextCritic, params, x_t: jax.Array, t: jax.Array,
                 ids: jax.Array, mask: jax.Array) -> tuple[jax.Array, dict]:
     """Symmetric InfoNCE over the batch (CLIP), rows with the same caption all counted as

@@ -22,17 +22,10 @@ import optax
 
 from lumiere_jax.diffusion.objectives import bcast
 from lumiere_jax.diffusion.schedules import Schedule
-from lumiere_jax.models.critic import CriticConfig, VideoTextCritic, critic_loss
+from lumiere_jax.models.critic import VideoTextCritic, critic_loss, init_critic_params
 from lumiere_jax.training.step import reversal_pair_noise
 
 CRITIC_FIELDS = ("widths", "text_width", "embed_dim")
-
-
-def critic_config(config: Any, vocab_size: int) -> CriticConfig:
-    """The `CriticConfig` of a train config (`config.critic` holds its sizes)."""
-    c = config.critic
-    return CriticConfig(vocab_size=vocab_size, max_length=config.text.max_length,
-                        widths=tuple(c.widths), text_width=c.text_width, embed_dim=c.embed_dim)
 
 
 def check_critic_config(config: Any) -> None:
@@ -51,19 +44,13 @@ def check_critic_config(config: Any) -> None:
                          f"by 2^{len(config.critic.widths)} (config.critic.widths halve it)")
 
 
-def critic_model(config: Any, vocab_size: int) -> VideoTextCritic:
-    return VideoTextCritic(critic_config(config, vocab_size))
-
-
 def init_critic_state(critic: VideoTextCritic, tx: optax.GradientTransformation,
                       config: Any) -> dict:
     """`{'params', 'ema', 'opt_state', 'step', 'nonfinite'}` of a fresh critic (key
-    `config.seed`); `nonfinite` counts consecutive skipped (non-finite) steps."""
-    m = config.model
-    x = jnp.zeros((1, m.num_frames, m.image_size, m.image_size, 3), jnp.float32)
-    ids = jnp.zeros((1, config.text.max_length), jnp.int32)
-    params = critic.init(jax.random.key(config.seed), x, jnp.ones((1,)), ids,
-                         ids > 0)["params"]
+    `config.seed`; weights under `{'critic': ...}`, as `runs.param_shapes` lays them out);
+    `nonfinite` counts consecutive skipped (non-finite) steps."""
+    params = {"critic": init_critic_params(critic, jax.random.key(config.seed),
+                                           config.model.num_frames, config.model.image_size)}
     return dict(params=params, ema=jax.tree.map(jnp.copy, params), opt_state=tx.init(params),
                 step=jnp.zeros((), jnp.int32), nonfinite=jnp.zeros((), jnp.int32))
 
@@ -79,7 +66,9 @@ def noisy_pairs(key: jax.Array, pixels: jax.Array, schedule: Schedule, t_power: 
 
 
 def make_critic_step(critic: VideoTextCritic, tx: optax.GradientTransformation,
-                     schedule: Schedule, config: Any) -> Callable[[dict, dict], tuple]:
+                     schedule: Schedule, config: Any,
+                     lr_schedule: Callable[[Any], Any] | None = None
+                     ) -> Callable[[dict, dict], tuple]:
     """`step(state, batch) -> (state, metrics)`, pure (jit it): one AdamW update of the
     contrastive loss on freshly noised pairs, and the EMA of the weights; a step whose loss
     or gradient is not finite changes nothing but the `nonfinite` count."""
@@ -90,7 +79,7 @@ def make_critic_step(critic: VideoTextCritic, tx: optax.GradientTransformation,
         x_t, t = noisy_pairs(key, batch["pixels"], schedule, t_power)
 
         def loss_fn(params):
-            return critic_loss(critic, {"params": params}, x_t, t, batch["ids"], batch["mask"])
+            return critic_loss(critic, {"params": params["critic"]}, x_t, t, batch["ids"], batch["mask"])
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         grad_norm = optax.tree.norm(grads)
@@ -104,6 +93,8 @@ def make_critic_step(critic: VideoTextCritic, tx: optax.GradientTransformation,
         nonfinite = jnp.where(ok, 0, state["nonfinite"] + 1)
         metrics = dict(loss=loss, accuracy=aux["accuracy"], grad_norm=grad_norm,
                        nonfinite=nonfinite)
+        if lr_schedule is not None:
+            metrics["lr"] = lr_schedule(state["step"])
         return dict(new, step=state["step"] + 1, nonfinite=nonfinite), metrics
 
     return step

@@ -119,7 +119,7 @@ def test_critic_step_learns_which_way_a_dot_moves():
     alpha, sigma = (np.asarray(v)[:, None, None, None, None] for v in schedule.alpha_sigma(t))
     x_t = alpha * x0 + sigma * np.random.default_rng(2).standard_normal(x0.shape)
     swapped = np.where(ids == 1, 2, np.where(ids == 2, 1, ids))
-    params = {"params": state["params"]}
+    params = {"params": state["params"]["critic"]}
     own = critic.apply(params, x_t, t, ids, mask)
     other = critic.apply(params, x_t, t, swapped, mask)
     assert np.mean(np.asarray(own) > np.asarray(other)) >= 0.9
