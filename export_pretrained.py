@@ -9,7 +9,8 @@ config files that made them.
 
 `--stage NAME=WORKDIR[:CONFIG.py]`: the run's config is `WORKDIR/config.json` (written by
 train.py) or, for runs without one, the config file given after the colon. 'base' and
-'ssr' make the cascade; any other name (t2i, conditional, style_*) is shipped beside it.
+'ssr' make the cascade; any other name (t2i, conditional, style_*, critic) is shipped
+beside it (a 'critic' stage steers the base stage when `--critic_scale` > 0).
 Stages already in the folder's manifest and not named again are kept, so stages can be
 exported one at a time as they finish training.
 """
@@ -32,6 +33,9 @@ flags.DEFINE_integer("steps", 32, "default base sampler steps")
 flags.DEFINE_integer("ssr_steps", 16, "default SSR sampler steps")
 flags.DEFINE_float("guidance", 3.0, "default base guidance scale")
 flags.DEFINE_string("sampler", "ddim", "default sampler")
+flags.DEFINE_float("time_shift", 0.0, "default log-SNR shift of the base stage's step times")
+flags.DEFINE_float("critic_scale", 0.0, "default critic guidance of the base stage (needs a "
+                   "'critic' stage in the folder; 0: off)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -86,6 +90,10 @@ def main(argv) -> None:
     old = (pretrained.read_manifest(f.out)
            if os.path.isfile(os.path.join(f.out, pretrained.MANIFEST)) else {})
     entries = dict(old.get("stages", {}))
+    kinds = [e["stage"] for e in entries.values()] + [cfg.stage for cfg, _ in stages.values()]
+    if f.critic_scale and "critic" not in kinds:
+        raise ValueError(f"--critic_scale={f.critic_scale} needs a 'critic' stage: add "
+                         "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})
     sources = {**old.get("sources", {}), **sources}
@@ -94,7 +102,8 @@ def main(argv) -> None:
     prediction = next(iter(stages.values()))[0].diffusion.prediction
     sampling = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
                     sampler=f.sampler, prediction=prediction,
-                    window=f.window or None, stride=f.stride or None)
+                    window=f.window or None, stride=f.stride or None,
+                    base_time_shift=f.time_shift, critic_scale=f.critic_scale)
     os.makedirs(os.path.join(f.out, "configs"), exist_ok=True)
     for name, src in sources.items():
         if src["config_file"]:
