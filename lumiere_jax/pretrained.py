@@ -44,7 +44,7 @@ def sha256(path: str | os.PathLike) -> str:
 
 def _flat(params: Any) -> dict[str, np.ndarray]:
     flat = traverse_util.flatten_dict(jax.tree.map(np.asarray, params))
-    return {"/".join(path): np.ascontiguousarray(v, np.float32) for path, v in flat.items()}
+    return {"/".join(path): np.array(v, np.float32, order="C") for path, v in flat.items()}
 
 
 def write_stage(folder: str | os.PathLike, name: str, config: Any, params: Any,
