@@ -2,7 +2,12 @@
 
 Command:
     python train.py --config configs/demo_critic.py --workdir runs/demo_critic
-Measured: (filled in when the shipped run finishes)
+Measured: 1600 steps in 69 min on 2 shared cores (2.6 s/step, 1.8 idle), contrastive loss
+3.69 -> 1.38 (mean of the last 50). It ranks a held-out clip's caption above the same
+caption with the direction reversed 0.91 of the time at t = 0.3, 0.70 at 0.9, 0.59 at 0.98
+(benchmarks/critic_pairs.py). Guiding the shipped base with it (critic_scale 100, half the
+16 steps at t > 0.84) lifts the direction of 64 held-out short prompts from 0.078 to 0.234
+(pretrained/moving_shapes/README.md).
 
 Not a stage of the paper: the demo STUNet, trained on 2 CPU cores, does not take the
 direction of motion from the prompt (pretrained/moving_shapes/README.md), so the cascade
