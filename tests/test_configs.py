@@ -32,8 +32,22 @@ def param_shapes(config):
 
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
-    assert names == ["common", "conditional", "demo_conditional", "demo_ssr", "demo_stunet",
-                     "demo_style", "demo_t2i", "ssr", "stunet", "t2i"]
+    assert names == ["common", "conditional", "demo_conditional", "demo_critic", "demo_ssr",
+                     "demo_stunet", "demo_style", "demo_t2i", "ssr", "stunet", "t2i"]
+
+
+def test_the_demo_critic_reads_the_clips_the_demo_stunet_makes():
+    """Critic guidance needs the critic's input to be the base stage's output (frames,
+    size), learnt from the same data; its run config passes its own checks."""
+    from lumiere_jax.training.critic import check_critic_config
+
+    critic, stunet = load("demo_critic"), load("demo_stunet")
+    assert critic.stage == "critic" and critic.data.time_reversal_pairs
+    assert (critic.model.num_frames, critic.model.image_size) == (
+        stunet.model.num_frames, stunet.model.image_size)
+    assert critic.data.name == stunet.data.name
+    for c in (critic, load("demo_critic:tiny")):
+        check_critic_config(c)
 
 
 def test_tiny_variants_and_a_bad_variant_name():
