@@ -60,14 +60,7 @@ def train(config, workdir: str) -> dict:
     mesh = make_mesh(setup.mesh_shape(config))
     replicated = NamedSharding(mesh, P())
     # Refuses a workdir holding checkpoints of another config before anything compiles.
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
-                        config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
-                        max_to_keep=config.train.keep_checkpoints)
-
-    if lead:  # the exact config of this run (overrides included), e.g. for export_pretrained.py
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json(indent=2, sort_keys=True))
+    ckpt = open_workdir(config, workdir, lead)
 
     # --- the run: model, encoder, optimizer, shardings, jitted step (abstract) ----------
     run = build_run(config, mesh)
@@ -129,15 +122,8 @@ def train(config, workdir: str) -> dict:
                 preempted = watch.requested(sync=log)
                 save = save or preempted
                 if save or log:
-                    rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
-                    elapsed = (time.perf_counter() - t_last) / len(rows)
-                    for r in rows:
-                        r.update(step_time_s=elapsed,
-                                 examples_per_s=config.data.batch_size / elapsed,
-                                 flops_per_s=flops / elapsed)
-                    writer.write(rows)
+                    write_rows(writer, pending, t_last, config, last_saved, flops)
                     pending, t_last = [], time.perf_counter()
-                    setup.check_nonfinite(rows, config.train.max_nonfinite, last_saved)
                 if save and int(jax.device_get(state["nonfinite"])) == 0:
                     ckpt.save(step + 1, tree(state, frozen), data_state=it.get_state(),
                               metadata={"stage": config.stage})
@@ -172,12 +158,7 @@ def train_critic(config, workdir: str) -> dict:
     if jax.process_count() > 1:
         raise ValueError("config.stage='critic' trains in one process (it is small); run it "
                          "without --num_processes")
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
-                        config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
-                        max_to_keep=config.train.keep_checkpoints)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2, sort_keys=True))
+    ckpt = open_workdir(config, workdir, lead=True)
     tok = runs.tokenizer(config)
     critic = VideoTextCritic(runs.critic_config(config))
     tx, lr_schedule = make_optimizer(config.optim)
@@ -207,13 +188,8 @@ def train_critic(config, workdir: str) -> dict:
             done = step + 1 == config.train.num_steps
             save = done or (step + 1) % config.train.checkpoint_every == 0
             if save or (step + 1) % config.train.log_every == 0:
-                rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
-                elapsed = (time.perf_counter() - t_last) / len(rows)
-                for r in rows:
-                    r.update(step_time_s=elapsed, examples_per_s=config.data.batch_size / elapsed)
-                writer.write(rows)
+                write_rows(writer, pending, t_last, config, ckpt.latest_step())
                 pending, t_last = [], time.perf_counter()
-                setup.check_nonfinite(rows, config.train.max_nonfinite, ckpt.latest_step())
             if save:
                 ckpt.save(step + 1, {"state": state}, data_state=it.get_state(),
                           metadata={"stage": "critic"})
@@ -223,6 +199,35 @@ def train_critic(config, workdir: str) -> dict:
         finally:
             writer.close()
     return state
+
+
+def open_workdir(config, workdir: str, lead: bool) -> Checkpointer:
+    """The run's Checkpointer (refusing a workdir that holds checkpoints of another config,
+    before anything compiles) and, from the lead process, `<workdir>/config.json`: the
+    exact config of this run (overrides included), e.g. for export_pretrained.py."""
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"),
+                        config_fingerprint=config_fingerprint(config, setup.FINGERPRINT_EXCLUDE),
+                        max_to_keep=config.train.keep_checkpoints)
+    if lead:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2, sort_keys=True))
+    return ckpt
+
+
+def write_rows(writer: MetricWriter, pending: list, t_last: float, config,
+               last_saved: int | None, flops: float | None = None) -> None:
+    """Write the metrics of the `pending` (step, metrics) pairs, each with the mean step
+    time since `t_last`, examples/s (and FLOP/s given the step's `flops`); then stop the
+    run (`setup.check_nonfinite`) if too many steps in a row were non-finite."""
+    rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
+    elapsed = (time.perf_counter() - t_last) / len(rows)
+    for r in rows:
+        r.update(step_time_s=elapsed, examples_per_s=config.data.batch_size / elapsed)
+        if flops is not None:
+            r["flops_per_s"] = flops / elapsed
+    writer.write(rows)
+    setup.check_nonfinite(rows, config.train.max_nonfinite, last_saved)
 
 
 def restore_newest_readable(ckpt: Checkpointer, target, on_unreadable: str, lead: bool):

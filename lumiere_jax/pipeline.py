@@ -54,6 +54,10 @@ from lumiere_jax.sampling import to_uint8, unet_model_fn
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
+__all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
+           "save_video", "TextRequest", "ConditionRequest", "EditRequest", "GuidanceCritic",
+           "guidance_critic"]
+
 
 @dataclasses.dataclass(frozen=True)
 class GuidanceCritic:
@@ -78,9 +82,6 @@ def guidance_critic(run: tuple[Any, dict] | None) -> GuidanceCritic | None:
     return GuidanceCritic(VideoTextCritic(runs.critic_config(config)),
                           nn.meta.unbox(params["critic"]), runs.tokenizer(config),
                           config.model.num_frames, config.model.image_size)
-
-__all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
-           "save_video", "TextRequest", "ConditionRequest", "EditRequest"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,8 +389,9 @@ class LumierePipeline:
         elif style_alpha:
             raise ValueError(f"style_alpha={style_alpha} needs style= (a style stage name)")
         if critic is None:
-            critics = [n for n, e in manifest["stages"].items() if e.get("stage") == "critic"]
-            critic = pretrained.load_stage(folder, critics[0]) if critics else None
+            ships_one = any(e.get("stage") == "critic" for e in manifest["stages"].values())
+            critic = (pretrained.load_stage(folder, pretrained.stage_of_kind(folder, "critic"))
+                      if ships_one else None)
         pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
                              progress, critic=critic)
         pipe.manifest = manifest

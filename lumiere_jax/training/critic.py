@@ -1,8 +1,10 @@
 """Stage 'critic': a `VideoTextCritic` trained on noisy clips, for guidance while sampling.
 
-    critic, tx = critic_model(config), make_optimizer(config.optim)[0]
+    critic = VideoTextCritic(runs.critic_config(config))
+    tx, lr_schedule = make_optimizer(config.optim)
     state = init_critic_state(critic, tx, config)
-    step = jax.jit(make_critic_step(critic, tx, runs.noise_schedule(config), config))
+    step = jax.jit(make_critic_step(critic, tx, runs.noise_schedule(config), config,
+                                    lr_schedule))
     state, metrics = step(state, batch)           # batch: pixels uint8, ids, mask
 
 Each batch is made of time-reversal pairs (`data.time_reversal_pairs`): a clip and itself
@@ -23,7 +25,7 @@ import optax
 from lumiere_jax.diffusion.objectives import bcast
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models.critic import VideoTextCritic, critic_loss, init_critic_params
-from lumiere_jax.training.step import reversal_pair_noise
+from lumiere_jax.training.step import reversal_pair_noise, to_float
 
 CRITIC_FIELDS = ("widths", "text_width", "embed_dim")
 
@@ -59,7 +61,7 @@ def noisy_pairs(key: jax.Array, pixels: jax.Array, schedule: Schedule, t_power: 
                 ) -> tuple[jax.Array, jax.Array]:
     """uint8 reversal-pair clips (2P, T, H, W, 3) -> (x_t float32, t (2P,)): each pair
     shares t and its noise played backwards."""
-    x0 = pixels.astype(jnp.float32) / 127.5 - 1.0
+    x0 = to_float(pixels)
     t, eps = reversal_pair_noise(key, x0, t_power)
     alpha, sigma = schedule.alpha_sigma(t)
     return bcast(alpha, x0) * x0 + bcast(sigma, x0) * eps, t
@@ -79,7 +81,8 @@ def make_critic_step(critic: VideoTextCritic, tx: optax.GradientTransformation,
         x_t, t = noisy_pairs(key, batch["pixels"], schedule, t_power)
 
         def loss_fn(params):
-            return critic_loss(critic, {"params": params["critic"]}, x_t, t, batch["ids"], batch["mask"])
+            return critic_loss(critic, {"params": params["critic"]}, x_t, t, batch["ids"],
+                               batch["mask"])
 
         (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
         grad_norm = optax.tree.norm(grads)
