@@ -8,7 +8,8 @@ config files that made them.
         --stage t2i=runs/demo_t2i --steps 32 --ssr_steps 16 --guidance 3
 
 `--stage NAME=WORKDIR[:CONFIG.py]`: the run's config is `WORKDIR/config.json` (written by
-train.py) or, for runs without one, the config file given after the colon. 'base' and
+train.py) or, for runs without one, the config file given after the colon. A WORKDIR that
+is a pretrained folder of one stage (train_resident.py's output) is shipped as it is. 'base' and
 'ssr' make the cascade; any other name (t2i, conditional, style_*, critic) is shipped
 beside it (a 'critic' stage steers the base stage when `--critic_scale` > 0).
 Stages already in the folder's manifest and not named again are kept, so stages can be
@@ -71,6 +72,18 @@ def training_figures(workdir: str) -> dict:
                 first_loss=round(rows[steps[0]]["loss"], 5))
 
 
+def pretrained_stage(folder: str, name: str) -> tuple:
+    """(config, weights, training figures) of the one stage a pretrained folder holds
+    (`train_resident.py`'s output)."""
+    entries = pretrained.read_manifest(folder)["stages"]
+    if len(entries) != 1:
+        raise ValueError(f"--stage {name}={folder}: a pretrained folder given as a stage "
+                         f"source must hold one stage; it holds {sorted(entries)}")
+    (source,) = entries
+    config, params = pretrained.load_stage(folder, source)
+    return config, params, dict(entries[source].get("training", {}))
+
+
 def main(argv) -> None:
     del argv
     f = flags.FLAGS
@@ -80,10 +93,14 @@ def main(argv) -> None:
         workdir, _, config_file = rest.partition(":")
         if not name or not workdir:
             raise ValueError(f"--stage={spec!r}: expected NAME=WORKDIR[:CONFIG.py]")
-        config = run_config(workdir, config_file)
-        params = runs.load_run_params(os.path.join(workdir, "checkpoints"), config.stage,
-                                      field=f"--stage {name}")
-        stages[name], training[name] = (config, params), training_figures(workdir)
+        if os.path.isfile(os.path.join(workdir, pretrained.MANIFEST)):  # train_resident.py
+            config, params, figures = pretrained_stage(workdir, name)
+        else:
+            config = run_config(workdir, config_file)
+            params = runs.load_run_params(os.path.join(workdir, "checkpoints"), config.stage,
+                                          field=f"--stage {name}")
+            figures = training_figures(workdir)
+        stages[name], training[name] = (config, params), figures
         sources[name] = dict(workdir=workdir, config_file=config_file or None)
     if not stages:
         raise ValueError("give at least one --stage NAME=WORKDIR[:CONFIG.py]")

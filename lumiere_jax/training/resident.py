@@ -121,6 +121,23 @@ def make_resident_step(step_fn: Callable, batch_size: int, images: bool,
     return call
 
 
+def one_device_mesh():
+    """Resident training runs on one device (`jax.devices()[0]`, where the data lives);
+    `config.mesh` is not read. Shard across devices with train.py."""
+    from lumiere_jax.parallel import make_mesh
+
+    return make_mesh({"data": 1}, devices=jax.devices()[:1])
+
+
+def warm_started(params: dict, folder: str, kind: str, mask: dict) -> dict:
+    """`params` with every weight that `mask` marks trainable taken from the stage of kind
+    `kind` in the pretrained `folder` (shapes checked by `pretrained.load_stage`)."""
+    from lumiere_jax import pretrained
+
+    _, warm = pretrained.load_stage(folder, pretrained.stage_of_kind(folder, kind))
+    return jax.tree.map(lambda fresh, old, trains: old if trains else fresh, params, warm, mask)
+
+
 def check_resident_config(config: Any, seconds: float, steps_per_call: int, num_clips: int,
                           captions_per_clip: int) -> None:
     """Early `ValueError`s for what `train_resident` cannot do, naming the field."""
@@ -170,7 +187,6 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
     (`train.init_from`, inflation). Returns the training figures written to the manifest.
     """
     from lumiere_jax import pretrained
-    from lumiere_jax.parallel import make_mesh
     from lumiere_jax.parallel.mesh import mesh_rules
     from lumiere_jax.training import MetricWriter, setup
     from lumiere_jax.training.run import build_run
@@ -184,20 +200,17 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
     batch_size, t0 = config.data.batch_size, time.perf_counter()
     videos, labels = render_clips(num_clips, frames, size, seed=config.seed, style=style,
                                   workers=workers)
-    run = build_run(config, make_mesh(setup.mesh_shape(config)))
+    run = build_run(config, one_device_mesh())
     ids, mask = caption_table(labels, run.tokenizer, drop_prob=config.data.caption_dropout,
                               per_clip=captions_per_clip, seed=config.seed)
     print(f"rendered {len(videos)} clips {videos.shape[1:]} and {ids.shape[1]} captions each "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
-    data = jax.device_put(dict(pixels=videos, ids=ids, mask=mask))
+    data = jax.device_put(dict(pixels=videos, ids=ids, mask=mask), jax.devices()[0])
     del videos
 
     params, _ = setup.init_params(config, run.model, run.encoder, run.mesh, run.rules)
     if warm_start:
-        _, warm = pretrained.load_stage(warm_start, pretrained.stage_of_kind(warm_start,
-                                                                             config.stage))
-        params = jax.tree.map(lambda fresh, old, trains: old if trains else fresh,
-                              params, warm, run.mask)
+        params = warm_started(params, warm_start, config.stage, run.mask)
     trainable, frozen = split_params(params, run.mask)
     state = run.make_state(trainable, run.state_key())
     step_fn = make_train_step(run.model, run.encoder, run.tx, run.lr_schedule, run.step_config,
