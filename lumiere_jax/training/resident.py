@@ -28,6 +28,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from einops import rearrange
 
 from lumiere_jax.data.moving_shapes import scenes
 
@@ -71,20 +72,40 @@ def render_clips(num_clips: int, num_frames: int, size: int, *, seed: int = 0,
 
 
 def caption_table(labels: list[dict], tokenizer: Any, *, drop_prob: float, per_clip: int,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  seed: int = 0, reversed_: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """`per_clip` captions of each clip rebuilt from its labels (`caption_from_labels`,
     optional parts dropped with `drop_prob`), tokenised: ids int32 (N, K, L), mask (N, K, L).
-    Caption k of clip i is drawn from `np.random.default_rng([seed, i, k])`."""
-    captions = [scenes.caption_from_labels(lab, np.random.default_rng([seed, i, k]), drop_prob)
+    Caption k of clip i is drawn from `np.random.default_rng([seed, i, k])`; `reversed_`:
+    the same captions with every direction reversed (`scenes.reverse_directions`), those of
+    the clips played backwards."""
+    reverse = scenes.reverse_directions if reversed_ else (lambda caption: caption)
+    captions = [reverse(scenes.caption_from_labels(lab, np.random.default_rng([seed, i, k]),
+                                                   drop_prob))
                 for i, lab in enumerate(labels) for k in range(per_clip)]
     ids, mask = tokenizer.encode(captions)
     shape = (len(labels), per_clip, -1)
     return np.asarray(ids, np.int32).reshape(shape), np.asarray(mask, bool).reshape(shape)
 
 
-def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool) -> dict:
+def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool,
+               reversal_pairs: bool = False) -> dict:
     """A train batch drawn uniformly from the resident `data`: pixels uint8 (B, T, H, W, 3),
-    or (B, H, W, 3) one random frame each when `images`; ids / mask (B, L)."""
+    or (B, H, W, 3) one random frame each when `images`; ids / mask (B, L).
+
+    reversal_pairs: B/2 clips drawn, row 2i + 1 is row 2i played backwards with the reversed
+    caption (`data['ids_reversed']`, `data['mask_reversed']`), as
+    `data.make_dataset(time_reversal_pairs=True)` lays a batch out."""
+    if reversal_pairs:
+        k_clip, k_caption = jax.random.split(key)
+        n, variants = data["ids"].shape[:2]
+        clip = jax.random.randint(k_clip, (batch_size // 2,), 0, n)
+        caption = jax.random.randint(k_caption, (batch_size // 2,), 0, variants)
+        forwards = data["pixels"][clip]
+        pairs = dict(pixels=(forwards, forwards[:, ::-1]),
+                     ids=(data["ids"][clip, caption], data["ids_reversed"][clip, caption]),
+                     mask=(data["mask"][clip, caption], data["mask_reversed"][clip, caption]))
+        return {k: rearrange(jnp.stack(pair, axis=1), "b pair ... -> (b pair) ...")
+                for k, pair in pairs.items()}
     k_clip, k_caption, k_frame = jax.random.split(key, 3)
     n, variants, frames = data["ids"].shape[0], data["ids"].shape[1], data["pixels"].shape[1]
     clip = jax.random.randint(k_clip, (batch_size,), 0, n)
@@ -97,7 +118,7 @@ def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool) -> dic
 
 
 def make_resident_step(step_fn: Callable, batch_size: int, images: bool,
-                       steps_per_call: int = 1) -> Callable:
+                       steps_per_call: int = 1, reversal_pairs: bool = False) -> Callable:
     """`fn(state, frozen, data, key) -> (state, metrics)`: `steps_per_call` applications of
     `step_fn(state, frozen, batch)`, each batch drawn with `fold_in(key, state['step'])`
     (so the draws do not depend on `steps_per_call`); metrics stacked along a leading
@@ -108,7 +129,8 @@ def make_resident_step(step_fn: Callable, batch_size: int, images: bool,
     dispatch per step, queued asynchronously) is the default."""
 
     def one(state, frozen, data, key):
-        batch = draw_batch(data, jax.random.fold_in(key, state["step"]), batch_size, images)
+        batch = draw_batch(data, jax.random.fold_in(key, state["step"]), batch_size, images,
+                           reversal_pairs)
         return step_fn(state, frozen, batch)
 
     def call(state, frozen, data, key):
@@ -142,9 +164,6 @@ def check_resident_config(config: Any, seconds: float, steps_per_call: int, num_
                           captions_per_clip: int) -> None:
     """Early `ValueError`s for what `train_resident` cannot do, naming the field."""
     build_shape(config)
-    if config.data.get("time_reversal_pairs", False):
-        raise ValueError("config.data.time_reversal_pairs is not supported by resident "
-                         "training; use train.py")
     if config.stage == "critic":
         raise ValueError("config.stage='critic': train the critic with train.py")
     for name, value in (("--seconds", seconds), ("--steps_per_call", steps_per_call),
@@ -203,9 +222,15 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
     run = build_run(config, one_device_mesh())
     ids, mask = caption_table(labels, run.tokenizer, drop_prob=config.data.caption_dropout,
                               per_clip=captions_per_clip, seed=config.seed)
+    data = dict(pixels=videos, ids=ids, mask=mask)
+    pairs = bool(config.data.get("time_reversal_pairs", False))
+    if pairs:  # each clip also played backwards, with its directions reversed
+        data["ids_reversed"], data["mask_reversed"] = caption_table(
+            labels, run.tokenizer, drop_prob=config.data.caption_dropout,
+            per_clip=captions_per_clip, seed=config.seed, reversed_=True)
     print(f"rendered {len(videos)} clips {videos.shape[1:]} and {ids.shape[1]} captions each "
           f"in {time.perf_counter() - t0:.1f} s", flush=True)
-    data = jax.device_put(dict(pixels=videos, ids=ids, mask=mask), jax.devices()[0])
+    data = jax.device_put(data, jax.devices()[0])
     del videos
 
     params, _ = setup.init_params(config, run.model, run.encoder, run.mesh, run.rules)
@@ -217,7 +242,7 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
                               run.null_ids, run.null_mask)
     with mesh_rules(run.mesh, run.rules):
         multi = jax.jit(make_resident_step(step_fn, batch_size, config.stage == "t2i",
-                                           steps_per_call), donate_argnums=(0,))
+                                           steps_per_call, pairs), donate_argnums=(0,))
         key = jax.random.key(config.seed + 3, impl="threefry2x32")
         t_compile = time.perf_counter()
         compiled = multi.lower(state, frozen, data, key).compile(run.xla_options)

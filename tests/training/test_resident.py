@@ -58,6 +58,33 @@ def test_each_drawn_caption_belongs_to_the_drawn_clip():
                        for i in clips for k in range(3)), "the caption is another clip's"
 
 
+def test_reversal_pairs_are_each_clip_and_itself_backwards_with_reversed_captions():
+    from lumiere_jax import runs
+    from lumiere_jax.data.moving_shapes import reverse_directions
+    from lumiere_jax.training.resident import caption_table, draw_batch, render_clips
+
+    tok = runs.tokenizer(_tiny("stunet"))
+    videos, labels = render_clips(10, 4, 8, workers=1)
+    ids, mask = caption_table(labels, tok, drop_prob=0.0, per_clip=1)
+    ids_r, mask_r = caption_table(labels, tok, drop_prob=0.0, per_clip=1, reversed_=True)
+    data = dict(pixels=videos, ids=ids, mask=mask, ids_reversed=ids_r, mask_reversed=mask_r)
+    batch = jax.device_get(draw_batch(data, jax.random.key(2), 8, False, reversal_pairs=True))
+    assert batch["pixels"].shape == (8, 4, 8, 8, 3)
+    for row in range(0, 8, 2):
+        (i,) = [i for i in range(10) if np.array_equal(batch["pixels"][row], videos[i])]
+        np.testing.assert_array_equal(batch["pixels"][row + 1], videos[i][::-1])
+        caption = make_caption(labels[i])
+        reference = tok.encode([caption, reverse_directions(caption)])[0]
+        np.testing.assert_array_equal(batch["ids"][row], reference[0])
+        np.testing.assert_array_equal(batch["ids"][row + 1], reference[1])
+
+
+def make_caption(labels):
+    from lumiere_jax.data.moving_shapes import caption_from_labels
+
+    return caption_from_labels(labels, np.random.default_rng(0), drop_prob=0.0)
+
+
 def test_several_steps_per_call_equal_one_step_per_call():
     from lumiere_jax.training.resident import (caption_table, make_resident_step,
                                                one_device_mesh, render_clips)
@@ -140,7 +167,7 @@ def test_t2i_then_stunet_write_pretrained_folders_that_inflate_warm_start_and_sh
 @pytest.mark.parametrize("override,kwargs,match", [
     (dict(name="moving_shapes/f4_s16"), {}, "config.data.name"),
     (dict(name="video_folder/x"), {}, "config.data.name"),
-    (dict(time_reversal_pairs=True), {}, "time_reversal_pairs"),
+    (dict(time_reversal_pairs=True, batch_size=3), {}, "time_reversal_pairs"),
     ({}, dict(seconds=0), "--seconds"),
     ({}, dict(num_clips=0), "--num_clips"),
 ])
