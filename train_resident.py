@@ -13,7 +13,8 @@ draws its batch there and steps; calls are queued, the host syncs every `--sync_
 EMA and config as train.py; it stops after `--seconds` of stepping (there is no resume:
 the run is minutes long) and writes `--workdir` as a pretrained folder (EMA weights,
 config, manifest with the figures) plus metrics.jsonl, every `--export_every` seconds
-and at the end. `export_pretrained.py --stage NAME=WORKDIR` ships it.
+and at the end. `export_pretrained.py --stage NAME=WORKDIR` ships it. `--config.data.time_reversal_pairs=True`
+pairs each drawn clip with itself played backwards (directions reversed in its caption).
 """
 
 from __future__ import annotations
