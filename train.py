@@ -122,7 +122,7 @@ def train(config, workdir: str) -> dict:
                 preempted = watch.requested(sync=log)
                 save = save or preempted
                 if save or log:
-                    write_rows(writer, pending, t_last, config, last_saved, flops)
+                    setup.write_rows(writer, pending, t_last, config, last_saved, flops)
                     pending, t_last = [], time.perf_counter()
                 if save and int(jax.device_get(state["nonfinite"])) == 0:
                     ckpt.save(step + 1, tree(state, frozen), data_state=it.get_state(),
@@ -188,7 +188,7 @@ def train_critic(config, workdir: str) -> dict:
             done = step + 1 == config.train.num_steps
             save = done or (step + 1) % config.train.checkpoint_every == 0
             if save or (step + 1) % config.train.log_every == 0:
-                write_rows(writer, pending, t_last, config, ckpt.latest_step())
+                setup.write_rows(writer, pending, t_last, config, ckpt.latest_step())
                 pending, t_last = [], time.perf_counter()
             if save:
                 ckpt.save(step + 1, {"state": state}, data_state=it.get_state(),
@@ -213,21 +213,6 @@ def open_workdir(config, workdir: str, lead: bool) -> Checkpointer:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json(indent=2, sort_keys=True))
     return ckpt
-
-
-def write_rows(writer: MetricWriter, pending: list, t_last: float, config,
-               last_saved: int | None, flops: float | None = None) -> None:
-    """Write the metrics of the `pending` (step, metrics) pairs, each with the mean step
-    time since `t_last`, examples/s (and FLOP/s given the step's `flops`); then stop the
-    run (`setup.check_nonfinite`) if too many steps in a row were non-finite."""
-    rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
-    elapsed = (time.perf_counter() - t_last) / len(rows)
-    for r in rows:
-        r.update(step_time_s=elapsed, examples_per_s=config.data.batch_size / elapsed)
-        if flops is not None:
-            r["flops_per_s"] = flops / elapsed
-    writer.write(rows)
-    setup.check_nonfinite(rows, config.train.max_nonfinite, last_saved)
 
 
 def restore_newest_readable(ckpt: Checkpointer, target, on_unreadable: str, lead: bool):

@@ -95,26 +95,24 @@ def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool,
     reversal_pairs: B/2 clips drawn, row 2i + 1 is row 2i played backwards with the reversed
     caption (`data['ids_reversed']`, `data['mask_reversed']`), as
     `data.make_dataset(time_reversal_pairs=True)` lays a batch out."""
-    if reversal_pairs:
-        k_clip, k_caption = jax.random.split(key)
-        n, variants = data["ids"].shape[:2]
-        clip = jax.random.randint(k_clip, (batch_size // 2,), 0, n)
-        caption = jax.random.randint(k_caption, (batch_size // 2,), 0, variants)
-        forwards = data["pixels"][clip]
-        pairs = dict(pixels=(forwards, forwards[:, ::-1]),
-                     ids=(data["ids"][clip, caption], data["ids_reversed"][clip, caption]),
-                     mask=(data["mask"][clip, caption], data["mask_reversed"][clip, caption]))
-        return {k: rearrange(jnp.stack(pair, axis=1), "b pair ... -> (b pair) ...")
-                for k, pair in pairs.items()}
     k_clip, k_caption, k_frame = jax.random.split(key, 3)
     n, variants, frames = data["ids"].shape[0], data["ids"].shape[1], data["pixels"].shape[1]
-    clip = jax.random.randint(k_clip, (batch_size,), 0, n)
-    caption = jax.random.randint(k_caption, (batch_size,), 0, variants)
+    rows = batch_size // 2 if reversal_pairs else batch_size
+    clip = jax.random.randint(k_clip, (rows,), 0, n)
+    caption = jax.random.randint(k_caption, (rows,), 0, variants)
+    ids, mask = data["ids"][clip, caption], data["mask"][clip, caption]
+    if reversal_pairs:
+        forwards = data["pixels"][clip]
+        pairs = dict(pixels=(forwards, forwards[:, ::-1]),
+                     ids=(ids, data["ids_reversed"][clip, caption]),
+                     mask=(mask, data["mask_reversed"][clip, caption]))
+        return {k: rearrange(jnp.stack(pair, axis=1), "b pair ... -> (b pair) ...")
+                for k, pair in pairs.items()}
     if images:
-        pixels = data["pixels"][clip, jax.random.randint(k_frame, (batch_size,), 0, frames)]
+        pixels = data["pixels"][clip, jax.random.randint(k_frame, (rows,), 0, frames)]
     else:
         pixels = data["pixels"][clip]
-    return dict(pixels=pixels, ids=data["ids"][clip, caption], mask=data["mask"][clip, caption])
+    return dict(pixels=pixels, ids=ids, mask=mask)
 
 
 def make_resident_step(step_fn: Callable, batch_size: int, images: bool,
@@ -278,14 +276,10 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
             elapsed = time.perf_counter() - t
             stepping += elapsed
             n = calls * steps_per_call
-            per_step = [{k: np.asarray(v)[j].item() for k, v in m.items()}
-                        for m in pending for j in range(steps_per_call)]
-            rows = [dict(step=step + i + 1, step_time_s=elapsed / n,
-                         examples_per_s=batch_size * n / elapsed, **values)
-                    for i, values in enumerate(per_step)]
-            writer.write(rows)
-            setup.check_nonfinite(rows, config.train.max_nonfinite, None)
-            losses += [r["loss"] for r in rows]
+            per_step = [(step + i * steps_per_call + j + 1, {k: v[j] for k, v in m.items()})
+                        for i, m in enumerate(pending) for j in range(steps_per_call)]
+            rows = setup.write_rows(writer, per_step, t, config, None)
+            losses += [float(r["loss"]) for r in rows]
             step += n
             if time.perf_counter() - last_export > export_every_s:
                 export(step, stepping, losses)

@@ -6,6 +6,7 @@ Config -> model / encoder / tokenizer and loading a run live in `lumiere_jax.run
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import flax.linen as nn
@@ -269,3 +270,20 @@ def check_nonfinite(rows: list[dict], max_nonfinite: int, last_checkpoint: int |
                 f"gradient (limit config.train.max_nonfinite={max_nonfinite}); their updates "
                 f"were skipped. Stopping. {saved}: lower config.optim.lr, raise warmup, "
                 "check the data, then resume.")
+
+
+def write_rows(writer: Any, pending: list, t_last: float, config: Any,
+               last_saved: int | None, flops: float | None = None) -> list[dict]:
+    """Write the metrics of the `pending` (step, metrics) pairs, each with the mean step
+    time since `t_last`, examples/s (and FLOP/s given the step's `flops`), to the
+    `MetricWriter`; then stop the run (`check_nonfinite`) if too many steps in a row were
+    non-finite. Returns the rows."""
+    rows = [dict(step=s, **jax.device_get(m)) for s, m in pending]
+    elapsed = (time.perf_counter() - t_last) / len(rows)
+    for r in rows:
+        r.update(step_time_s=elapsed, examples_per_s=config.data.batch_size / elapsed)
+        if flops is not None:
+            r["flops_per_s"] = flops / elapsed
+    writer.write(rows)
+    check_nonfinite(rows, config.train.max_nonfinite, last_saved)
+    return rows
