@@ -94,6 +94,8 @@ flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step t
                    "more steps at high noise)")
 flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
                    "pretrained default; 0: off)")
+flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the critic's favourite "
+                     "kept (0: the pretrained default; 1: off)")
 flags.DEFINE_string("critic_run", "", "a train.py 'critic' workdir to guide with instead of "
                     "the pretrained folder's critic")
 flags.DEFINE_integer("batch_size", 8, "prompts per cascade call (the last batch is padded)")
@@ -122,7 +124,8 @@ flags.DEFINE_bool("save_videos", False, "generation mode: also write the clips a
 def sampling_overrides(f) -> dict:
     """Sampling flags the user set (0 / None: keep the default)."""
     chosen = {k: v for k, v in dict(base_steps=f.steps, ssr_steps=f.ssr_steps,
-                                    sampler=f.sampler, base_guidance=f.guidance).items() if v}
+                                    sampler=f.sampler, base_guidance=f.guidance,
+                                    base_candidates=f.candidates).items() if v}
     if f.time_shift is not None:
         chosen["base_time_shift"] = f.time_shift
     if f.critic_scale is not None:

@@ -37,6 +37,8 @@ flags.DEFINE_string("sampler", "ddim", "default sampler")
 flags.DEFINE_float("time_shift", 0.0, "default log-SNR shift of the base stage's step times")
 flags.DEFINE_float("critic_scale", 0.0, "default critic guidance of the base stage (needs a "
                    "'critic' stage in the folder; 0: off)")
+flags.DEFINE_integer("candidates", 1, "default base clips per prompt, the critic's favourite "
+                     "kept (needs a 'critic' stage; 1: off)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -108,6 +110,9 @@ def main(argv) -> None:
            if os.path.isfile(os.path.join(f.out, pretrained.MANIFEST)) else {})
     entries = dict(old.get("stages", {}))
     kinds = [e["stage"] for e in entries.values()] + [cfg.stage for cfg, _ in stages.values()]
+    if f.candidates > 1 and "critic" not in kinds:
+        raise ValueError(f"--candidates={f.candidates} needs a 'critic' stage to rank them: add "
+                         "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
     if f.critic_scale and "critic" not in kinds:
         raise ValueError(f"--critic_scale={f.critic_scale} needs a 'critic' stage: add "
                          "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
@@ -120,7 +125,8 @@ def main(argv) -> None:
     sampling = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
                     sampler=f.sampler, prediction=prediction,
                     window=f.window or None, stride=f.stride or None,
-                    base_time_shift=f.time_shift, critic_scale=f.critic_scale)
+                    base_time_shift=f.time_shift, critic_scale=f.critic_scale,
+                    base_candidates=f.candidates)
     os.makedirs(os.path.join(f.out, "configs"), exist_ok=True)
     for name, src in sources.items():
         if src["config_file"]:

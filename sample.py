@@ -76,6 +76,8 @@ flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step t
                    "more steps at high noise)")
 flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
                    "the shipped critic's score (None: the pretrained default; 0: off)")
+flags.DEFINE_integer("candidates", 0, "text-to-video: base clips sampled per prompt, the one "
+                     "the shipped critic scores highest kept (0: the pretrained default; 1: off)")
 flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
 flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")
@@ -179,6 +181,9 @@ def check_mode_inputs(f) -> None:
         if given and name not in needed:
             raise ValueError(f"--{name} is not used by --mode={f.mode} (it uses "
                              f"{', '.join('--' + n for n in needed) or 'no input files'}).")
+    if f.candidates > 1 and f.mode != "t2v":
+        raise ValueError(f"--candidates={f.candidates} reranks text-to-video clips; "
+                         f"--mode={f.mode} samples one clip per input")
     if f["style_alpha"].present and not (f.style or f.style_ckpt):
         raise ValueError("--style_alpha needs --style (a shipped style, e.g. outline) or "
                          "--style_ckpt (a style t2i run)")
@@ -212,7 +217,8 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
     """The shipped / --pretrained cascade, or two train.py runs (--base_ckpt / --random)."""
     overrides = {k: v for k, v in dict(
         base_steps=f.steps, ssr_steps=f.ssr_steps, sampler=f.sampler, base_guidance=f.guidance,
-        window=f.window, stride=f.stride, chunk_size=f.chunk_size).items() if v}
+        window=f.window, stride=f.stride, chunk_size=f.chunk_size,
+        base_candidates=f.candidates).items() if v}
     if f.time_shift is not None:
         overrides["base_time_shift"] = f.time_shift
     if f.critic_scale is not None:

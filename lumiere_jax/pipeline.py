@@ -46,6 +46,7 @@ from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_d
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
 from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
+from lumiere_jax.diffusion.selection import best_of, repeat_candidates
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
@@ -108,6 +109,10 @@ class SamplingConfig:
     critic_scale: text-to-video only: the base stage follows the gradient of the pipeline's
       `GuidanceCritic` score this much (`diffusion.guidance.critic_guidance`; 0 = off).
     critic_min_alpha: caps that guidance's 1 / alpha near pure noise.
+    base_candidates: text-to-video only: the base stage samples this many clips per prompt
+      (one batch, different noise) and keeps the one the `GuidanceCritic` scores highest
+      against its prompt on the finished clip (`diffusion.selection.best_of`; 1 = off).
+      The base stage costs K times as much; the SSR stage runs on the kept clips only.
     """
 
     base_steps: int = 50
@@ -131,6 +136,7 @@ class SamplingConfig:
     xla_options: tuple[tuple[str, Any], ...] = ()
     critic_scale: float = 0.0
     critic_min_alpha: float = 0.05
+    base_candidates: int = 1
 
     def __post_init__(self):
         for name in ("base_steps", "ssr_steps"):
@@ -161,6 +167,10 @@ class SamplingConfig:
                 and self.critic_scale >= 0.0):
             raise ValueError(f"SamplingConfig.critic_scale={self.critic_scale!r} must be a "
                              "finite number >= 0 (0: no critic guidance).")
+        if (isinstance(self.base_candidates, bool) or not isinstance(self.base_candidates, int)
+                or self.base_candidates < 1):
+            raise ValueError(f"SamplingConfig.base_candidates={self.base_candidates!r} must be "
+                             "an int >= 1 (1: one clip per prompt, no reranking).")
         if not 0.0 < self.critic_min_alpha <= 1.0:
             raise ValueError(f"SamplingConfig.critic_min_alpha={self.critic_min_alpha} must be "
                              "in (0, 1].")
@@ -268,10 +278,11 @@ class LumierePipeline:
                  sampling: SamplingConfig = SamplingConfig(),
                  ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
                  critic: GuidanceCritic | None = None):
-        if sampling.critic_scale and critic is None:
-            raise ValueError(f"SamplingConfig.critic_scale={sampling.critic_scale} needs a "
-                             "GuidanceCritic (critic=; from_pretrained loads a folder's "
-                             "'critic' stage)")
+        for field in ("critic_scale", "base_candidates"):
+            value = getattr(sampling, field)
+            if value != SamplingConfig.__dataclass_fields__[field].default and critic is None:
+                raise ValueError(f"SamplingConfig.{field}={value} needs a GuidanceCritic "
+                                 "(critic=; from_pretrained loads a folder's 'critic' stage)")
         if critic is not None and (critic.num_frames, critic.image_size) != (
                 base_config.num_frames, base_config.image_size):
             raise ValueError(f"the critic reads {critic.num_frames} frames of "
@@ -455,15 +466,27 @@ class LumierePipeline:
         elif isinstance(request, EditRequest):
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
                              k_base_sample, strength=request.strength, **base_kw)
-        else:
-            denoise = lambda x, t: base_fn(x, t, empty)
-            if critic is not None:  # the base sampler follows the critic's score uphill
+        else:  # K candidates per prompt: rows b*K ... b*K + K - 1 are prompt b's
+            k = s.base_candidates
+            rep = lambda a: a if k == 1 else repeat_candidates(a, k)
+            text_fn = base_fn if k == 1 else unet_model_fn(
+                base_cfg, base_params, guidance_scale=s.base_guidance,
+                **dict(texts["base"], text=rep(texts["base"]["text"]),
+                       text_mask=rep(texts["base"]["text_mask"])))
+            cond = None if empty is None else rep(empty)
+            denoise = lambda x, t: text_fn(x, t, cond)
+            if critic is not None:
+                ids, mask = rep(critic["ids"]), rep(critic["mask"])
                 score = lambda x, t: self.critic.model.apply(
-                    {"params": critic["params"]}, x, t, critic["ids"], critic["mask"])
+                    {"params": critic["params"]}, x, t, ids, mask)
+            if s.critic_scale:  # the base sampler follows the critic's score uphill
                 denoise = critic_guidance(denoise, score, self.base_schedule, s.critic_scale,
                                           s.prediction, s.critic_min_alpha)
-            low_res = sample(denoise, jax.random.normal(k_base, shape, jnp.float32),
-                             k_base_sample, **base_kw)
+            low_res = sample(denoise, jax.random.normal(k_base, (batch * k,) + shape[1:],
+                                                        jnp.float32), k_base_sample, **base_kw)
+            if k > 1:  # keep the candidate the critic scores highest, read as a clean clip
+                low_res = jnp.clip(low_res, -1.0, 1.0)
+                low_res = best_of(low_res, score(low_res, jnp.zeros((batch * k,))), k)
         low_res = jnp.clip(low_res, -1.0, 1.0)
         if base_only:
             return to_uint8(low_res), None
@@ -527,11 +550,12 @@ class LumierePipeline:
             texts[stage] = dict(text=text, text_mask=mask, null_text=null_text,
                                 null_mask=null_mask)
         critic = None
-        if self.sampling.critic_scale and isinstance(request, TextRequest):
+        if isinstance(request, TextRequest) and (self.sampling.critic_scale
+                                                 or self.sampling.base_candidates > 1):
             if num_frames != self.critic.num_frames:
-                raise ValueError(f"critic guidance reads clips of {self.critic.num_frames} "
-                                 f"frames; sample that many (not {num_frames}) or set "
-                                 "critic_scale=0")
+                raise ValueError(f"the critic reads clips of {self.critic.num_frames} frames; "
+                                 f"sample that many (not {num_frames}) or set critic_scale=0 "
+                                 "and base_candidates=1")
             ids, mask = self.critic.tokenizer.encode(list(prompts))
             critic = dict(params=self.critic.params, ids=jnp.asarray(ids),
                           mask=jnp.asarray(mask).astype(bool))

@@ -335,5 +335,33 @@ def test_critic_guidance_settings_are_checked(parts, pipe):
     with pytest.raises(ValueError, match="critic_scale"):
         SamplingConfig(critic_scale=-1.0)
     guided = LumierePipeline(*parts, sampling=scaled, critic=_tiny_critic(parts[0]))
-    with pytest.raises(ValueError, match="critic guidance reads clips of 8"):
+    with pytest.raises(ValueError, match="the critic reads clips of 8"):
         guided(["waves"], jax.random.key(0), num_frames=4, base_only=True)
+    with pytest.raises(ValueError, match="base_candidates=3 needs a GuidanceCritic"):
+        LumierePipeline(*parts, sampling=dataclasses.replace(pipe.sampling, base_candidates=3))
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="base_candidates"):
+            SamplingConfig(base_candidates=bad)
+
+
+def test_base_candidates_keep_the_critics_pick(parts, pipe):
+    """With K candidates per prompt the base stage returns, for each prompt, the candidate
+    the critic scores highest. Reference: the same cascade with one clip per prompt, on
+    each prompt repeated K times (same key: the same noise rows), scored by the critic."""
+    prompts, key, k = ["a red ball bounces", "waves"], jax.random.key(4), 3
+    critic = _tiny_critic(parts[0])
+    best = LumierePipeline(*parts, critic=critic,
+                           sampling=dataclasses.replace(pipe.sampling, base_candidates=k))
+    picked = best(prompts, key, base_only=True)
+    repeated = [p for p in prompts for _ in range(k)]
+    candidates = pipe(repeated, key, base_only=True).reshape((2, k) + picked.shape[1:])
+    ids, mask = critic.tokenizer.encode(repeated)
+    x = jnp.asarray(candidates.reshape((-1,) + picked.shape[1:]), jnp.float32) / 127.5 - 1.0
+    scores = np.asarray(critic.model.apply({"params": critic.params}, x, jnp.zeros((2 * k,)),
+                                           ids, mask > 0)).reshape(2, k)
+    assert len({c.tobytes() for c in candidates.reshape((2 * k, -1))}) == 2 * k  # all differ
+    for b in range(2):
+        order = np.argsort(-scores[b])
+        # the pipeline scores the float clip, this test its uint8 rounding: near-ties may swap
+        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-3 else order[:2]
+        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]

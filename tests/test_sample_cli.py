@@ -50,6 +50,9 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
     (["--style_alpha", "0.5"], "--style_alpha needs --style"),
     (["--style", "outline", "--style_alpha", "1.5"], "--style_alpha=1.5 must be in [0, 1]"),
     (["--mode", "edit", "--video", "{d}/clip.mp4", "--strength", "0"], "--strength=0.0 must"),
+    (["--mode", "i2v", "--image", "{d}/image.png", "--candidates", "4"],
+     "--candidates=4 reranks text-to-video clips"),
+    (["--candidates", "-2"], "base_candidates=-2 must be an int >= 1"),
 ])
 def test_bad_inputs_fail_with_one_line(inputs, tmp_path, args, message):
     r = run_sample(*[a.format(d=inputs) for a in args], cwd=tmp_path)
@@ -74,5 +77,6 @@ def test_help_documents_every_flag_and_exits_0(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     for flag in ("--prompt", "--pretrained", "--steps", "--guidance", "--num_frames", "--seed",
-                 "--out", "--mode", "--cache_dir", "--[no]progress", "--[no]random"):
+                 "--out", "--mode", "--cache_dir", "--[no]progress", "--[no]random",
+                 "--candidates"):
         assert f"  {flag}:" in r.stdout, flag
