@@ -7,9 +7,9 @@ weights, their loading or the sampling path fails here.
 What is asserted is what the shipped weights do: the prompt's colour, on an object seen
 in at least half the frames, in the base and the SSR video alike, and the guidance
 critic's reading of the direction on rendered clips. The direction of a sampled clip is
-not asserted: even with the critic's guidance (the default) it follows the prompt in
-about a quarter of clips (the blue square here moves left as asked, the red circle does
-not move right; pretrained/moving_shapes/README.md has the measured accuracies).
+not asserted: even with the critic's guidance and its pick of 4 candidates (the
+defaults) it follows the prompt in about 0.4 of clips (pretrained/moving_shapes/README.md
+has the measured accuracies).
 """
 
 import os
