@@ -138,6 +138,13 @@ class SamplingConfig:
     critic_min_alpha: float = 0.05
     base_candidates: int = 1
 
+    def critic_settings(self) -> list[str]:
+        """The settings that use a `GuidanceCritic` (critic guidance, best of K), each as
+        'name=value'; empty when sampling needs no critic."""
+        return [f"{name}={value}" for name, value, on in (
+            ("critic_scale", self.critic_scale, self.critic_scale > 0),
+            ("base_candidates", self.base_candidates, self.base_candidates > 1)) if on]
+
     def __post_init__(self):
         for name in ("base_steps", "ssr_steps"):
             v = getattr(self, name)
@@ -278,11 +285,10 @@ class LumierePipeline:
                  sampling: SamplingConfig = SamplingConfig(),
                  ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
                  critic: GuidanceCritic | None = None):
-        for field in ("critic_scale", "base_candidates"):
-            value = getattr(sampling, field)
-            if value != SamplingConfig.__dataclass_fields__[field].default and critic is None:
-                raise ValueError(f"SamplingConfig.{field}={value} needs a GuidanceCritic "
-                                 "(critic=; from_pretrained loads a folder's 'critic' stage)")
+        if sampling.critic_settings() and critic is None:
+            raise ValueError(f"SamplingConfig {', '.join(sampling.critic_settings())} needs a "
+                             "GuidanceCritic (critic=; from_pretrained loads a folder's "
+                             "'critic' stage)")
         if critic is not None and (critic.num_frames, critic.image_size) != (
                 base_config.num_frames, base_config.image_size):
             raise ValueError(f"the critic reads {critic.num_frames} frames of "
@@ -550,8 +556,7 @@ class LumierePipeline:
             texts[stage] = dict(text=text, text_mask=mask, null_text=null_text,
                                 null_mask=null_mask)
         critic = None
-        if isinstance(request, TextRequest) and (self.sampling.critic_scale
-                                                 or self.sampling.base_candidates > 1):
+        if isinstance(request, TextRequest) and self.sampling.critic_settings():
             if num_frames != self.critic.num_frames:
                 raise ValueError(f"the critic reads clips of {self.critic.num_frames} frames; "
                                  f"sample that many (not {num_frames}) or set critic_scale=0 "
