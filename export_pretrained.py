@@ -27,6 +27,7 @@ import ml_collections
 from absl import flags
 
 from lumiere_jax import cli, pretrained, runs
+from lumiere_jax.pipeline import SamplingConfig
 
 flags.DEFINE_string("out", None, "pretrained folder to write")
 flags.DEFINE_multi_string("stage", [], "NAME=WORKDIR[:CONFIG.py], repeatable")
@@ -41,6 +42,31 @@ flags.DEFINE_integer("candidates", 1, "default base clips per prompt, the critic
                      "kept (needs a 'critic' stage; 1: off)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
+
+
+# The flag that sets each sampling default, by its `SamplingConfig` field.
+SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="guidance",
+                      sampler="sampler", base_time_shift="time_shift",
+                      critic_scale="critic_scale", base_candidates="candidates",
+                      window="window", stride="stride")
+
+
+def sampling_defaults(f) -> dict:
+    """The manifest's sampling defaults from the flags, checked by `SamplingConfig` before
+    anything is read or written; a bad value is a `ValueError` that names its flag."""
+    values = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
+                  sampler=f.sampler, base_time_shift=f.time_shift, critic_scale=f.critic_scale,
+                  base_candidates=f.candidates, window=f.window or None,
+                  stride=f.stride or None)
+    try:
+        SamplingConfig(**values)
+    except ValueError as e:
+        named = [flag for field, flag in SAMPLING_FLAGS.items() if f"SamplingConfig.{field}"
+                 in str(e)]
+        if not named:
+            raise
+        raise ValueError(f"--{named[0]}={getattr(f, named[0])!r}: {e}") from None
+    return values
 
 
 def run_config(workdir: str, config_file: str) -> ml_collections.ConfigDict:
@@ -89,6 +115,7 @@ def pretrained_stage(folder: str, name: str) -> tuple:
 def main(argv) -> None:
     del argv
     f = flags.FLAGS
+    sampling = sampling_defaults(f)
     stages, training, sources = {}, {}, {}
     for spec in f.stage:
         name, _, rest = spec.partition("=")
@@ -110,11 +137,11 @@ def main(argv) -> None:
            if os.path.isfile(os.path.join(f.out, pretrained.MANIFEST)) else {})
     entries = dict(old.get("stages", {}))
     kinds = [e["stage"] for e in entries.values()] + [cfg.stage for cfg, _ in stages.values()]
-    if f.candidates > 1 and "critic" not in kinds:
-        raise ValueError(f"--candidates={f.candidates} needs a 'critic' stage to rank them: add "
-                         "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
-    if f.critic_scale and "critic" not in kinds:
-        raise ValueError(f"--critic_scale={f.critic_scale} needs a 'critic' stage: add "
+    uses_critic = SamplingConfig(**sampling).critic_settings()
+    if uses_critic and "critic" not in kinds:
+        given = ", ".join(f"--{SAMPLING_FLAGS[s.split('=')[0]]}={s.split('=')[1]}"
+                          for s in uses_critic)
+        raise ValueError(f"{given} needs a 'critic' stage to rank or steer the base clips: add "
                          "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})
@@ -122,11 +149,7 @@ def main(argv) -> None:
     if not {"base", "ssr"} <= set(entries):
         print(f"note: {f.out} has stages {sorted(entries)}; the cascade needs 'base' and 'ssr'")
     prediction = next(iter(stages.values()))[0].diffusion.prediction
-    sampling = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
-                    sampler=f.sampler, prediction=prediction,
-                    window=f.window or None, stride=f.stride or None,
-                    base_time_shift=f.time_shift, critic_scale=f.critic_scale,
-                    base_candidates=f.candidates)
+    sampling = dict(sampling, prediction=prediction)
     os.makedirs(os.path.join(f.out, "configs"), exist_ok=True)
     for name, src in sources.items():
         if src["config_file"]:
