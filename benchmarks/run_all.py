@@ -60,6 +60,7 @@ def cascade_per_clip(repeats: int) -> dict:
                 out["base_s"], cascade_s=out["cascade_s"], base_compile_s=out["base_compile_s"],
                 cascade_compile_s=out["cascade_compile_s"], base_steps=s.base_steps,
                 ssr_steps=s.ssr_steps, base_guidance=s.base_guidance,
+                critic_scale=s.critic_scale, base_candidates=s.base_candidates,
                 frames=pipe.base_config.num_frames, base_size=pipe.base_config.image_size,
                 ssr_size=pipe.ssr_config.image_size, window=pipe.window, stride=pipe.stride)
 
@@ -105,6 +106,13 @@ def script_figures(name: str) -> list[dict]:
     return [dict(row, script=name) for row in rows]
 
 
+def base_critic(r: dict) -> str:
+    """', critic guidance 100, best of 4' for a run whose base stage used the critic."""
+    scale, k = r.get("critic_scale") or 0, r.get("base_candidates") or 1
+    return ((f", critic guidance {scale:g}" if scale else "")
+            + (f", best of {k}" if k > 1 else ""))
+
+
 def table(rows: list[dict]) -> str:
     """The README's markdown table of a run's figures."""
     by = lambda name: [r for r in rows if r.get("figure") == name]  # noqa: E731
@@ -115,8 +123,8 @@ def table(rows: list[dict]) -> str:
         lines += [
             f"| cascade, one clip ({r['frames']} frames, {r['base_size']} -> {r['ssr_size']} px)"
             f" | {r['cascade_s']:.2f} s (+{r['cascade_compile_s']:.0f} s compile) |",
-            f"| base stage ({r['base_steps']} steps, guidance {r['base_guidance']}) | "
-            f"{r['base_s']:.2f} s |",
+            f"| base stage ({r['base_steps']} steps, guidance {r['base_guidance']}"
+            f"{base_critic(r)}) | {r['base_s']:.2f} s |",
             f"| SSR stage ({r['ssr_steps']} steps, windows of {r['window']}, stride "
             f"{r['stride']}) | {r['ssr_s']:.2f} s |"]
     for r in by("base_per_frame"):

@@ -458,8 +458,11 @@ class LumierePipeline:
         common = dict(sampler=s.sampler, prediction=s.prediction)
 
         # Stage 1: the STUNet denoises all frames at once.
-        base_fn = unet_model_fn(base_cfg, base_params, guidance_scale=s.base_guidance,
-                                **texts["base"])
+        def base_denoiser(text_args: dict) -> Callable:  # the guided STUNet for these prompts
+            return unet_model_fn(base_cfg, base_params, guidance_scale=s.base_guidance,
+                                 **text_args)
+
+        base_fn = base_denoiser(texts["base"])
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
                        time_shift=s.base_time_shift,
                        progress=self.progress.callback("base", s.base_steps), **common)
@@ -475,10 +478,8 @@ class LumierePipeline:
         else:  # K candidates per prompt: rows b*K ... b*K + K - 1 are prompt b's
             k = s.base_candidates
             rep = lambda a: a if k == 1 else repeat_candidates(a, k)
-            text_fn = base_fn if k == 1 else unet_model_fn(
-                base_cfg, base_params, guidance_scale=s.base_guidance,
-                **dict(texts["base"], text=rep(texts["base"]["text"]),
-                       text_mask=rep(texts["base"]["text_mask"])))
+            text_fn = base_denoiser(dict(texts["base"], text=rep(texts["base"]["text"]),
+                                         text_mask=rep(texts["base"]["text_mask"])))
             cond = None if empty is None else rep(empty)
             denoise = lambda x, t: text_fn(x, t, cond)
             if critic is not None:
