@@ -5,7 +5,8 @@
 
 For the first `--prompts` of evaluate.py's held-out short test prompts (same seed, same
 draw), the base stage samples `--candidates` clips per prompt from different noise (the
-folder's sampling defaults, critic guidance at `--critic_scale`). Each candidate is read
+folder's sampling defaults, critic guidance at `--critic_scale`, one clip per call: the
+folder's own best-of-K default is turned off, since this script does the picking). Each candidate is read
 by the analyzer (`score_clip`) and scored by the folder's critic against its prompt, on
 the clean clip (t = 0) and re-noised at each further `--score_t`. Reports, per attribute
 (direction, colour + shape + direction): a random candidate's accuracy (what the base
@@ -77,7 +78,9 @@ def main() -> None:
     if any(not 0.0 <= t < 1.0 for t in a.score_t):
         ap.error(f"--score_t {a.score_t}: each must be in [0, 1)")
     overrides = {} if a.critic_scale is None else {"critic_scale": a.critic_scale}
-    pipe = LumierePipeline.from_pretrained(a.pretrained, progress=False, **overrides)
+    # One clip per call whatever the folder's default best of K: this script does the picking.
+    pipe = LumierePipeline.from_pretrained(a.pretrained, progress=False, base_candidates=1,
+                                           **overrides)
     if pipe.critic is None:
         raise SystemExit(f"{a.pretrained} has no 'critic' stage to rerank with")
     prompts = held_out_prompts(a.prompts, a.seed)
