@@ -51,22 +51,26 @@ SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="
                       window="window", stride="stride")
 
 
-def sampling_defaults(f) -> dict:
-    """The manifest's sampling defaults from the flags, checked by `SamplingConfig` before
-    anything is read or written; a bad value is a `ValueError` that names its flag."""
+def flag_setting(f, field: str) -> str:
+    """'--candidates=4': the flag that sets `SamplingConfig` field `field`, as given."""
+    flag = SAMPLING_FLAGS[field]
+    return f"--{flag}={getattr(f, flag)!r}"
+
+
+def sampling_defaults(f) -> tuple[dict, SamplingConfig]:
+    """(the manifest's sampling defaults from the flags, their `SamplingConfig`), checked
+    before anything is read or written; a bad value is a `ValueError` naming its flag."""
     values = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
                   sampler=f.sampler, base_time_shift=f.time_shift, critic_scale=f.critic_scale,
                   base_candidates=f.candidates, window=f.window or None,
                   stride=f.stride or None)
     try:
-        SamplingConfig(**values)
+        return values, SamplingConfig(**values)
     except ValueError as e:
-        named = [flag for field, flag in SAMPLING_FLAGS.items() if f"SamplingConfig.{field}"
-                 in str(e)]
+        named = [field for field in SAMPLING_FLAGS if f"SamplingConfig.{field}" in str(e)]
         if not named:
             raise
-        raise ValueError(f"--{named[0]}={getattr(f, named[0])!r}: {e}") from None
-    return values
+        raise ValueError(f"{flag_setting(f, named[0])}: {e}") from None
 
 
 def run_config(workdir: str, config_file: str) -> ml_collections.ConfigDict:
@@ -115,7 +119,7 @@ def pretrained_stage(folder: str, name: str) -> tuple:
 def main(argv) -> None:
     del argv
     f = flags.FLAGS
-    sampling = sampling_defaults(f)
+    sampling, checked = sampling_defaults(f)
     stages, training, sources = {}, {}, {}
     for spec in f.stage:
         name, _, rest = spec.partition("=")
@@ -137,10 +141,9 @@ def main(argv) -> None:
            if os.path.isfile(os.path.join(f.out, pretrained.MANIFEST)) else {})
     entries = dict(old.get("stages", {}))
     kinds = [e["stage"] for e in entries.values()] + [cfg.stage for cfg, _ in stages.values()]
-    uses_critic = SamplingConfig(**sampling).critic_settings()
+    uses_critic = checked.critic_settings()
     if uses_critic and "critic" not in kinds:
-        given = ", ".join(f"--{SAMPLING_FLAGS[s.split('=')[0]]}={s.split('=')[1]}"
-                          for s in uses_critic)
+        given = ", ".join(flag_setting(f, setting.partition("=")[0]) for setting in uses_critic)
         raise ValueError(f"{given} needs a 'critic' stage to rank or steer the base clips: add "
                          "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])

@@ -6,11 +6,11 @@
 For the first `--prompts` of evaluate.py's held-out short test prompts (same seed, same
 draw), the base stage samples `--candidates` clips per prompt from different noise (the
 folder's sampling defaults, critic guidance at `--critic_scale`, one clip per call: the
-folder's own best-of-K default is turned off, since this script does the picking). Each candidate is read
-by the analyzer (`score_clip`) and scored by the folder's critic against its prompt, on
-the clean clip (t = 0) and re-noised at each further `--score_t`. Reports, per attribute
-(direction, colour + shape + direction): a random candidate's accuracy (what the base
-alone gives), the oracle (any candidate right), the critic's pick (argmax of its score),
+folder's own best-of-K default is turned off, since this script does the picking). Each
+candidate is read by the analyzer (`score_clip`) and scored by the folder's critic against
+its prompt, on the clean clip (t = 0) and re-noised at each further `--score_t`. Reports,
+per attribute (direction, colour + shape + direction): a random candidate's accuracy (what
+the base alone gives), the oracle (any candidate right), the critic's pick (argmax of its score),
 and the critic's pairwise win rate (a right candidate scored above a wrong one of the same
 prompt; chance 0.5). The analyzer only judges; it never picks. One JSON object per prompt,
 then the summary.
