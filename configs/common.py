@@ -44,7 +44,10 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
     c.diffusion = ml_collections.ConfigDict(dict(
         prediction="v", weighting="plain", schedule_base_size=model.image_size,
         text_dropout=0.1, ssr_low_res=model.image_size // 4, ssr_max_aug=0.3,
-        t_power=1.0))                    # t = 1 - (1 - u)^t_power; > 1 favours high noise
+        t_power=1.0,                     # t = 1 - (1 - u)^t_power; > 1 favours high noise
+        caption_contrast=0.0,            # stunet + time_reversal_pairs: weight of the pairs'
+        contrast_sharpness=500.0,        #   caption contrast (diffusion.contrast), its
+        contrast_min_t=0.8))             #   sharpness and lowest t
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-4, warmup_steps=100, decay_steps=10_000, end_lr_factor=0.1, b1=0.9, b2=0.99,
         eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999,

@@ -136,6 +136,15 @@ def diffusion_loss(denoise_fn: DenoiseFn, x0: jax.Array, key: jax.Array, schedul
     shape, else drawn N(0, I) from `key`. The target is eps, v or x0
     according to `prediction`; `weighting` is 'plain' or 'min_snr' (see `loss_weight`).
     """
+    return jnp.mean(per_example_loss(denoise_fn, x0, key, schedule, prediction, weighting,
+                                     gamma, t=t, eps=eps))
+
+
+def per_example_loss(denoise_fn: DenoiseFn, x0: jax.Array, key: jax.Array, schedule: Schedule,
+                     prediction: str = "v", weighting: str = "plain", gamma: float = 5.0,
+                     *, t: jax.Array | None = None, eps: jax.Array | None = None
+                     ) -> jax.Array:
+    """`diffusion_loss` before the batch mean: (B,) of weight(t) * mean((output - target)^2)."""
     check_prediction(prediction)
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting={weighting!r}; expected one of {WEIGHTINGS}.")
@@ -158,5 +167,4 @@ def diffusion_loss(denoise_fn: DenoiseFn, x0: jax.Array, key: jax.Array, schedul
     target = from_x0_eps(x0, eps, alpha, sigma, prediction)
     err = jnp.square(output.astype(jnp.float32) - target.astype(jnp.float32))
     per_example = jnp.mean(einops.rearrange(err, 'b ... -> b (...)'), axis=1)
-    weight = loss_weight(schedule.log_snr(t), prediction, weighting, gamma)
-    return jnp.mean(weight * per_example)
+    return loss_weight(schedule.log_snr(t), prediction, weighting, gamma) * per_example

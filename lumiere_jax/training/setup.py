@@ -50,7 +50,10 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug,
                       t_power=float(d.get("t_power", 1.0)),
                       condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)),
-                      reversal_pairs=bool(config.data.get("time_reversal_pairs", False)))
+                      reversal_pairs=bool(config.data.get("time_reversal_pairs", False)),
+                      caption_contrast=float(d.get("caption_contrast", 0.0)),
+                      contrast_sharpness=float(d.get("contrast_sharpness", 500.0)),
+                      contrast_min_t=float(d.get("contrast_min_t", 0.8)))
 
 
 def unet_trainable(config: Any) -> str:

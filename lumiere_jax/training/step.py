@@ -21,7 +21,8 @@ from einops import rearrange
 from lumiere_jax.applications.conditioning import (TRAINING_KINDS, image_to_video_condition,
                                                    random_training_condition)
 from lumiere_jax.diffusion.guidance import noise_augment
-from lumiere_jax.diffusion.objectives import diffusion_loss, sample_times
+from lumiere_jax.diffusion.contrast import caption_contrast, swap_pairs
+from lumiere_jax.diffusion.objectives import diffusion_loss, per_example_loss, sample_times
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
 from lumiere_jax.sampling import sample_unet, to_uint8
@@ -54,6 +55,10 @@ class StepConfig:
       but within a pair everything that does not depend on the direction of motion (the
       background, the object's look) meets the same noise and cancels from the part of the
       gradient that tells the two captions apart (antithetic sampling).
+    caption_contrast: weight of the pairs' caption contrast (`diffusion.contrast`; needs
+      reversal_pairs, stage 'stunet'): each clip is denoised with its own caption and with
+      its pair's (directions reversed), and `softplus(contrast_sharpness * (own loss -
+      swapped loss))` at `t >= contrast_min_t` joins the loss; 0 (default) is off.
     """
 
     stage: str
@@ -68,6 +73,9 @@ class StepConfig:
     t_power: float = 1.0
     condition_kinds: tuple[str, ...] = TRAINING_KINDS
     reversal_pairs: bool = False
+    caption_contrast: float = 0.0
+    contrast_sharpness: float = 500.0
+    contrast_min_t: float = 0.8
 
     def __post_init__(self):
         bad = [k for k in self.condition_kinds if k not in TRAINING_KINDS]
@@ -85,6 +93,16 @@ class StepConfig:
         if self.reversal_pairs and self.stage == "t2i":
             raise ValueError("reversal_pairs pairs clips with their time reversal; the 't2i' "
                              "stage trains on single frames")
+        if not self.caption_contrast >= 0.0:
+            raise ValueError(f"caption_contrast={self.caption_contrast}; must be >= 0 (0: off)")
+        if self.caption_contrast and (self.stage != "stunet" or not self.reversal_pairs):
+            raise ValueError(f"caption_contrast={self.caption_contrast} contrasts the captions "
+                             f"of time-reversal pairs: it needs stage 'stunet' (got "
+                             f"{self.stage!r}) and reversal_pairs=True")
+        if not self.contrast_sharpness > 0.0:
+            raise ValueError(f"contrast_sharpness={self.contrast_sharpness}; must be > 0")
+        if not 0.0 <= self.contrast_min_t < 1.0:
+            raise ValueError(f"contrast_min_t={self.contrast_min_t}; must be in [0, 1)")
 
 
 def to_float(pixels: jax.Array) -> jax.Array:
@@ -132,7 +150,9 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
     Gradients flow only into `state['params']`; a non-finite loss or gradient norm leaves
     params, EMA and optimizer state untouched and bumps `nonfinite` (consecutive) and
     `skipped` (total). null_ids / null_mask: (L,) tokens of the empty caption.
-    metrics: loss, grad_norm, lr, finite, nonfinite, skipped (scalars).
+    metrics: loss, grad_norm, lr, finite, nonfinite, skipped (scalars); with caption_contrast
+    also diffusion_loss, caption_contrast and caption_gap (mean swapped - own loss at t >=
+    contrast_min_t, counted 0 below it).
     """
     null_ids, null_mask = np.asarray(null_ids, np.int32), np.asarray(null_mask, bool)
 
@@ -156,12 +176,29 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
             t, eps = reversal_pair_noise(jax.random.fold_in(k_loss, 2), x0, cfg.t_power)
         elif cfg.t_power != 1.0:
             t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
-        return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction, cfg.weighting,
-                              t=t, eps=eps)
+        if not cfg.caption_contrast:
+            return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction,
+                                  cfg.weighting, t=t, eps=eps), {}
+
+        def denoise_both(x_t, t):  # (2B, ...): every clip with its own, then its pair's caption
+            both = lambda a: jnp.concatenate([a, swap_pairs(a)])
+            return model.apply({"params": params["unet"]}, x_t, t, both(states), both(mask),
+                               train=True, rngs={"dropout": k_dropout})
+
+        twice = lambda a: jnp.concatenate([a, a])
+        per_row = per_example_loss(denoise_both, twice(x0), k_loss, cfg.schedule,
+                                   cfg.prediction, cfg.weighting, t=twice(t), eps=twice(eps))
+        own, swapped = jnp.split(per_row, 2)
+        contrast = caption_contrast(own, swapped, t, cfg.contrast_sharpness, cfg.contrast_min_t)
+        diffusion = jnp.mean(own)
+        return diffusion + cfg.caption_contrast * jnp.mean(contrast), dict(
+            diffusion_loss=diffusion, caption_contrast=jnp.mean(contrast),
+            caption_gap=jnp.mean(jnp.where(t >= cfg.contrast_min_t, swapped - own, 0.0)))
 
     def step(state: dict, frozen: dict, batch: dict) -> tuple[dict, dict]:
         key = jax.random.fold_in(state["rng"], state["step"])
-        loss, grads = jax.value_and_grad(loss_fn)(state["params"], frozen, batch, key)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], frozen,
+                                                                      batch, key)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
@@ -183,7 +220,7 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         metrics = dict(loss=loss, grad_norm=grad_norm,
                        lr=jnp.asarray(lr_schedule(state["opt_state"].gradient_step), jnp.float32),
                        finite=finite, nonfinite=new_state["nonfinite"],
-                       skipped=new_state["skipped"])
+                       skipped=new_state["skipped"], **aux)
         return new_state, metrics
 
     return step

@@ -357,3 +357,44 @@ def test_reversal_pairs_config_is_checked_and_a_stunet_step_runs_with_them():
     moved = [np.max(np.abs(a - b)) for a, b in zip(jax.tree.leaves(params),
                                                     jax.tree.leaves(r.state0["params"]))]
     assert max(moved) > 1e-4
+
+
+def test_caption_contrast_adds_the_pairs_classifier_loss_to_the_plain_one():
+    """With the caption contrast on, the step's own-caption loss is the plain step's loss,
+    its gap is the plain loss under the pairs' swapped captions minus the plain loss, and
+    the contrast at a small sharpness k is softplus's expansion log 2 - k * gap / 2."""
+    from lumiere_jax.training.step import StepConfig
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    with pytest.raises(ValueError, match="caption_contrast=0.1 .*reversal_pairs=True"):
+        StepConfig("stunet", cosine_schedule(8), caption_contrast=0.1)
+    with pytest.raises(ValueError, match="caption_contrast=0.1 .*stage 'stunet'"):
+        StepConfig("ssr", cosine_schedule(8), caption_contrast=0.1, reversal_pairs=True)
+    with pytest.raises(ValueError, match="contrast_min_t"):
+        StepConfig("stunet", cosine_schedule(8), reversal_pairs=True, contrast_min_t=1.0)
+    r = Run("stunet")
+    r.config.data.time_reversal_pairs = True
+    r.config.diffusion.update(contrast_sharpness=0.01, contrast_min_t=0.0)
+    batch = dict(r.batches[0])
+    batch["pixels"] = batch["pixels"].copy()
+    batch["pixels"][1::2] = batch["pixels"][0::2, ::-1]
+    swapped = dict(batch, ids=batch["ids"][[1, 0, 3, 2, 5, 4, 7, 6]],
+                   mask=batch["mask"][[1, 0, 3, 2, 5, 4, 7, 6]])
+    state, frozen, _ = r.host_state()
+    null = [a[0] for a in setup.tokenizer(r.config).encode([""])]
+
+    def metrics(weight, b):
+        r.config.diffusion.caption_contrast = weight
+        step = make_train_step(r.model, r.encoder, r.tx, r.lr,
+                               setup.step_config(r.config, r.model_cfg), *null)
+        host = dict(state, rng=jax.random.wrap_key_data(state["rng"]))
+        return jax.device_get(jax.jit(step)(host, frozen, b)[1])
+
+    plain, plain_swapped = metrics(0.0, batch), metrics(0.0, swapped)
+    both = metrics(0.5, batch)
+    assert both["diffusion_loss"] == pytest.approx(plain["loss"], rel=1e-4)
+    gap = plain_swapped["loss"] - plain["loss"]
+    assert abs(gap) > 1e-5  # the tiny model's spatial layers read the caption
+    assert both["caption_gap"] == pytest.approx(gap, rel=1e-2, abs=1e-7)
+    assert np.log(2.0) - both["caption_contrast"] == pytest.approx(0.01 * gap / 2, rel=0.02)
+    assert both["loss"] == pytest.approx(both["diffusion_loss"] + 0.5 * both["caption_contrast"],
+                                         rel=1e-6)
