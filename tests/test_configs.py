@@ -32,8 +32,20 @@ def param_shapes(config):
 
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
-    assert names == ["common", "conditional", "demo_conditional", "demo_critic", "demo_ssr",
-                     "demo_stunet", "demo_style", "demo_t2i", "ssr", "stunet", "t2i"]
+    assert names == ["common", "conditional", "demo_conditional", "demo_critic",
+                     "demo_direction", "demo_ssr", "demo_stunet", "demo_style", "demo_t2i",
+                     "ssr", "stunet", "t2i"]
+
+
+def test_the_direction_fine_tune_continues_the_demo_stunet_with_the_caption_contrast():
+    """demo_direction loads the shipped base whole (same parameter tree as demo_stunet)
+    and its step config carries a valid caption contrast on reversal pairs."""
+    direction, stunet = load("demo_direction"), load("demo_stunet")
+    setup.check_config(direction)
+    assert direction.train.init_from_kind == "stunet" and direction.data.time_reversal_pairs
+    assert param_shapes(direction) == param_shapes(stunet)
+    step = setup.step_config(direction, setup.unet_config(direction))
+    assert step.reversal_pairs and step.caption_contrast > 0
 
 
 def test_the_demo_critic_reads_the_clips_the_demo_stunet_makes():
