@@ -47,6 +47,20 @@ def opposite(caption: str) -> str:
     raise ValueError(f"no direction phrase at the end of {caption!r}")
 
 
+def single_object_clips(config, n: int) -> tuple[list[str], list[str], np.ndarray]:
+    """The first `n` single-object clips of the test split of `config`'s data: their short
+    captions, the same captions moving the opposite way, and the clips as float32
+    `(n, T, H, W, 3)` in [-1, 1]. Exits with a message if the split has fewer."""
+    source = load_source(config.data.name, "test")
+    records = [r for r in (source[i] for i in range(min(len(source), 8 * n)))
+               if int(r["num_objects"]) == 1][:n]
+    if len(records) < n:
+        sys.exit(f"only {len(records)} single-object test clips; ask for fewer")
+    captions = [short_caption(r) for r in records]
+    video = np.stack([r["video"] for r in records]).astype(np.float32) / 127.5 - 1.0
+    return captions, [opposite(c) for c in captions], video
+
+
 def main(folder: str, stage: str, n: int, batch: int = 8, condition: str = "none") -> None:
     if os.path.isdir(os.path.join(folder, "checkpoints")):  # a train.py workdir: newest EMA
         import ml_collections
@@ -60,14 +74,7 @@ def main(folder: str, stage: str, n: int, batch: int = 8, condition: str = "none
     mcfg = runs.unet_config(config)
     schedule = runs.noise_schedule(config)
     encode = runs.text_encode_fn(config, params["text"])
-    source = load_source(config.data.name, "test")
-    records = [r for r in (source[i] for i in range(min(len(source), 8 * n)))
-               if int(r["num_objects"]) == 1][:n]
-    if len(records) < n:
-        sys.exit(f"only {len(records)} single-object test clips; ask for fewer")
-    captions = [short_caption(r) for r in records]
-    flipped = [opposite(c) for c in captions]
-    video = np.stack([r["video"] for r in records]).astype(np.float32) / 127.5 - 1.0
+    captions, flipped, video = single_object_clips(config, n)
     noise = np.asarray(jax.random.normal(jax.random.key(0), video.shape, jnp.float32))
     model = UNet(mcfg)
 

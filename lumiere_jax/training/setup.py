@@ -51,9 +51,11 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       t_power=float(d.get("t_power", 1.0)),
                       condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)),
                       reversal_pairs=bool(config.data.get("time_reversal_pairs", False)),
-                      caption_contrast=float(d.get("caption_contrast", 0.0)),
-                      contrast_sharpness=float(d.get("contrast_sharpness", 500.0)),
-                      contrast_min_t=float(d.get("contrast_min_t", 0.8)))
+                      caption_contrast=float(d.get("caption_contrast",
+                                                   StepConfig.caption_contrast)),
+                      contrast_sharpness=float(d.get("contrast_sharpness",
+                                                     StepConfig.contrast_sharpness)),
+                      contrast_min_t=float(d.get("contrast_min_t", StepConfig.contrast_min_t)))
 
 
 def unet_trainable(config: Any) -> str:

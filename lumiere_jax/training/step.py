@@ -167,9 +167,11 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         x0 = to_float(batch["pixels"])
         extra = _model_kwargs(cfg, x0, k_cond)
 
-        def denoise(x_t, t):
-            return model.apply({"params": params["unet"]}, x_t, t, states, mask, train=True,
+        def unet(x_t, t, text, text_mask):
+            return model.apply({"params": params["unet"]}, x_t, t, text, text_mask, train=True,
                                rngs={"dropout": k_dropout}, **extra)
+
+        denoise = lambda x_t, t: unet(x_t, t, states, mask)
 
         t = eps = None  # uniform t and fresh noise, drawn inside diffusion_loss
         if cfg.reversal_pairs:
@@ -180,11 +182,9 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
             return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction,
                                   cfg.weighting, t=t, eps=eps), {}
 
-        def denoise_both(x_t, t):  # (2B, ...): every clip with its own, then its pair's caption
-            both = lambda a: jnp.concatenate([a, swap_pairs(a)])
-            return model.apply({"params": params["unet"]}, x_t, t, both(states), both(mask),
-                               train=True, rngs={"dropout": k_dropout})
-
+        # (2B, ...): every clip with its own caption, then with its pair's.
+        both = lambda a: jnp.concatenate([a, swap_pairs(a)])
+        denoise_both = lambda x_t, t: unet(x_t, t, both(states), both(mask))
         twice = lambda a: jnp.concatenate([a, a])
         per_row = per_example_loss(denoise_both, twice(x0), k_loss, cfg.schedule,
                                    cfg.prediction, cfg.weighting, t=twice(t), eps=twice(eps))
