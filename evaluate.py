@@ -98,6 +98,10 @@ flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the critic
                      "kept (0: the pretrained default; 1: off)")
 flags.DEFINE_string("critic_run", "", "a train.py 'critic' workdir to guide with instead of "
                     "the pretrained folder's critic")
+flags.DEFINE_string("layout_run", "", "a train.py 'layout' workdir to draw the first base "
+                    "steps instead of the pretrained folder's layout expert")
+flags.DEFINE_float("layout_until", None, "the base steps at t >= this are the layout "
+                   "expert's (None: the pretrained default; 0: off)")
 flags.DEFINE_integer("batch_size", 8, "prompts per cascade call (the last batch is padded)")
 flags.DEFINE_bool("progress", True, "progress bars")
 flags.DEFINE_string("videos_dir", "", "score the videos in this folder instead of generating")
@@ -130,6 +134,8 @@ def sampling_overrides(f) -> dict:
         chosen["base_time_shift"] = f.time_shift
     if f.critic_scale is not None:
         chosen["critic_scale"] = f.critic_scale
+    if f.layout_until is not None:
+        chosen["layout_until"] = f.layout_until
     return chosen
 
 
@@ -152,11 +158,15 @@ def build_cascade(f, key: jax.Array) -> LumierePipeline:
            if f.base_run else None)
     critic = (runs.load_run(f.critic_run, "critic", f.ema, field="--critic_run")
               if f.critic_run else None)
+    layout = (runs.load_run(f.layout_run, "layout", f.ema, field="--layout_run")
+              if f.layout_run else None)
     if f.pretrained:
         return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base=run,
-                                               critic=critic, **sampling_overrides(f))
-    if critic is not None:
-        raise ValueError("--critic_run guides a --pretrained cascade; give --pretrained too")
+                                               critic=critic, layout=layout,
+                                               **sampling_overrides(f))
+    if critic is not None or layout is not None:
+        raise ValueError("--critic_run / --layout_run join a --pretrained cascade; give "
+                         "--pretrained too")
     if run is not None and f.base_ckpt:
         raise ValueError("--base_run and --base_ckpt both name the base stage: give one")
     base_cfg, ssr_cfg = (run[0] if run else f.base_config), f.ssr_config

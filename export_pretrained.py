@@ -10,7 +10,7 @@ config files that made them.
 `--stage NAME=WORKDIR[:CONFIG.py]`: the run's config is `WORKDIR/config.json` (written by
 train.py) or, for runs without one, the config file given after the colon. A WORKDIR that
 is a pretrained folder of one stage (train_resident.py's output) is shipped as it is. 'base' and
-'ssr' make the cascade; any other name (t2i, conditional, style_*, critic) is shipped
+'ssr' make the cascade; any other name (t2i, conditional, style_*, critic, layout) is shipped
 beside it (a 'critic' stage steers the base stage when `--critic_scale` > 0).
 Stages already in the folder's manifest and not named again are kept, so stages can be
 exported one at a time as they finish training.
@@ -40,6 +40,9 @@ flags.DEFINE_float("critic_scale", 0.0, "default critic guidance of the base sta
                    "'critic' stage in the folder; 0: off)")
 flags.DEFINE_integer("candidates", 1, "default base clips per prompt, the critic's favourite "
                      "kept (needs a 'critic' stage; 1: off)")
+flags.DEFINE_float("layout_until", 0.0, "default: the base steps at t >= this are the layout "
+                   "expert's (needs a 'layout' stage in the folder; 0: off)")
+flags.DEFINE_float("layout_guidance", 3.0, "default guidance scale of the layout expert")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -48,6 +51,7 @@ flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="guidance",
                       sampler="sampler", base_time_shift="time_shift",
                       critic_scale="critic_scale", base_candidates="candidates",
+                      layout_until="layout_until", layout_guidance="layout_guidance",
                       window="window", stride="stride")
 
 
@@ -62,7 +66,8 @@ def sampling_defaults(f) -> tuple[dict, SamplingConfig]:
     before anything is read or written; a bad value is a `ValueError` naming its flag."""
     values = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
                   sampler=f.sampler, base_time_shift=f.time_shift, critic_scale=f.critic_scale,
-                  base_candidates=f.candidates, window=f.window or None,
+                  base_candidates=f.candidates, layout_until=f.layout_until,
+                  layout_guidance=f.layout_guidance, window=f.window or None,
                   stride=f.stride or None)
     try:
         return values, SamplingConfig(**values)
@@ -146,6 +151,10 @@ def main(argv) -> None:
         given = ", ".join(flag_setting(f, setting.partition("=")[0]) for setting in uses_critic)
         raise ValueError(f"{given} needs a 'critic' stage to rank or steer the base clips: add "
                          "--stage critic=WORKDIR (a train.py run of configs/demo_critic.py)")
+    if checked.layout_until and "layout" not in kinds:
+        raise ValueError(f"{flag_setting(f, 'layout_until')} needs a 'layout' stage to draw the "
+                         "first steps: add --stage layout=WORKDIR (a train.py run of "
+                         "configs/demo_layout.py)")
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})
     sources = {**old.get("sources", {}), **sources}

@@ -76,6 +76,8 @@ flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step t
                    "more steps at high noise)")
 flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
                    "the shipped critic's score (None: the pretrained default; 0: off)")
+flags.DEFINE_float("layout_until", None, "text-to-video: the base steps at t >= this are the "
+                   "shipped layout expert's (None: the pretrained default; 0: off)")
 flags.DEFINE_integer("candidates", 0, "text-to-video: base clips sampled per prompt, the one "
                      "the shipped critic scores highest kept (0: the pretrained default; 1: off)")
 flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
@@ -223,6 +225,8 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         overrides["base_time_shift"] = f.time_shift
     if f.critic_scale is not None:
         overrides["critic_scale"] = f.critic_scale
+    if f.layout_until is not None:
+        overrides["layout_until"] = f.layout_until
     if not (f.base_ckpt or f.ssr_ckpt or f.random):
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "

@@ -42,6 +42,7 @@ from lumiere_jax.applications.conditioning import (cinemagraph_condition,
 from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
+from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
 from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
@@ -57,7 +58,7 @@ TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
 __all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
            "save_video", "TextRequest", "ConditionRequest", "EditRequest", "GuidanceCritic",
-           "guidance_critic"]
+           "guidance_critic", "LayoutExpert", "layout_expert"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +84,33 @@ def guidance_critic(run: tuple[Any, dict] | None) -> GuidanceCritic | None:
     return GuidanceCritic(VideoTextCritic(runs.critic_config(config)),
                           nn.meta.unbox(params["critic"]), runs.tokenizer(config),
                           config.model.num_frames, config.model.image_size)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayoutExpert:
+    """A trained 'layout' run (`diffusion.layout`): a video U-Net of clips mean-pooled by
+    `factor`, with its weights, its own text encoder and the noise schedule it trained on
+    (the base stage's, shifted by 2 log factor)."""
+
+    config: UNetConfig
+    params: Any
+    text_encoder: TextEncoderFn
+    factor: int
+    schedule: Schedule
+    prediction: str
+
+
+def layout_expert(run: tuple[Any, dict] | None) -> LayoutExpert | None:
+    """The `LayoutExpert` of a 'layout' run's (train config, `{'unet', 'text'}` weights)."""
+    if run is None:
+        return None
+    config, params = run
+    if config.stage != "layout":
+        raise ValueError(f"layout: a {config.stage!r} run; expected a 'layout' run")
+    return LayoutExpert(runs.unet_config(config), nn.meta.unbox(params["unet"]),
+                        runs.text_encode_fn(config, params["text"]),
+                        int(config.diffusion.layout_factor), runs.noise_schedule(config),
+                        config.diffusion.prediction)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +141,10 @@ class SamplingConfig:
       (one batch, different noise) and keeps the one the `GuidanceCritic` scores highest
       against its prompt on the finished clip (`diffusion.selection.best_of`; 1 = off).
       The base stage costs K times as much; the SSR stage runs on the kept clips only.
+    layout_until: text-to-video only: the base stage's steps at t >= layout_until are the
+      pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
+      which way they move, at low resolution); 0 = off. layout_guidance: its
+      classifier-free guidance scale.
     """
 
     base_steps: int = 50
@@ -137,6 +169,8 @@ class SamplingConfig:
     critic_scale: float = 0.0
     critic_min_alpha: float = 0.05
     base_candidates: int = 1
+    layout_until: float = 0.0
+    layout_guidance: float = 3.0
 
     def critic_settings(self) -> list[str]:
         """The settings that use a `GuidanceCritic` (critic guidance, best of K), each as
@@ -178,6 +212,13 @@ class SamplingConfig:
                 or self.base_candidates < 1):
             raise ValueError(f"SamplingConfig.base_candidates={self.base_candidates!r} must be "
                              "an int >= 1 (1: one clip per prompt, no reranking).")
+        if not (isinstance(self.layout_until, (int, float)) and 0.0 <= self.layout_until <= 1.0):
+            raise ValueError(f"SamplingConfig.layout_until={self.layout_until!r} must be in "
+                             "[0, 1] (0: no layout expert).")
+        if not (isinstance(self.layout_guidance, (int, float))
+                and math.isfinite(self.layout_guidance)):
+            raise ValueError(f"SamplingConfig.layout_guidance={self.layout_guidance!r} must be "
+                             "a finite number (1: no guidance).")
         if not 0.0 < self.critic_min_alpha <= 1.0:
             raise ValueError(f"SamplingConfig.critic_min_alpha={self.critic_min_alpha} must be "
                              "in (0, 1].")
@@ -284,11 +325,20 @@ class LumierePipeline:
                  ssr_params: Any, text_encoder: TextEncoderFn,
                  sampling: SamplingConfig = SamplingConfig(),
                  ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
-                 critic: GuidanceCritic | None = None):
+                 critic: GuidanceCritic | None = None, layout: LayoutExpert | None = None):
         if sampling.critic_settings() and critic is None:
             raise ValueError(f"SamplingConfig {', '.join(sampling.critic_settings())} needs a "
                              "GuidanceCritic (critic=; from_pretrained loads a folder's "
                              "'critic' stage)")
+        if sampling.layout_until and layout is None:
+            raise ValueError(f"SamplingConfig.layout_until={sampling.layout_until} needs a "
+                             "LayoutExpert (layout=; from_pretrained loads a folder's "
+                             "'layout' stage)")
+        if layout is not None and layout.config.image_size * layout.factor != (
+                base_config.image_size):
+            raise ValueError(f"the layout expert draws {layout.config.image_size} px clips "
+                             f"pooled {layout.factor}x, i.e. {layout.config.image_size * layout.factor}"
+                             f" px, but the base stage makes {base_config.image_size} px")
         if critic is not None and (critic.num_frames, critic.image_size) != (
                 base_config.num_frames, base_config.image_size):
             raise ValueError(f"the critic reads {critic.num_frames} frames of "
@@ -323,6 +373,8 @@ class LumierePipeline:
         self.base_params = nn.meta.unbox(base_params)
         self.ssr_params = nn.meta.unbox(ssr_params)
         self.text_encoders = dict(base=text_encoder, ssr=ssr_text_encoder or text_encoder)
+        if layout is not None:
+            self.text_encoders["layout"] = layout.text_encoder
         self.window = sampling.window if sampling.window is not None else ssr_config.num_frames
         self.stride = sampling.stride if sampling.stride is not None else max(self.window // 2, 1)
         window_starts(self.window, self.window, self.stride)  # window >= 1, 1 <= stride <= window
@@ -335,6 +387,7 @@ class LumierePipeline:
         self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "base_only"),
                                compiler_options=dict(sampling.xla_options) or None)
         self.critic = critic
+        self.layout = layout
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -343,12 +396,14 @@ class LumierePipeline:
     @classmethod
     def from_runs(cls, base: tuple[Any, dict], ssr: tuple[Any, dict],
                   sampling: SamplingConfig | None = None, progress: bool = False,
-                  critic: tuple[Any, dict] | None = None) -> "LumierePipeline":
+                  critic: tuple[Any, dict] | None = None,
+                  layout: tuple[Any, dict] | None = None) -> "LumierePipeline":
         """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
         conditional) run and an SSR run; each stage reads prompts with its own encoder and
         samples on the noise schedule its run trained with (`runs.noise_schedule`), unless
         `sampling` names schedules. `critic`: a 'critic' run's (config, `{'critic'}`
-        weights), for `SamplingConfig.critic_scale`."""
+        weights), for `SamplingConfig.critic_scale`; `layout`: a 'layout' run's (config,
+        `{'unet', 'text'}` weights), for `SamplingConfig.layout_until`."""
         (base_cfg, base_params), (ssr_cfg, ssr_params) = base, ssr
         for name, cfg, stages in (("base", base_cfg, ("stunet", "conditional")),
                                   ("ssr", ssr_cfg, ("ssr",))):
@@ -366,8 +421,9 @@ class LumierePipeline:
         pipe = cls(runs.unet_config(base_cfg), base_params["unet"], runs.unet_config(ssr_cfg),
                    ssr_params["unet"], runs.text_encode_fn(base_cfg, base_params["text"]),
                    sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),
-                   progress=progress, critic=guidance_critic(critic))
-        pipe.stages = {"base": base, "ssr": ssr}
+                   progress=progress, critic=guidance_critic(critic),
+                   layout=layout_expert(layout))
+        pipe.stages = {"base": base, "ssr": ssr, **({"layout": layout} if layout else {})}
         return pipe
 
     @classmethod
@@ -376,6 +432,7 @@ class LumierePipeline:
                         style: str | None = None, style_alpha: float = 0.0,
                         base: tuple[Any, dict] | None = None,
                         critic: tuple[Any, dict] | None = None,
+                        layout: tuple[Any, dict] | None = None,
                         **sampling_overrides) -> "LumierePipeline":
         """The cascade of a pretrained folder: stage `base_stage` ('base', or e.g.
         'conditional' for the applications) and 'ssr'. `style`: a shipped style stage (a
@@ -385,6 +442,8 @@ class LumierePipeline:
         the folder's base stage (a train.py run to judge beside the shipped SSR,
         `runs.load_run`). The folder's 'critic' stage, if it ships one, steers the base
         stage by `critic_scale`; `critic`: a 'critic' run's (config, weights) used instead.
+        Likewise its 'layout' stage draws the first steps (`layout_until`); `layout`: a
+        'layout' run's (config, weights) used instead.
         Sampling defaults come from the manifest; `sampling_overrides` (e.g.
         `base_steps=16`, `critic_scale=0`) replace them."""
         manifest = pretrained.read_manifest(folder)
@@ -409,8 +468,11 @@ class LumierePipeline:
             ships_one = any(e.get("stage") == "critic" for e in manifest["stages"].values())
             critic = (pretrained.load_stage(folder, pretrained.stage_of_kind(folder, "critic"))
                       if ships_one else None)
+        if layout is None and any(e.get("stage") == "layout"
+                                  for e in manifest["stages"].values()):
+            layout = pretrained.load_stage(folder, pretrained.stage_of_kind(folder, "layout"))
         pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
-                             progress, critic=critic)
+                             progress, critic=critic, layout=layout)
         pipe.manifest = manifest
         return pipe
 
@@ -444,14 +506,16 @@ class LumierePipeline:
     # ------------------------------------------------------------------ jitted cascade
 
     def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
-                  key: jax.Array, request: Request, critic: dict | None = None, *,
-                  num_frames: int, base_only: bool = False
+                  key: jax.Array, request: Request, critic: dict | None = None,
+                  layout_params: Any = None, *, num_frames: int, base_only: bool = False
                   ) -> tuple[jax.Array, jax.Array | None]:
-        """texts: per stage ('base', 'ssr') the `unet_model_fn` text arguments (text,
-        text_mask, null_text, null_mask). request: what to sample (its type is part of
-        the compiled program's signature). critic: None, or the critic's `params` and the
-        prompts' `ids`, `mask` (text-to-video with `critic_scale`). `base_only`: stop after
-        stage 1 (the SSR output is None; the base video is the same as with both stages)."""
+        """texts: per stage ('base', 'ssr', 'layout') the `unet_model_fn` text arguments
+        (text, text_mask, null_text, null_mask). request: what to sample (its type is part
+        of the compiled program's signature). critic: None, or the critic's `params` and the
+        prompts' `ids`, `mask` (text-to-video with `critic_scale`). layout_params: the
+        `LayoutExpert`'s U-Net weights (text-to-video with `layout_until`), else None.
+        `base_only`: stop after stage 1 (the SSR output is None; the base video is the same
+        as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
         batch, low, high = texts["base"]["text"].shape[0], base_cfg.image_size, ssr_cfg.image_size
         k_base, k_base_sample, k_aug, k_ssr, k_ssr_sample = jax.random.split(key, 5)
@@ -482,6 +546,14 @@ class LumierePipeline:
                                          text_mask=rep(texts["base"]["text_mask"])))
             cond = None if empty is None else rep(empty)
             denoise = lambda x, t: text_fn(x, t, cond)
+            if layout_params is not None:  # the first steps draw the layout
+                lay, lt = self.layout, texts["layout"]
+                expert = unet_model_fn(lay.config, layout_params, rep(lt["text"]),
+                                       rep(lt["text_mask"]), guidance_scale=s.layout_guidance,
+                                       null_text=lt["null_text"], null_mask=lt["null_mask"])
+                denoise = switch_at(s.layout_until, layout_denoiser(
+                    lambda y, t: expert(y, t, None), lay.factor, self.base_schedule,
+                    lay.schedule, lay.prediction, s.prediction), denoise)
             if critic is not None:
                 ids, mask = rep(critic["ids"]), rep(critic["mask"])
                 score = lambda x, t: self.critic.model.apply(
@@ -523,13 +595,14 @@ class LumierePipeline:
     def encode_text(self, prompts: Sequence[str], stage: str = "base"
                     ) -> tuple[jax.Array, jax.Array]:
         """prompts -> (states (B, L, D) float32, mask (B, L) bool) from `stage`'s encoder
-        ('base' | 'ssr'), checked against that stage's `text_input_dim`."""
+        ('base' | 'ssr' | 'layout'), checked against that stage's `text_input_dim`."""
         states, mask = self.text_encoders[stage](list(prompts))
         states, mask = jnp.asarray(states, jnp.float32), jnp.asarray(mask).astype(bool)
         if states.ndim != 3 or mask.shape != states.shape[:2]:
             raise ValueError(f"text_encoder must return states (B, L, D) and mask (B, L); got "
                              f"{states.shape} and {mask.shape}.")
-        text_dim = (self.base_config if stage == "base" else self.ssr_config).text_input_dim
+        text_dim = dict(base=self.base_config, ssr=self.ssr_config,
+                        layout=self.layout and self.layout.config)[stage].text_input_dim
         if states.shape[-1] != text_dim:
             raise ValueError(f"the {stage} stage's text encoder gives D={states.shape[-1]} but "
                              f"its config's text_dim + temporal_text_dim = {text_dim}.")
@@ -544,7 +617,8 @@ class LumierePipeline:
                              "through replacement: set SamplingConfig.replace_known=True or "
                              "use a conditional STUNet (cond_channels=4).")
         texts = {}
-        for stage in ("base",) if base_only else ("base", "ssr"):
+        layout = isinstance(request, TextRequest) and bool(self.sampling.layout_until)
+        for stage in ("base",) + (() if base_only else ("ssr",)) + (("layout",) if layout else ()):
             if stage == "ssr" and self.text_encoders["ssr"] is self.text_encoders["base"]:
                 texts["ssr"] = texts["base"]
                 continue
@@ -566,7 +640,8 @@ class LumierePipeline:
             critic = dict(params=self.critic.params, ids=jnp.asarray(ids),
                           mask=jnp.asarray(mask).astype(bool))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
-                                 critic, num_frames=num_frames, base_only=base_only)
+                                 critic, self.layout.params if layout else None,
+                                 num_frames=num_frames, base_only=base_only)
         if base_only:
             return np.asarray(jax.device_get(low))
         high = np.asarray(jax.device_get(high))

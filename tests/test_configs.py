@@ -33,8 +33,40 @@ def param_shapes(config):
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
     assert names == ["common", "conditional", "demo_conditional", "demo_critic",
-                     "demo_direction", "demo_ssr", "demo_stunet", "demo_style", "demo_t2i",
-                     "ssr", "stunet", "t2i"]
+                     "demo_direction", "demo_layout", "demo_ssr", "demo_stunet", "demo_style",
+                     "demo_t2i", "ssr", "stunet", "t2i"]
+
+
+def test_the_demo_layout_expert_fits_the_demo_base_stage():
+    """The expert's pooled clips are the demo STUNet's (size / factor, same frames, same
+    data), its schedule is the base's shifted by 2 log factor (same t), and bad layout
+    fields are errors naming the field."""
+    from lumiere_jax import runs
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+
+    for c in (load("demo_layout"), load("demo_layout:tiny")):
+        setup.check_config(c)
+        step = setup.step_config(c, setup.unet_config(c))
+        assert step.stage == "layout" and step.layout_factor >= 2 and 0 < step.min_t < 0.8
+        assert setup.data_image_size(c) == c.model.image_size * step.layout_factor
+    layout, stunet = load("demo_layout"), load("demo_stunet")
+    factor = layout.diffusion.layout_factor
+    assert layout.model.image_size * factor == stunet.model.image_size
+    assert layout.model.num_frames == stunet.model.num_frames
+    assert layout.data.name == stunet.data.name
+    assert runs.noise_schedule(layout) == cosine_schedule(stunet.model.image_size // factor,
+                                                           stunet.model.image_size)
+    assert runs.noise_schedule(stunet) == cosine_schedule(stunet.model.image_size,
+                                                           stunet.model.image_size)
+    for field, value, match in (("diffusion.layout_factor", 1, "layout_factor=1"),
+                                ("diffusion.schedule_base_size", 16, "schedule_base_size=16"),
+                                ("train.init_from", "runs/x", "trains from scratch"),
+                                ("sample.every", 10, "sample.every must be 0")):
+        bad = load("demo_layout")
+        group, name = field.split(".")
+        bad[group][name] = value
+        with pytest.raises(ValueError, match=match):
+            setup.check_config(bad)
 
 
 def test_the_direction_fine_tune_continues_the_demo_stunet_with_the_caption_contrast():

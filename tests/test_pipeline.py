@@ -365,3 +365,51 @@ def test_base_candidates_keep_the_critics_pick(parts, pipe):
         # the pipeline scores the float clip, this test its uint8 rounding: near-ties may swap
         allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-3 else order[:2]
         assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+
+
+def _tiny_layout(parts, image_size=8):
+    """A random-weight `LayoutExpert` for the parts' 16 px base: 8 px, pooled 2x."""
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    from lumiere_jax.models import UNetConfig
+    from lumiere_jax.pipeline import LayoutExpert
+
+    base_cfg, text_encoder = parts[0], parts[4]
+    cfg = UNetConfig(channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_levels=(),
+                     cross_attention_levels=(1,), num_heads=2, norm_groups=4,
+                     text_dim=TEXT_DIM, temporal=True, temporal_downsample=(False,),
+                     temporal_text=True, temporal_text_layout=True, image_size=image_size,
+                     num_frames=base_cfg.num_frames)
+    return LayoutExpert(cfg, _random_params(cfg, 6), text_encoder, 2,
+                        cosine_schedule(image_size, base_cfg.image_size), "v")
+
+
+def test_layout_expert_draws_the_steps_above_layout_until(parts, pipe):
+    """One base step at t = 1 taken by a 2x-pooled expert gives x0 = its 8 px clip repeated
+    into 2 x 2 blocks: the output is constant on every block. Off (layout_until 0), or with
+    the expert only at t = 1 of two steps, it is not; and the expert changes the clip."""
+    prompts, key = ["a red ball bounces", "waves"], jax.random.key(2)
+    one_step = dataclasses.replace(pipe.sampling, base_steps=1)
+    layout = _tiny_layout(parts)
+    drawn = LumierePipeline(*parts, layout=layout, sampling=dataclasses.replace(
+        one_step, layout_until=0.9))(prompts, key, base_only=True).astype(int)
+    blocks = drawn.reshape(2, 8, 8, 2, 8, 2, 3)
+    assert np.all(blocks == blocks[:, :, :, :1, :, :1]), "not constant on the 2 x 2 blocks"
+    assert drawn.std() > 1.0
+    plain = LumierePipeline(*parts, layout=layout, sampling=one_step)(
+        prompts, key, base_only=True).astype(int)
+    p_blocks = plain.reshape(2, 8, 8, 2, 8, 2, 3)
+    assert not np.all(p_blocks == p_blocks[:, :, :, :1, :, :1])
+    two = LumierePipeline(*parts, layout=layout, sampling=dataclasses.replace(
+        pipe.sampling, layout_until=0.9))(prompts, key, base_only=True).astype(int)
+    off = pipe(prompts, key, base_only=True).astype(int)
+    assert np.abs(two - off).mean() > 1.0
+
+
+def test_layout_settings_are_checked(parts, pipe):
+    with pytest.raises(ValueError, match="layout_until=0.8 needs a LayoutExpert"):
+        LumierePipeline(*parts, sampling=dataclasses.replace(pipe.sampling, layout_until=0.8))
+    with pytest.raises(ValueError, match="layout expert draws 4 px clips pooled 2x"):
+        LumierePipeline(*parts, sampling=pipe.sampling, layout=_tiny_layout(parts, 4))
+    for bad in (-0.1, 1.5, "x"):
+        with pytest.raises(ValueError, match="layout_until"):
+            SamplingConfig(layout_until=bad)

@@ -1,7 +1,8 @@
 """Diffusion math shared by every model: schedules, objectives, samplers, guidance.
 
 Pure functions over any `denoise_fn(x_t, t) -> output`; no model code. MultiDiffusion
-lives in `lumiere_jax.diffusion.multidiffusion` (import it explicitly).
+lives in `lumiere_jax.diffusion.multidiffusion`, the low-resolution layout expert's
+arithmetic in `lumiere_jax.diffusion.layout` (import them explicitly).
 """
 
 from lumiere_jax.diffusion.guidance import (classifier_free_guidance, dynamic_threshold,

@@ -49,6 +49,18 @@ def demo_stunet(**overrides) -> UNetConfig:
                               temporal_heads=2, temporal_text=True).replace(**overrides)
 
 
+def demo_layout(**overrides) -> UNetConfig:
+    """The demo layout expert (`diffusion.layout`): a video U-Net trained from scratch on
+    16-frame clips pooled to 8 px; 2 levels (8 / 4 px, frames kept), text cross-attention
+    at both, temporal conv + a text layout field at 8 px, temporal attention at 4 px."""
+    base = UNetConfig(channels=48, channel_mults=(1, 2), num_res_blocks=1,
+                      attention_levels=(1,), cross_attention_levels=(0, 1), num_heads=2,
+                      norm_groups=16, text_dim=64, temporal=True, temporal_downsample=(False,),
+                      temporal_heads=2, temporal_text=True, temporal_text_layout=True,
+                      image_size=8, num_frames=16)
+    return base.replace(**overrides)
+
+
 def demo_ssr(**overrides) -> UNetConfig:
     """The demo SSR: 32 -> 64 px on 4-frame windows (MultiDiffusion merges them); 2 levels
     (64 / 32 px), temporal conv at 64 px, temporal attention + text at 32 px."""

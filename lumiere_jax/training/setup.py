@@ -49,6 +49,8 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       ema_warmup=bool(config.optim.get("ema_warmup", False)),
                       ssr_low_res=d.ssr_low_res, ssr_max_aug=d.ssr_max_aug,
                       t_power=float(d.get("t_power", 1.0)),
+                      min_t=float(d.get("min_t", StepConfig.min_t)),
+                      layout_factor=layout_factor(config),
                       condition_kinds=tuple(d.get("condition_kinds", TRAINING_KINDS)),
                       reversal_pairs=bool(config.data.get("time_reversal_pairs", False)),
                       caption_contrast=float(d.get("caption_contrast",
@@ -56,6 +58,17 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       contrast_sharpness=float(d.get("contrast_sharpness",
                                                      StepConfig.contrast_sharpness)),
                       contrast_min_t=float(d.get("contrast_min_t", StepConfig.contrast_min_t)))
+
+
+def layout_factor(config: Any) -> int:
+    """`config.diffusion.layout_factor`: how much a 'layout' run pools its clips (1 for
+    every other stage)."""
+    return int(config.diffusion.get("layout_factor", 1)) if config.stage == "layout" else 1
+
+
+def data_image_size(config: Any) -> int:
+    """The size of the clips a run reads: the model's, times the layout factor."""
+    return config.model.image_size * layout_factor(config)
 
 
 def unet_trainable(config: Any) -> str:
@@ -101,6 +114,8 @@ def check_config(config: Any) -> None:
         raise ValueError("config.stage='conditional' fine-tunes a STUNet run with the <C, M> "
                          "input: it needs config.model.cond_channels=4 and "
                          "config.train.init_from set to the stunet run's checkpoint folder")
+    if config.stage == "layout":
+        check_layout(config)
     if config.stage == "ssr" and not config.model.cond_channels:
         raise ValueError("config.stage='ssr' needs config.model.cond_channels=3 (low-res input)")
     if config.model.text_dim != config.text.width:
@@ -127,6 +142,25 @@ def check_config(config: Any) -> None:
                          f"divisible by the {jax.process_count()} processes")
 
 
+def check_layout(config: Any) -> None:
+    """A 'layout' run (`diffusion.layout`): pooled clips, the base stage's times."""
+    factor, d = config.diffusion.get("layout_factor", 1), config.diffusion
+    if not isinstance(factor, int) or factor < 2:
+        raise ValueError(f"config.diffusion.layout_factor={factor!r}: a 'layout' run pools "
+                         "its clips by an int >= 2 (e.g. 4: 32 px clips -> 8 px)")
+    if d.schedule_base_size != config.model.image_size * factor:
+        raise ValueError(f"config.diffusion.schedule_base_size={d.schedule_base_size} must be "
+                         f"model.image_size * layout_factor = {config.model.image_size * factor}"
+                         " (the base stage's size), so the expert's t is the base stage's t")
+    if config.train.init_from:
+        raise ValueError("config.stage='layout' trains from scratch: leave "
+                         "config.train.init_from empty")
+    if config.sample.every:
+        raise ValueError("config.sample.every must be 0 for a 'layout' run: it denoises only "
+                         "t >= diffusion.min_t (judge it in the cascade, evaluate.py "
+                         "--layout_run)")
+
+
 def num_shards(config: Any) -> int:
     """Data shards over all processes: `config.data.num_shards`, or one per process."""
     n = config.data.num_shards or jax.process_count()
@@ -147,7 +181,7 @@ def train_batches(config: Any, tok: Tokenizer):
         load_source(d.name, d.split, data_dir=d.data_dir or None),
         global_batch_size=d.batch_size, num_shards=num_shards(config), tokenizer=tok,
         seed=config.seed, num_frames=None if config.stage == "t2i" else mcfg.num_frames,
-        size=mcfg.image_size, images=config.stage == "t2i", num_threads=d.num_threads,
+        size=data_image_size(config), images=config.stage == "t2i", num_threads=d.num_threads,
         caption_dropout=d.get("caption_dropout", 0.0),
         time_reversal_pairs=bool(d.get("time_reversal_pairs", False)),
         prefetch_buffer_size=d.prefetch)
@@ -177,7 +211,7 @@ def compiler_options(config: Any) -> dict | None:
 
 def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
     """Global batch as `ShapeDtypeStruct`s (no sharding)."""
-    b, s = config.data.batch_size, model_cfg.image_size
+    b, s = config.data.batch_size, model_cfg.image_size * layout_factor(config)
     lead = (b,) if config.stage == "t2i" else (b, model_cfg.num_frames)
     return dict(pixels=jax.ShapeDtypeStruct(lead + (s, s, 3), jnp.uint8),
                 ids=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.int32),

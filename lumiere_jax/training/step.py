@@ -22,6 +22,7 @@ from lumiere_jax.applications.conditioning import (TRAINING_KINDS, image_to_vide
                                                    random_training_condition)
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.contrast import caption_contrast, swap_pairs
+from lumiere_jax.diffusion.layout import pool
 from lumiere_jax.diffusion.objectives import diffusion_loss, per_example_loss, sample_times
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
@@ -29,7 +30,7 @@ from lumiere_jax.sampling import sample_unet, to_uint8
 from lumiere_jax.text.cache import drop_to_null
 from lumiere_jax.training.state import ema_decay_at, ema_update, merge_params
 
-STAGES = ("t2i", "stunet", "ssr", "conditional")
+STAGES = ("t2i", "stunet", "ssr", "conditional", "layout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +38,9 @@ class StepConfig:
     """Static options of the train step (hashable).
 
     stage: 't2i' | 'stunet' | 'ssr' | 'conditional' (a STUNet with the `<C, M>` input, fed
-      a `random_training_condition` per clip). prediction / weighting: see `diffusion_loss`.
+      a `random_training_condition` per clip) | 'layout' (a video U-Net trained from scratch
+      on clips mean-pooled by `layout_factor`, `diffusion.layout`). prediction / weighting:
+      see `diffusion_loss`.
     text_dropout: probability of replacing a caption by the null caption (CFG training).
     ema_decay: EMA of the trainable weights, applied on every optimizer update.
     ema_warmup: ramp the decay up as min(ema_decay, (1 + step) / (10 + step)).
@@ -46,6 +49,10 @@ class StepConfig:
     t_power: training times t = 1 - (1 - u)^t_power (`sample_times`); 1 is uniform, > 1
       spends more of training at high noise, where the noisy clip no longer shows what the
       prompt must decide (e.g. the direction of motion).
+    min_t: training times are mapped onto [min_t, 1] (`min_t + (1 - min_t) t`): a layout
+      expert learns only the steps it will take.
+    layout_factor: stage 'layout': the batch's clips are mean-pooled by this factor
+      (`diffusion.layout.pool`) before noising; 1 for every other stage.
     condition_kinds: the conditional stage's training conditions, drawn uniformly per clip
       (a kind listed twice is drawn twice as often); see `random_training_condition`.
     reversal_pairs: rows `2i, 2i + 1` of every batch are a clip and the same clip played
@@ -71,6 +78,8 @@ class StepConfig:
     ssr_low_res: int = 8
     ssr_max_aug: float = 0.3
     t_power: float = 1.0
+    min_t: float = 0.0
+    layout_factor: int = 1
     condition_kinds: tuple[str, ...] = TRAINING_KINDS
     reversal_pairs: bool = False
     caption_contrast: float = 0.0
@@ -90,6 +99,11 @@ class StepConfig:
             raise ValueError(f"ema_decay={self.ema_decay}; must be in [0, 1)")
         if not self.t_power > 0.0:
             raise ValueError(f"t_power={self.t_power}; must be > 0 (1: uniform t)")
+        if not 0.0 <= self.min_t < 1.0:
+            raise ValueError(f"min_t={self.min_t}; must be in [0, 1) (0: every noise level)")
+        if self.layout_factor < 1 or (self.layout_factor > 1) != (self.stage == "layout"):
+            raise ValueError(f"layout_factor={self.layout_factor}: an int > 1 for stage "
+                             f"'layout' (got stage {self.stage!r}), 1 for every other stage")
         if self.reversal_pairs and self.stage == "t2i":
             raise ValueError("reversal_pairs pairs clips with their time reversal; the 't2i' "
                              "stage trains on single frames")
@@ -165,6 +179,8 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         states, mask = drop_to_null(states, mask, null_states[0], null_m[0], k_drop,
                                     cfg.text_dropout, group=2 if cfg.reversal_pairs else 1)
         x0 = to_float(batch["pixels"])
+        if cfg.layout_factor > 1:
+            x0 = pool(x0, cfg.layout_factor)
         extra = _model_kwargs(cfg, x0, k_cond)
 
         def unet(x_t, t, text, text_mask):
@@ -176,8 +192,10 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         t = eps = None  # uniform t and fresh noise, drawn inside diffusion_loss
         if cfg.reversal_pairs:
             t, eps = reversal_pair_noise(jax.random.fold_in(k_loss, 2), x0, cfg.t_power)
-        elif cfg.t_power != 1.0:
+        elif cfg.t_power != 1.0 or cfg.min_t:
             t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
+        if cfg.min_t:
+            t = cfg.min_t + (1.0 - cfg.min_t) * t
         if not cfg.caption_contrast:
             return diffusion_loss(denoise, x0, k_loss, cfg.schedule, cfg.prediction,
                                   cfg.weighting, t=t, eps=eps), {}

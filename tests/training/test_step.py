@@ -28,8 +28,8 @@ CAPTIONS = ["a small red circle moving slowly left on a black background",
 class Run:
     """Everything one t2i train step needs, built once (host-side initial state)."""
 
-    def __init__(self, stage: str = "t2i", **model_overrides):
-        self.config = c = tiny_config(stage, **model_overrides)
+    def __init__(self, stage: str = "t2i", config=None, **model_overrides):
+        self.config = c = config or tiny_config(stage, **model_overrides)
         c.data.batch_size = BATCH
         # Weights whose exact gradient is 0 (attention key biases) get rounding-noise
         # gradients that differ by mesh; Adam's default eps=1e-8 would blow that noise up
@@ -45,7 +45,7 @@ class Run:
         self.step_fn = make_train_step(self.model, self.encoder, self.tx, self.lr,
                                        setup.step_config(c, self.model_cfg), null_ids, null_mask)
         rng = np.random.default_rng(0)
-        size = self.model_cfg.image_size
+        size = setup.data_image_size(c)
         lead = (BATCH,) if stage == "t2i" else (BATCH, self.model_cfg.num_frames)
         self.batches = []
         for _ in range(NUM_STEPS):
@@ -398,3 +398,37 @@ def test_caption_contrast_adds_the_pairs_classifier_loss_to_the_plain_one():
     assert np.log(2.0) - both["caption_contrast"] == pytest.approx(0.01 * gap / 2, rel=0.02)
     assert both["loss"] == pytest.approx(both["diffusion_loss"] + 0.5 * both["caption_contrast"],
                                          rel=1e-6)
+
+
+def test_a_layout_step_learns_the_clips_pooled_means_at_high_noise():
+    """A 'layout' step reads its clips only through their mean over layout_factor blocks:
+    pixels shuffled inside every block give the same loss, other block means another."""
+    from configs.demo_layout import get_config
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    from lumiere_jax.training.step import StepConfig
+
+    with pytest.raises(ValueError, match="layout_factor=1: an int > 1 for stage 'layout'"):
+        StepConfig("layout", cosine_schedule(8))
+    with pytest.raises(ValueError, match="layout_factor=2: .*got stage 'stunet'"):
+        StepConfig("stunet", cosine_schedule(8), layout_factor=2)
+    with pytest.raises(ValueError, match="min_t=1.0"):
+        StepConfig("t2i", cosine_schedule(8), min_t=1.0)
+    config = get_config("tiny")
+    config.data.batch_size = BATCH
+    r = Run("layout", config=config)
+    f = config.diffusion.layout_factor
+    assert r.batches[0]["pixels"].shape[2] == r.model_cfg.image_size * f
+    state, frozen, _ = r.host_state()
+    step = jax.jit(r.step_fn)
+
+    def loss(pixels):
+        host = dict(state, rng=jax.random.wrap_key_data(state["rng"]))
+        return float(step(host, frozen, dict(r.batches[0], pixels=pixels))[1]["loss"])
+
+    pixels = r.batches[0]["pixels"]
+    b, t, h, w, c = pixels.shape
+    blocks = pixels.reshape(b, t, h // f, f, w // f, f, c)
+    shuffled = blocks[:, :, :, ::-1, :, ::-1].reshape(pixels.shape)  # same block means
+    assert not np.array_equal(shuffled, pixels)
+    assert loss(shuffled) == pytest.approx(loss(pixels), rel=1e-5)
+    assert abs(loss(255 - pixels) - loss(pixels)) > 1e-3
