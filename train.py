@@ -279,4 +279,4 @@ def main(argv) -> None:
 
 if __name__ == "__main__":
     flags.mark_flags_as_required(["config", "workdir"])
-    cli.run(main, __doc__, "train.py")
+    cli.run(main, __doc__, "train.py", tune_malloc=True)

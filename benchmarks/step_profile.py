@@ -43,6 +43,7 @@ from timing import matmul_peak  # benchmarks/timing.py
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs.common import base_config  # noqa: E402  (the repository's configs/)
+from lumiere_jax import host_memory  # noqa: E402
 from lumiere_jax.models import presets  # noqa: E402
 from lumiere_jax.parallel import make_mesh  # noqa: E402
 from lumiere_jax.training import init_state, setup, split_params  # noqa: E402
@@ -204,7 +205,8 @@ def profile(stage: str, batch: int, steps: int, top: int, peak: float) -> dict:
         top_non_conv=[dict(thunk=name, kind=kind, opcode=op, shape=shape,
                            time_share=round(us / total, 4), layer=layer_of(src))
                       for us, name, kind, op, src, shape in rows if kind != "conv_matmul"][:top],
-        device=str(jax.devices()[0].device_kind))
+        device=str(jax.devices()[0].device_kind),
+        glibc_tunables=os.environ.get("GLIBC_TUNABLES", ""))
 
 
 def main() -> None:
@@ -214,6 +216,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=10)
     a = p.parse_args()
+    host_memory.relaunch_with_tuned_malloc()  # as train.py runs (LUMIERE_MALLOC_TUNING=0: off)
     peak = matmul_peak()
     print(json.dumps(dict(figure="matmul_peak", flops_per_s=peak)), flush=True)
     for stage in a.stages.split(","):

@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import host_memory
 from lumiere_jax.models import presets
 from lumiere_jax.parallel import make_mesh, memory_report, remat_compiler_options
 from lumiere_jax.training import init_state, split_params
@@ -165,6 +166,7 @@ def main() -> None:
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--batch", type=int, default=4)
     a = p.parse_args()
+    host_memory.relaunch_with_tuned_malloc()  # as train.py runs (LUMIERE_MALLOC_TUNING=0: off)
     if a.paper_memory:
         print(json.dumps(remat_probe()), flush=True)
         print(json.dumps(paper_memory(remat=not a.no_remat)), flush=True)

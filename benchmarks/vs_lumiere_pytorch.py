@@ -18,6 +18,9 @@ alternating, `--rounds` times; the summary is the median per side and the ratio 
 clips/s. FLOPs: ours from `cost_analysis()`, torch's from `torch.utils.flop_counter`.
 The matmul peak (2048^2 fp32, jitted) is measured in each of our rounds. Run it on an
 idle machine: a ratio counts only when both sides ran in the same run.
+Both workers get the same environment: by default glibc's malloc tuned as train.py tunes
+it (`lumiere_jax.host_memory`: huge pages, freed memory kept; each side's step is faster
+with it), `--malloc default` for glibc's defaults.
 
 The torch side needs its own virtualenv (nothing else in the project needs torch):
     python3 -m venv /tmp/torchenv && . /tmp/torchenv/bin/activate
@@ -145,8 +148,12 @@ def torch_step(steps: int) -> dict:
 
 # --- orchestration -------------------------------------------------------------------------
 
-def run_worker(python: str, side: str, steps: int) -> dict:
+def run_worker(python: str, side: str, steps: int, malloc: str) -> dict:
     env = dict(os.environ)
+    if malloc == "tuned":
+        sys.path.insert(0, ROOT)
+        from lumiere_jax import host_memory  # stdlib only: the torch side needs no jax
+        env = host_memory.tuned_environ(env) or env
     if side == "torch":  # keep our venv's site-packages out of the torch interpreter
         env.pop("PYTHONPATH", None)
     r = subprocess.run([python, os.path.abspath(__file__), "--worker", side, "--steps",
@@ -161,12 +168,15 @@ def main() -> None:
     p.add_argument("--torch_python", help="the Python of the virtualenv with lumiere-pytorch")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=5, help="timed steps per worker")
+    p.add_argument("--malloc", choices=("tuned", "default"), default="tuned",
+                   help="glibc malloc settings of both workers (lumiere_jax.host_memory)")
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.rounds < 1 or a.steps < 1:
         p.error(f"--rounds={a.rounds} and --steps={a.steps} must be >= 1")
     if a.worker:
         result = jax_step(a.steps) if a.worker == "jax" else torch_step(a.steps)
+        result["glibc_tunables"] = os.environ.get("GLIBC_TUNABLES", "")
         print(json.dumps(result), flush=True)
         return
     if not a.torch_python or not os.access(a.torch_python, os.X_OK):
@@ -176,13 +186,15 @@ def main() -> None:
     for i in range(a.rounds):
         order = ("jax", "torch") if i % 2 == 0 else ("torch", "jax")
         for side in order:
-            r = run_worker(sys.executable if side == "jax" else a.torch_python, side, a.steps)
+            r = run_worker(sys.executable if side == "jax" else a.torch_python, side, a.steps,
+                           a.malloc)
             r["round"] = i
             results[r["side"]].append(r)
             print(json.dumps(r), flush=True)
     median = {k: statistics.median(r["clips_per_s"] for r in v) for k, v in results.items()}
     print(json.dumps(dict(
-        figure="vs_lumiere_pytorch", rounds=a.rounds, median_clips_per_s=median,
+        figure="vs_lumiere_pytorch", rounds=a.rounds, malloc=a.malloc,
+        median_clips_per_s=median,
         median_step_time_s={k: statistics.median(r["step_time_s"] for r in v)
                             for k, v in results.items()},
         ratio_clips_per_s=median["lumiere_jax"] / median["lumiere_pytorch"],

@@ -3,7 +3,10 @@ exits 0 (absl's own --help exits 1); a `ValueError` (a bad flag, input or file) 
 line `<script>: error: ...` and exit status 1, never a traceback. The process then ends at
 once (`os._exit`, as train.py's error exit): an orbax restore that failed leaves async
 reads whose "Exception ignored" tracebacks would otherwise print after the message at
-interpreter shutdown, some of the time.
+interpreter shutdown, some of the time. With `tune_malloc=True` (the training scripts,
+which run one compiled step many times) the process is first re-executed once with glibc's
+malloc tuned for XLA:CPU's buffers (`lumiere_jax.host_memory`; `LUMIERE_MALLOC_TUNING=0`
+turns it off). Sampling runs each stage as one long call and gains nothing from it.
 
     if __name__ == "__main__":
         cli.run(main, __doc__, "sample.py")
@@ -17,6 +20,8 @@ from typing import Callable
 
 from absl import app, flags
 
+from lumiere_jax import host_memory
+
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 
 
@@ -29,11 +34,14 @@ def exit_with_error(message: str) -> None:
     os._exit(1)
 
 
-def run(main: Callable[[list[str]], None], doc: str | None, script: str) -> None:
+def run(main: Callable[[list[str]], None], doc: str | None, script: str,
+        tune_malloc: bool = False) -> None:
     if any(a in HELP_FLAGS for a in sys.argv[1:]):
         print(doc or "")
         print(flags.FLAGS.main_module_help())
         sys.exit(0)
+    if tune_malloc:
+        host_memory.relaunch_with_tuned_malloc()
 
     def checked_main(argv: list[str]) -> None:
         try:

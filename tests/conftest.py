@@ -12,6 +12,9 @@
   modules that compile the same program (a tiny UNet's init or step, built from another
   lambda in another file or on the other worker) read it instead of compiling it again.
   Programs that compile in under a second are not cached (JAX's default).
+- glibc's malloc tuned as train.py tunes it (`lumiere_jax.host_memory`), set in the
+  environment so the xdist workers start with it and the train.py children need no
+  re-execution (the re-execution itself is tested in tests/test_host_memory.py).
 """
 
 import os
@@ -19,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+
+from lumiere_jax import host_memory  # the standard library only: JAX is not imported
 
 FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
 
@@ -41,6 +46,9 @@ for _flag in _wanted:
         _flags = f"{_flags} {_flag}".strip()
 os.environ["XLA_FLAGS"] = _flags
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+_tuned = host_memory.tuned_environ(os.environ)
+if _tuned is not None:
+    os.environ["GLIBC_TUNABLES"] = _tuned["GLIBC_TUNABLES"]
 _OWN_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # xdist workers inherit the controller's
     _OWN_CACHE = tempfile.mkdtemp(prefix="lumiere_jax_test_xla_cache_")
