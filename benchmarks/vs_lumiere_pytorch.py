@@ -148,12 +148,17 @@ def torch_step(steps: int) -> dict:
 
 # --- orchestration -------------------------------------------------------------------------
 
-def run_worker(python: str, side: str, steps: int, malloc: str) -> dict:
-    env = dict(os.environ)
-    if malloc == "tuned":
-        sys.path.insert(0, ROOT)
-        from lumiere_jax import host_memory  # stdlib only: the torch side needs no jax
-        env = host_memory.tuned_environ(env) or env
+def worker_environ(malloc: str) -> dict:
+    """Both workers' environment: glibc's malloc tuned as train.py tunes it, or as given."""
+    if malloc == "default":
+        return dict(os.environ)
+    sys.path.insert(0, ROOT)
+    from lumiere_jax import host_memory  # stdlib only: the torch side needs no jax
+    return host_memory.tuned_environ(os.environ) or dict(os.environ)
+
+
+def run_worker(python: str, side: str, steps: int, base_env: dict) -> dict:
+    env = dict(base_env)
     if side == "torch":  # keep our venv's site-packages out of the torch interpreter
         env.pop("PYTHONPATH", None)
     r = subprocess.run([python, os.path.abspath(__file__), "--worker", side, "--steps",
@@ -183,11 +188,12 @@ def main() -> None:
         p.error(f"--torch_python={a.torch_python!r}: give an executable Python with "
                 "lumiere-pytorch installed (setup in this script's docstring)")
     results = {"lumiere_jax": [], "lumiere_pytorch": []}
+    env = worker_environ(a.malloc)
     for i in range(a.rounds):
         order = ("jax", "torch") if i % 2 == 0 else ("torch", "jax")
         for side in order:
             r = run_worker(sys.executable if side == "jax" else a.torch_python, side, a.steps,
-                           a.malloc)
+                           env)
             r["round"] = i
             results[r["side"]].append(r)
             print(json.dumps(r), flush=True)

@@ -12,8 +12,9 @@ Measured on the 2-core machine, `train.py --config configs/demo_stunet.py`: 1.15
 "Benchmarks"). lumiere-pytorch's step can gain too, so the side-by-side benchmark gives
 both sides the same environment.
 
-glibc reads its tunables once, at process start, so the top-level scripts call
-`relaunch_with_tuned_malloc()` first thing: it re-executes the same command line with
+glibc reads its tunables once, at process start, so train.py (`cli.run(...,
+tune_malloc=True)`) and the train-step benchmarks call `relaunch_with_tuned_malloc()`
+before their first JAX computation: it re-executes the same command line with
 GLIBC_TUNABLES extended (settings the user already gave win). `LUMIERE_MALLOC_TUNING=0`
 turns it off. Importing the library never does this; in your own program set
 `GLIBC_TUNABLES` yourself (`tuned_environ(os.environ)["GLIBC_TUNABLES"]` is the value).
@@ -67,8 +68,8 @@ def tuned_environ(environ: Mapping[str, str],
 def relaunch_with_tuned_malloc() -> None:
     """Re-execute this process's command line with `tuned_environ`, if it adds anything.
 
-    Call it before anything heavy is imported (the new process starts from scratch);
-    the re-executed process finds the tunables set and goes on.
+    Call it before the first JAX computation (imports may have happened; the new process
+    starts from scratch and pays them again); it finds the tunables set and goes on.
     """
     env = tuned_environ(os.environ)
     if env is None:
