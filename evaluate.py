@@ -92,6 +92,9 @@ flags.DEFINE_float("guidance", 0.0, "base classifier-free guidance scale (0: 3)"
 flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                    "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
                    "more steps at high noise)")
+flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
+                   "starting noise moving the way the shipped motion planner reads the prompt "
+                   "(None: the pretrained default; 0: plain noise)")
 flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
                    "pretrained default; 0: off)")
 flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the critic's favourite "
@@ -136,6 +139,8 @@ def sampling_overrides(f) -> dict:
         chosen["critic_scale"] = f.critic_scale
     if f.layout_until is not None:
         chosen["layout_until"] = f.layout_until
+    if f.motion_noise is not None:
+        chosen["motion_noise"] = f.motion_noise
     return chosen
 
 

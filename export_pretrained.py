@@ -43,6 +43,9 @@ flags.DEFINE_integer("candidates", 1, "default base clips per prompt, the critic
 flags.DEFINE_float("layout_until", 0.0, "default: the base steps at t >= this are the layout "
                    "expert's (needs a 'layout' stage in the folder; 0: off)")
 flags.DEFINE_float("layout_guidance", 3.0, "default guidance scale of the layout expert")
+flags.DEFINE_float("motion_noise", 0.0, "default correlation of the base stage's translating "
+                   "starting noise (needs the folder's motion planner, "
+                   "scripts/fit_motion_planner.py; 0: off)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -52,7 +55,7 @@ SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="
                       sampler="sampler", base_time_shift="time_shift",
                       critic_scale="critic_scale", base_candidates="candidates",
                       layout_until="layout_until", layout_guidance="layout_guidance",
-                      window="window", stride="stride")
+                      motion_noise="motion_noise", window="window", stride="stride")
 
 
 def flag_setting(f, field: str) -> str:
@@ -67,7 +70,8 @@ def sampling_defaults(f) -> tuple[dict, SamplingConfig]:
     values = dict(base_steps=f.steps, ssr_steps=f.ssr_steps, base_guidance=f.guidance,
                   sampler=f.sampler, base_time_shift=f.time_shift, critic_scale=f.critic_scale,
                   base_candidates=f.candidates, layout_until=f.layout_until,
-                  layout_guidance=f.layout_guidance, window=f.window or None,
+                  layout_guidance=f.layout_guidance, motion_noise=f.motion_noise,
+                  window=f.window or None,
                   stride=f.stride or None)
     try:
         return values, SamplingConfig(**values)
@@ -155,6 +159,9 @@ def main(argv) -> None:
         raise ValueError(f"{flag_setting(f, 'layout_until')} needs a 'layout' stage to draw the "
                          "first steps: add --stage layout=WORKDIR (a train.py run of "
                          "configs/demo_layout.py)")
+    if checked.motion_noise and "motion_planner" not in old:
+        raise ValueError(f"{flag_setting(f, 'motion_noise')} needs the folder's motion planner: "
+                         f"run python scripts/fit_motion_planner.py {f.out} first")
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})
     sources = {**old.get("sources", {}), **sources}
@@ -166,7 +173,9 @@ def main(argv) -> None:
     for name, src in sources.items():
         if src["config_file"]:
             shutil.copy(src["config_file"], os.path.join(f.out, "configs"))
-    path = pretrained.write_manifest(f.out, entries, sampling=sampling, sources=sources)
+    planner = {"motion_planner": old["motion_planner"]} if "motion_planner" in old else {}
+    path = pretrained.write_manifest(f.out, entries, sampling=sampling, sources=sources,
+                                     **planner)
     print(f"wrote {path}")
     for name, e in entries.items():
         print(f"  {name}: {e['weights']} ({e['stage']}) {e.get('training')}")

@@ -74,6 +74,9 @@ flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base 
 flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                    "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
                    "more steps at high noise)")
+flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
+                   "starting noise moving the way the shipped motion planner reads the prompt "
+                   "(None: the pretrained default; 0: plain noise)")
 flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
                    "the shipped critic's score (None: the pretrained default; 0: off)")
 flags.DEFINE_float("layout_until", None, "text-to-video: the base steps at t >= this are the "
@@ -227,6 +230,8 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         overrides["critic_scale"] = f.critic_scale
     if f.layout_until is not None:
         overrides["layout_until"] = f.layout_until
+    if f.motion_noise is not None:
+        overrides["motion_noise"] = f.motion_noise
     if not (f.base_ckpt or f.ssr_ckpt or f.random):
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "

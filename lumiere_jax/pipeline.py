@@ -43,6 +43,7 @@ from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
+from lumiere_jax.diffusion.motion_noise import translating_noise
 from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
@@ -53,6 +54,7 @@ from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.models.critic import VideoTextCritic
 from lumiere_jax.sampling import to_uint8, unet_model_fn
+from lumiere_jax.text.motion_planner import MotionPlanner
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
@@ -145,6 +147,9 @@ class SamplingConfig:
       pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
       which way they move, at low resolution); 0 = off. layout_guidance: its
       classifier-free guidance scale.
+    motion_noise: text-to-video only: the base stage starts from noise whose shared part
+      (this correlation, in [0, 1)) moves the way the pipeline's `MotionPlanner` reads
+      from each prompt (`diffusion.motion_noise.translating_noise`); 0 = plain noise.
     """
 
     base_steps: int = 50
@@ -171,6 +176,7 @@ class SamplingConfig:
     base_candidates: int = 1
     layout_until: float = 0.0
     layout_guidance: float = 3.0
+    motion_noise: float = 0.0
 
     def critic_settings(self) -> list[str]:
         """The settings that use a `GuidanceCritic` (critic guidance, best of K), each as
@@ -219,6 +225,9 @@ class SamplingConfig:
                 and math.isfinite(self.layout_guidance)):
             raise ValueError(f"SamplingConfig.layout_guidance={self.layout_guidance!r} must be "
                              "a finite number (1: no guidance).")
+        if not (isinstance(self.motion_noise, (int, float)) and 0.0 <= self.motion_noise < 1.0):
+            raise ValueError(f"SamplingConfig.motion_noise={self.motion_noise!r} must be in "
+                             "[0, 1) (0: plain Gaussian starting noise).")
         if not 0.0 < self.critic_min_alpha <= 1.0:
             raise ValueError(f"SamplingConfig.critic_min_alpha={self.critic_min_alpha} must be "
                              "in (0, 1].")
@@ -325,7 +334,8 @@ class LumierePipeline:
                  ssr_params: Any, text_encoder: TextEncoderFn,
                  sampling: SamplingConfig = SamplingConfig(),
                  ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
-                 critic: GuidanceCritic | None = None, layout: LayoutExpert | None = None):
+                 critic: GuidanceCritic | None = None, layout: LayoutExpert | None = None,
+                 motion_planner: MotionPlanner | None = None):
         if sampling.critic_settings() and critic is None:
             raise ValueError(f"SamplingConfig {', '.join(sampling.critic_settings())} needs a "
                              "GuidanceCritic (critic=; from_pretrained loads a folder's "
@@ -334,6 +344,10 @@ class LumierePipeline:
             raise ValueError(f"SamplingConfig.layout_until={sampling.layout_until} needs a "
                              "LayoutExpert (layout=; from_pretrained loads a folder's "
                              "'layout' stage)")
+        if sampling.motion_noise and motion_planner is None:
+            raise ValueError(f"SamplingConfig.motion_noise={sampling.motion_noise} needs a "
+                             "MotionPlanner (motion_planner=; from_pretrained loads a folder's "
+                             "motion_planner.safetensors)")
         if layout is not None and layout.config.image_size * layout.factor != (
                 base_config.image_size):
             raise ValueError(f"the layout expert draws {layout.config.image_size} px clips "
@@ -388,6 +402,7 @@ class LumierePipeline:
                                compiler_options=dict(sampling.xla_options) or None)
         self.critic = critic
         self.layout = layout
+        self.motion_planner = motion_planner
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -397,7 +412,8 @@ class LumierePipeline:
     def from_runs(cls, base: tuple[Any, dict], ssr: tuple[Any, dict],
                   sampling: SamplingConfig | None = None, progress: bool = False,
                   critic: tuple[Any, dict] | None = None,
-                  layout: tuple[Any, dict] | None = None) -> "LumierePipeline":
+                  layout: tuple[Any, dict] | None = None,
+                  motion_planner: MotionPlanner | None = None) -> "LumierePipeline":
         """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
         conditional) run and an SSR run; each stage reads prompts with its own encoder and
         samples on the noise schedule its run trained with (`runs.noise_schedule`), unless
@@ -422,7 +438,7 @@ class LumierePipeline:
                    ssr_params["unet"], runs.text_encode_fn(base_cfg, base_params["text"]),
                    sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),
                    progress=progress, critic=guidance_critic(critic),
-                   layout=layout_expert(layout))
+                   layout=layout_expert(layout), motion_planner=motion_planner)
         pipe.stages = {"base": base, "ssr": ssr, **({"layout": layout} if layout else {})}
         return pipe
 
@@ -471,8 +487,10 @@ class LumierePipeline:
         if layout is None and any(e.get("stage") == "layout"
                                   for e in manifest["stages"].values()):
             layout = pretrained.load_stage(folder, pretrained.stage_of_kind(folder, "layout"))
+        planner = (pretrained.load_motion_planner(folder) if "motion_planner" in manifest
+                   else None)
         pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
-                             progress, critic=critic, layout=layout)
+                             progress, critic=critic, layout=layout, motion_planner=planner)
         pipe.manifest = manifest
         return pipe
 
@@ -490,6 +508,11 @@ class LumierePipeline:
         sampling = {f.name: getattr(self.sampling, f.name)
                     for f in dataclasses.fields(SamplingConfig)
                     if not f.name.endswith("_schedule") and f.name != "xla_options"}
+        if self.motion_planner is not None and "motion_planner" not in extra:
+            path = os.path.join(folder, "motion_planner.safetensors")
+            self.motion_planner.save(path)
+            extra["motion_planner"] = dict(weights="motion_planner.safetensors",
+                                           sha256=pretrained.sha256(path))
         return pretrained.write_manifest(folder, entries, sampling=sampling, **extra)
 
     # ------------------------------------------------------------------ validation
@@ -507,13 +530,16 @@ class LumierePipeline:
 
     def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
                   key: jax.Array, request: Request, critic: dict | None = None,
-                  layout_params: Any = None, *, num_frames: int, base_only: bool = False
+                  layout_params: Any = None, velocity: jax.Array | None = None, *,
+                  num_frames: int, base_only: bool = False
                   ) -> tuple[jax.Array, jax.Array | None]:
         """texts: per stage ('base', 'ssr', 'layout') the `unet_model_fn` text arguments
         (text, text_mask, null_text, null_mask). request: what to sample (its type is part
         of the compiled program's signature). critic: None, or the critic's `params` and the
         prompts' `ids`, `mask` (text-to-video with `critic_scale`). layout_params: the
         `LayoutExpert`'s U-Net weights (text-to-video with `layout_until`), else None.
+        velocity: (B, 2) pixels per frame of the base stage's translating starting noise
+        (text-to-video with `motion_noise`), else None.
         `base_only`: stop after stage 1 (the SSR output is None; the base video is the same
         as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
@@ -561,8 +587,10 @@ class LumierePipeline:
             if s.critic_scale:  # the base sampler follows the critic's score uphill
                 denoise = critic_guidance(denoise, score, self.base_schedule, s.critic_scale,
                                           s.prediction, s.critic_min_alpha)
-            low_res = sample(denoise, jax.random.normal(k_base, (batch * k,) + shape[1:],
-                                                        jnp.float32), k_base_sample, **base_kw)
+            start_shape = (batch * k,) + shape[1:]
+            start = (jax.random.normal(k_base, start_shape, jnp.float32) if velocity is None
+                     else translating_noise(k_base, start_shape, rep(velocity), s.motion_noise))
+            low_res = sample(denoise, start, k_base_sample, **base_kw)
             if k > 1:  # keep the candidate the critic scores highest, read as a clean clip
                 low_res = jnp.clip(low_res, -1.0, 1.0)
                 low_res = best_of(low_res, score(low_res, jnp.zeros((batch * k,))), k)
@@ -639,8 +667,12 @@ class LumierePipeline:
             ids, mask = self.critic.tokenizer.encode(list(prompts))
             critic = dict(params=self.critic.params, ids=jnp.asarray(ids),
                           mask=jnp.asarray(mask).astype(bool))
+        velocity = None
+        if isinstance(request, TextRequest) and self.sampling.motion_noise:
+            velocity = jnp.asarray(self.motion_planner.velocity(
+                prompts, self.base_config.image_size, num_frames))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
-                                 critic, self.layout.params if layout else None,
+                                 critic, self.layout.params if layout else None, velocity,
                                  num_frames=num_frames, base_only=base_only)
         if base_only:
             return np.asarray(jax.device_get(low))

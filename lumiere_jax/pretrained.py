@@ -136,6 +136,21 @@ def load_stage(folder: str | os.PathLike, name: str, verify: bool = True
     return config, params
 
 
+def load_motion_planner(folder: str | os.PathLike, verify: bool = True):
+    """The folder's `MotionPlanner` (manifest key 'motion_planner': its file and SHA-256)."""
+    from lumiere_jax.text.motion_planner import MotionPlanner
+
+    entry = read_manifest(folder).get("motion_planner")
+    if not isinstance(entry, dict) or "weights" not in entry:
+        raise ValueError(f"{os.path.join(os.fspath(folder), MANIFEST)!r} lists no "
+                         "'motion_planner' (scripts/fit_motion_planner.py writes one)")
+    path = os.path.join(os.fspath(folder), entry["weights"])
+    if verify and os.path.isfile(path) and sha256(path) != entry.get("sha256"):
+        raise ValueError(f"{path!r} (motion planner) does not match the SHA-256 in "
+                         f"{MANIFEST}: the file is damaged or was replaced")
+    return MotionPlanner.load(path)
+
+
 def stage_of_kind(folder: str | os.PathLike, kind: str) -> str:
     """The name of the stage of train stage `kind` ('t2i', 'stunet', ...) in a folder: the
     only one, or among several the one named `kind` (a 'style_*' t2i beside 't2i')."""

@@ -413,3 +413,29 @@ def test_layout_settings_are_checked(parts, pipe):
     for bad in (-0.1, 1.5, "x"):
         with pytest.raises(ValueError, match="layout_until"):
             SamplingConfig(layout_until=bad)
+
+
+def test_motion_noise_starts_the_base_stage_from_the_planners_motion(parts, pipe):
+    """`motion_noise` needs a planner, is checked, and changes only the base stage's start:
+    the planner's velocity reaches the noise (two planners, two clips)."""
+    from lumiere_jax.text.motion_planner import MotionPlanner, num_features
+
+    def planner(dx):  # every prompt travels dx of the frame to the right
+        weights = np.zeros((num_features(1), 2))
+        weights[-1, 1] = dx
+        return MotionPlanner(("a",), weights)
+
+    moving = dataclasses.replace(pipe.sampling, motion_noise=0.7)
+    with pytest.raises(ValueError, match="motion_noise=0.7 needs a MotionPlanner"):
+        LumierePipeline(*parts, sampling=moving)
+    for bad in (1.0, -0.1, "x"):
+        with pytest.raises(ValueError, match="motion_noise"):
+            SamplingConfig(motion_noise=bad)
+    key, prompts = jax.random.key(3), ["a red ball bounces"]
+    still = LumierePipeline(*parts, sampling=moving, motion_planner=planner(0.0))
+    right = LumierePipeline(*parts, sampling=moving, motion_planner=planner(1.0))
+    plain = pipe(prompts, key, base_only=True)
+    a, b = still(prompts, key, base_only=True), right(prompts, key, base_only=True)
+    assert a.shape == plain.shape
+    assert np.abs(a.astype(int) - plain.astype(int)).max() > 0
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 0

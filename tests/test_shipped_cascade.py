@@ -6,9 +6,9 @@ weights, their loading or the sampling path fails here.
 
 What is asserted is what the shipped weights do: the prompt's colour, on an object seen
 in at least half the frames, in the base and the SSR video alike, and the guidance
-critic's reading of the direction on rendered clips. The direction of a sampled clip is
-not asserted: even with the critic's guidance and its pick of 4 candidates (the
-defaults) it follows the prompt in about 0.4 of clips (pretrained/moving_shapes/README.md
+critic's reading of the direction on rendered clips, and the direction of each sampled
+base clip: the base stage starts from noise that moves the way the shipped motion
+planner reads the prompt (`SamplingConfig.motion_noise`; pretrained/moving_shapes/README.md
 has the measured accuracies).
 """
 
@@ -55,6 +55,15 @@ def test_the_super_resolved_clip_keeps_the_colour_and_stays_near_the_base(clips,
     assert reading.matches(PROMPTS[i])["color"], (PROMPTS[i], reading.describe())
     down = jax.image.resize(high[i].astype(np.float32), low[i].shape, "linear")
     assert np.abs(np.asarray(down) - low[i]).mean() < 20.0  # SSR stays close to its input
+
+
+@pytest.mark.parametrize("i", range(len(PROMPTS)))
+def test_each_base_clip_moves_the_way_its_prompt_says(clips, i):
+    """With the manifest's defaults (the base stage starting from noise that moves the way
+    the shipped motion planner reads the prompt) the analyzer reads the prompt's direction."""
+    low, _ = clips
+    reading = analyze_clip(low[i])
+    assert reading.matches(PROMPTS[i])["direction"], (PROMPTS[i], reading.describe())
 
 
 def test_the_shipped_critic_reads_the_direction_of_rendered_clips():

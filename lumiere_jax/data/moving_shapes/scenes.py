@@ -222,3 +222,31 @@ def make_example(seed: int, split: str, index: int, num_frames: int, height: int
             "velocity": np.asarray([o.velocity for o in scene.objects], np.float32),
         },
     }
+
+
+def travel_examples(num_scenes: int, seed: int = 0, num_frames: int = 16, size: int = 32,
+                    split: str = "train", drop_prob: float = 0.5) -> tuple[list[str], np.ndarray]:
+    """Captions and how far their objects move over the clip, for a motion planner.
+
+    The scenes of records `0 .. num_scenes - 1` of `split` (`make_example`'s draws, not
+    rendered). Each gives its full caption (travel: the mean over its objects) and each
+    object's own phrase with its size, speed and the background each dropped with
+    `drop_prob` ("a red circle moving right", travel: that object's), as
+    `caption_from_labels` drops them for training.
+    Returns (captions, `(N, 2)` float32 travel as (dy, dx) fractions of the frame).
+    """
+    captions, travel = [], []
+    for index in range(num_scenes):
+        rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
+        scene = sample_scene(rng, num_frames, size, size)
+        drops = np.random.default_rng([seed, _SPLIT_IDS[split], index, 1])
+        moves = [np.asarray(o.velocity) * (num_frames - 1) / size for o in scene.objects]
+        captions.append(scene.caption())
+        travel.append(np.mean(moves, axis=0))
+        for o, move in zip(scene.objects, moves):
+            keep = lambda text: "" if drops.random() < drop_prob else text
+            captions.append(f"a {keep(o.size + ' ')}{o.color} {o.shape} moving "
+                            f"{keep(SPEEDS[o.speed][1] + ' ')}{DIRECTIONS[o.direction][1]}"
+                            f"{keep(' on a ' + scene.background + ' background')}")
+            travel.append(move)
+    return captions, np.asarray(travel, np.float32)
