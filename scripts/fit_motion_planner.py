@@ -43,9 +43,8 @@ def main() -> None:
         weights=FILE, sha256=pretrained.sha256(path), captions=len(captions),
         rms_residual=round(residual, 4),
         command=f"python scripts/fit_motion_planner.py {args.folder} --scenes {args.scenes}")
-    with open(os.path.join(args.folder, pretrained.MANIFEST), "w") as f:
-        json.dump(manifest, f, indent=2, sort_keys=True)
-        f.write("\n")
+    pretrained.write_manifest(args.folder, manifest["stages"], **{
+        k: v for k, v in manifest.items() if k not in ("format", "stages")})
     print(json.dumps(manifest["motion_planner"]))
 
 

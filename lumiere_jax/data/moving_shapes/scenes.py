@@ -13,7 +13,7 @@ accelerator's memory, `training.resident`); the TFDS builder
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -57,8 +57,15 @@ class ShapeObject:
     velocity: tuple[float, float]  # pixels per frame
 
     def phrase(self) -> str:
-        return (f"a {self.size} {self.color} {self.shape} moving {SPEEDS[self.speed][1]} "
-                f"{DIRECTIONS[self.direction][1]}")
+        return object_phrase(self.size, self.color, self.shape, self.speed, self.direction)
+
+
+def object_phrase(size: str, color: str, shape: str, speed: str, direction: str,
+                  keep: Callable[[str], str] = lambda text: text) -> str:
+    """"a [size ]color shape moving [speed ]direction" from the names in the tables above;
+    `keep(text)` returns each optional part (size, then speed) or "" to drop it."""
+    return (f"a {keep(size + ' ')}{color} {shape} moving {keep(SPEEDS[speed][1] + ' ')}"
+            f"{DIRECTIONS[direction][1]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,15 +101,12 @@ def caption_from_labels(labels: dict[str, Any], rng: np.random.Generator,
     order = list(range(n))
     if n > 1 and rng.random() < drop_prob:
         order = [int(rng.integers(n))]
-    phrases = []
-    for i in order:
-        size = "" if rng.random() < drop_prob else f"{list(SIZES)[int(objs['size'][i])]} "
-        speed_word = SPEEDS[list(SPEEDS)[int(objs['speed'][i])]][1]
-        speed = "" if rng.random() < drop_prob else f"{speed_word} "
-        phrases.append(f"a {size}{list(COLORS)[int(objs['color'][i])]} "
-                       f"{SHAPES[int(objs['shape'][i])]} moving {speed}"
-                       f"{DIRECTIONS[list(DIRECTIONS)[int(objs['direction'][i])]][1]}")
-    caption = " and ".join(phrases)
+    keep = lambda text: "" if rng.random() < drop_prob else text
+    caption = " and ".join(
+        object_phrase(list(SIZES)[int(objs["size"][i])], list(COLORS)[int(objs["color"][i])],
+                      SHAPES[int(objs["shape"][i])], list(SPEEDS)[int(objs["speed"][i])],
+                      list(DIRECTIONS)[int(objs["direction"][i])], keep)
+        for i in order)
     if rng.random() >= drop_prob:
         caption += f" on a {list(BACKGROUNDS)[int(labels['background'])]} background"
     return caption
@@ -243,10 +247,9 @@ def travel_examples(num_scenes: int, seed: int = 0, num_frames: int = 16, size: 
         moves = [np.asarray(o.velocity) * (num_frames - 1) / size for o in scene.objects]
         captions.append(scene.caption())
         travel.append(np.mean(moves, axis=0))
+        keep = lambda text: "" if drops.random() < drop_prob else text
         for o, move in zip(scene.objects, moves):
-            keep = lambda text: "" if drops.random() < drop_prob else text
-            captions.append(f"a {keep(o.size + ' ')}{o.color} {o.shape} moving "
-                            f"{keep(SPEEDS[o.speed][1] + ' ')}{DIRECTIONS[o.direction][1]}"
-                            f"{keep(' on a ' + scene.background + ' background')}")
+            captions.append(object_phrase(o.size, o.color, o.shape, o.speed, o.direction, keep)
+                            + keep(f" on a {scene.background} background"))
             travel.append(move)
     return captions, np.asarray(travel, np.float32)
