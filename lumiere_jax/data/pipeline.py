@@ -180,6 +180,7 @@ class _ExampleTransform:
     images: bool
     random_crop: bool
     caption_dropout: float = 0.0
+    motion_labels: bool = False
 
     def __call__(self, example: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         video = np.asarray(example[self.feature_map.video])
@@ -197,6 +198,7 @@ class _ExampleTransform:
                     f"{t} frames; use num_frames <= {t} or rebuild the dataset with longer clips.")
             start = rng.integers(t - self.num_frames + 1) if self.random_crop else 0
             video = video[start:start + self.num_frames]
+        stored_height = video.shape[1]
         if self.size is not None and video.shape[1:3] != self.size:
             video = video_io.center_crop_resize(video, self.size)
         if self.caption_dropout:
@@ -208,6 +210,9 @@ class _ExampleTransform:
             out["image"] = video[0]
         else:
             out["video"] = video
+        if self.motion_labels:  # px per frame at the output size (square moving_shapes)
+            velocity = np.asarray(example["objects"]["velocity"], np.float32).reshape(-1, 2)
+            out["velocity"] = velocity.mean(0) * (video.shape[1] / stored_height)
         return out
 
 
@@ -256,6 +261,7 @@ def make_dataset(
     embedding_lookup: EmbeddingLookup | None = None,
     caption_dropout: float = 0.0,
     time_reversal_pairs: bool = False,
+    motion_labels: bool = False,
     tokenizer: Any | None = None,
     num_threads: int = 8,
     prefetch_buffer_size: int = 16,
@@ -286,6 +292,9 @@ def make_dataset(
         each followed by itself played backwards with its caption's directions reversed
         (an exact symmetry of the data), so a train step can pair their noise and time
         (`training.StepConfig.reversal_pairs`); `batch_size` must be even.
+      motion_labels: `moving_shapes` clips only: each example gains 'velocity' float32 (2,),
+        the mean (dy, dx) velocity of its objects in px per frame at the output size (what
+        `training.StepConfig.motion_noise` moves the noise by).
       tokenizer: an object with `encode(captions) -> (ids (B, L), mask (B, L))` (e.g.
         `lumiere_jax.text.WordTokenizer`): each batch gains 'ids' int32 and 'mask' bool,
         tokenised by a map step of the pipeline (in its read threads).
@@ -295,7 +304,8 @@ def make_dataset(
 
     Returns:
       grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
-      'caption': str (B,)[, 'ids': int32 (B, L), 'mask': bool (B, L)][, 'text': float32
+      'caption': str (B,)[, 'velocity': float32 (B, 2)][, 'ids': int32 (B, L), 'mask': bool
+      (B, L)][, 'text': float32
       (B, L, D), 'text_mask': bool (B, L)]}; its
       iterator has `get_state()` / `set_state()` (JSON-able dicts).
     """
@@ -333,6 +343,12 @@ def make_dataset(
             f"caption_dropout={caption_dropout} rebuilds moving_shapes captions from their labels, "
             f"but {info.name!r} has no 'objects' labels; use caption_dropout=0.")
 
+    if motion_labels and (images or time_reversal_pairs or (
+            info is not None and "objects" not in info.features)):
+        raise ValueError(f"motion_labels reads each clip's moving_shapes object velocities: "
+                         f"it needs clips (images=False, got {images}), no "
+                         f"time_reversal_pairs (got {time_reversal_pairs}) and a dataset with "
+                         f"'objects' labels ({getattr(info, 'name', 'this source')!r})")
     if time_reversal_pairs:
         if images or batch_size % 2:
             raise ValueError(f"time_reversal_pairs needs clips (images=False) and an even "
@@ -355,7 +371,7 @@ def make_dataset(
     ds = ds.repeat(num_epochs)
     transform = _ExampleTransform(
         feature_map, _feature_names(source, feature_map.caption), num_frames, size, images,
-        random_crop, caption_dropout)
+        random_crop, caption_dropout, motion_labels)
     # Seeded per record position: the same element gets the same crop on every run.
     ds = ds.random_map(transform, seed=crop_seed)
     if time_reversal_pairs:

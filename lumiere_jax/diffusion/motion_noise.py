@@ -27,16 +27,16 @@ def frame_offsets(num_frames: int, velocity: jax.Array) -> jax.Array:
 
 
 def translating_noise(key: jax.Array, shape: tuple[int, ...], velocity: jax.Array,
-                      correlation: float, dtype=jnp.float32) -> jax.Array:
+                      correlation: float | jax.Array, dtype=jnp.float32) -> jax.Array:
     """`shape = (B, T, H, W, C)`, `velocity: (B, 2)` (dy, dx) px per frame -> noise of
-    `shape`, each element N(0, 1), whose shared part (weight `correlation`) moves by
-    `velocity` each frame."""
+    `shape`, each element N(0, 1), whose shared part (weight `correlation`, a float or one
+    per clip, (B,)) moves by `velocity` each frame."""
     if len(shape) != 5:
         raise ValueError(f"translating_noise: shape must be (B, T, H, W, C), got {shape}")
     if velocity.shape != (shape[0], 2):
         raise ValueError(f"translating_noise: velocity must be (B, 2) = ({shape[0]}, 2), "
                          f"got {velocity.shape}")
-    if not 0.0 <= correlation < 1.0:
+    if isinstance(correlation, (int, float)) and not 0.0 <= correlation < 1.0:
         raise ValueError(f"translating_noise: correlation={correlation} must be in [0, 1)")
     k_shared, k_fresh = jax.random.split(key)
     shared = jax.random.normal(k_shared, (shape[0],) + tuple(shape[2:]), dtype)
@@ -47,4 +47,18 @@ def translating_noise(key: jax.Array, shape: tuple[int, ...], velocity: jax.Arra
         return jnp.roll(field, (offset[0], offset[1]), axis=(0, 1))
 
     moving = jax.vmap(lambda z, o: jax.vmap(lambda oi: roll(z, oi))(o))(shared, offsets)
-    return (jnp.sqrt(correlation) * moving + jnp.sqrt(1.0 - correlation) * fresh).astype(dtype)
+    c = jnp.reshape(jnp.asarray(correlation, jnp.float32), (-1, 1, 1, 1, 1))
+    return (jnp.sqrt(c) * moving + jnp.sqrt(1.0 - c) * fresh).astype(dtype)
+
+
+def training_motion_noise(key: jax.Array, shape: tuple[int, ...], velocity: jax.Array,
+                          max_correlation: float, dtype=jnp.float32) -> jax.Array:
+    """Train-time noise for a model sampled from `translating_noise`: clip b's shared part
+    moves with its own true `velocity[b]` (px per frame) and has correlation
+    c_b ~ U(0, max_correlation), so the model meets every mix from plain noise up. As in
+    Go-with-the-Flow's fine-tuning, the model learns that noise whose shared part moves is
+    still noise (no objects drawn where it happens to persist) and that it moves as the clip
+    does."""
+    k_c, k_noise = jax.random.split(key)
+    c = jax.random.uniform(k_c, (shape[0],), jnp.float32, 0.0, max_correlation)
+    return translating_noise(k_noise, shape, velocity, c, dtype)

@@ -13,7 +13,9 @@ differs.
 
 Data arrays on the device:
   pixels: uint8 (N, T, H, W, 3) clips; ids: int32 (N, K, L) and mask: bool (N, K, L), the
-  K caption variants of each clip. A 't2i' step draws one random frame of a random clip.
+  K caption variants of each clip; velocity: float32 (N, 2), each clip's mean object
+  velocity in px per frame (read by `diffusion.motion_noise` training). A 't2i' step draws
+  one random frame of a random clip.
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ def _render_range(args: tuple) -> tuple[np.ndarray, list[dict]]:
     for i in range(start, stop):
         ex = scenes.make_example(seed, "train", i, frames, size, size, style=style)
         videos.append(ex["video"])
+        objects = {k: [names.index(v) for v in ex["objects"][k]] for k, names in _LABELS.items()}
+        objects["velocity"] = np.asarray(ex["objects"]["velocity"], np.float32)
         labels.append(dict(num_objects=ex["num_objects"],
                            background=tuple(scenes.BACKGROUNDS).index(ex["background"]),
-                           objects={k: [names.index(v) for v in ex["objects"][k]]
-                                    for k, names in _LABELS.items()}))
+                           objects=objects))
     return np.stack(videos), labels
 
 
@@ -56,7 +59,7 @@ def render_clips(num_clips: int, num_frames: int, size: int, *, seed: int = 0,
     build with this seed holds, and more), rendered by `workers` processes.
 
     Returns (uint8 (N, T, H, W, 3), labels): labels as a decoded TFDS record has them
-    (ClassLabel ids), ready for `scenes.caption_from_labels`. The test split is never read.
+    (ClassLabel ids, per-object velocity), ready for `scenes.caption_from_labels`. The test split is never read.
     """
     workers = workers or os.cpu_count() or 1
     bounds = np.linspace(0, num_clips, 4 * workers + 1).astype(int)
@@ -87,10 +90,17 @@ def caption_table(labels: list[dict], tokenizer: Any, *, drop_prob: float, per_c
     return np.asarray(ids, np.int32).reshape(shape), np.asarray(mask, bool).reshape(shape)
 
 
+def mean_velocity(labels: list[dict]) -> np.ndarray:
+    """float32 (N, 2): each clip's mean object velocity (dy, dx), px per frame."""
+    return np.stack([np.mean(lab["objects"]["velocity"], axis=0) for lab in labels]
+                    ).astype(np.float32)
+
+
 def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool,
                reversal_pairs: bool = False) -> dict:
     """A train batch drawn uniformly from the resident `data`: pixels uint8 (B, T, H, W, 3),
-    or (B, H, W, 3) one random frame each when `images`; ids / mask (B, L).
+    or (B, H, W, 3) one random frame each when `images`; ids / mask (B, L); velocity (B, 2)
+    when `data` has it.
 
     reversal_pairs: B/2 clips drawn, row 2i + 1 is row 2i played backwards with the reversed
     caption (`data['ids_reversed']`, `data['mask_reversed']`), as
@@ -101,18 +111,20 @@ def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool,
     clip = jax.random.randint(k_clip, (rows,), 0, n)
     caption = jax.random.randint(k_caption, (rows,), 0, variants)
     ids, mask = data["ids"][clip, caption], data["mask"][clip, caption]
+    extra = {"velocity": data["velocity"][clip]} if "velocity" in data else {}
     if reversal_pairs:
         forwards = data["pixels"][clip]
         pairs = dict(pixels=(forwards, forwards[:, ::-1]),
                      ids=(ids, data["ids_reversed"][clip, caption]),
-                     mask=(mask, data["mask_reversed"][clip, caption]))
+                     mask=(mask, data["mask_reversed"][clip, caption]),
+                     **{k: (v, -v) for k, v in extra.items()})
         return {k: rearrange(jnp.stack(pair, axis=1), "b pair ... -> (b pair) ...")
                 for k, pair in pairs.items()}
     if images:
         pixels = data["pixels"][clip, jax.random.randint(k_frame, (rows,), 0, frames)]
     else:
         pixels = data["pixels"][clip]
-    return dict(pixels=pixels, ids=ids, mask=mask)
+    return dict(pixels=pixels, ids=ids, mask=mask, **extra)
 
 
 def make_resident_step(step_fn: Callable, batch_size: int, images: bool,
@@ -220,7 +232,7 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
     run = build_run(config, one_device_mesh())
     ids, mask = caption_table(labels, run.tokenizer, drop_prob=config.data.caption_dropout,
                               per_clip=captions_per_clip, seed=config.seed)
-    data = dict(pixels=videos, ids=ids, mask=mask)
+    data = dict(pixels=videos, ids=ids, mask=mask, velocity=mean_velocity(labels))
     pairs = bool(config.data.get("time_reversal_pairs", False))
     if pairs:  # each clip also played backwards, with its directions reversed
         data["ids_reversed"], data["mask_reversed"] = caption_table(

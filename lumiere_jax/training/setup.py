@@ -57,7 +57,8 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                                                    StepConfig.caption_contrast)),
                       contrast_sharpness=float(d.get("contrast_sharpness",
                                                      StepConfig.contrast_sharpness)),
-                      contrast_min_t=float(d.get("contrast_min_t", StepConfig.contrast_min_t)))
+                      contrast_min_t=float(d.get("contrast_min_t", StepConfig.contrast_min_t)),
+                      motion_noise=motion_noise(config))
 
 
 def layout_factor(config: Any) -> int:
@@ -184,7 +185,12 @@ def train_batches(config: Any, tok: Tokenizer):
         size=data_image_size(config), images=config.stage == "t2i", num_threads=d.num_threads,
         caption_dropout=d.get("caption_dropout", 0.0),
         time_reversal_pairs=bool(d.get("time_reversal_pairs", False)),
-        prefetch_buffer_size=d.prefetch)
+        motion_labels=motion_noise(config) > 0, prefetch_buffer_size=d.prefetch)
+
+
+def motion_noise(config: Any) -> float:
+    """`config.diffusion.motion_noise` (0 when absent): the training noise's moving share."""
+    return float(config.diffusion.get("motion_noise", 0.0))
 
 
 def mesh_shape(config: Any) -> dict:
@@ -213,9 +219,11 @@ def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
     """Global batch as `ShapeDtypeStruct`s (no sharding)."""
     b, s = config.data.batch_size, model_cfg.image_size * layout_factor(config)
     lead = (b,) if config.stage == "t2i" else (b, model_cfg.num_frames)
+    extra = ({"velocity": jax.ShapeDtypeStruct((b, 2), jnp.float32)}
+             if motion_noise(config) else {})
     return dict(pixels=jax.ShapeDtypeStruct(lead + (s, s, 3), jnp.uint8),
                 ids=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.int32),
-                mask=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.bool_))
+                mask=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.bool_), **extra)
 
 
 def trainable_tree(config: Any, params: Any) -> dict:

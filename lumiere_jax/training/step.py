@@ -2,7 +2,8 @@
 
 A device batch is a dict:
   pixels: uint8 (B, H, W, 3) images (t2i) or (B, T, H, W, 3) videos (other stages),
-  ids:    int32 (B, L) caption token ids, mask: bool (B, L).
+  ids:    int32 (B, L) caption token ids, mask: bool (B, L),
+  velocity: float32 (B, 2) mean object velocity, px per frame (only with motion_noise).
 Parameters are `{'unet': ..., 'text': ...}`, split into a trainable subtree (in the state,
 differentiated) and a frozen subtree (a plain argument, never differentiated).
 """
@@ -23,6 +24,7 @@ from lumiere_jax.applications.conditioning import (TRAINING_KINDS, image_to_vide
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.contrast import caption_contrast, swap_pairs
 from lumiere_jax.diffusion.layout import pool
+from lumiere_jax.diffusion.motion_noise import training_motion_noise
 from lumiere_jax.diffusion.objectives import diffusion_loss, per_example_loss, sample_times
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
@@ -66,6 +68,10 @@ class StepConfig:
       reversal_pairs, stage 'stunet'): each clip is denoised with its own caption and with
       its pair's (directions reversed), and `softplus(contrast_sharpness * (own loss -
       swapped loss))` at `t >= contrast_min_t` joins the loss; 0 (default) is off.
+    motion_noise: > 0 (stages 'stunet' / 'conditional'; the batch carries 'velocity' (B, 2),
+      each clip's mean object velocity in px per frame): the noise's shared part moves with
+      the clip, correlation ~ U(0, motion_noise) per clip (`training_motion_noise`), the
+      noise the sampler starts from with `SamplingConfig.motion_noise`; 0 (default): plain.
     """
 
     stage: str
@@ -85,6 +91,7 @@ class StepConfig:
     caption_contrast: float = 0.0
     contrast_sharpness: float = 500.0
     contrast_min_t: float = 0.8
+    motion_noise: float = 0.0
 
     def __post_init__(self):
         bad = [k for k in self.condition_kinds if k not in TRAINING_KINDS]
@@ -115,6 +122,13 @@ class StepConfig:
                              f"{self.stage!r}) and reversal_pairs=True")
         if not self.contrast_sharpness > 0.0:
             raise ValueError(f"contrast_sharpness={self.contrast_sharpness}; must be > 0")
+        if not 0.0 <= self.motion_noise < 1.0:
+            raise ValueError(f"motion_noise={self.motion_noise}; must be in [0, 1) (0: plain)")
+        if self.motion_noise and (self.stage not in ("stunet", "conditional")
+                                  or self.reversal_pairs):
+            raise ValueError(f"motion_noise={self.motion_noise} moves the noise with each "
+                             f"clip: it needs stage 'stunet' or 'conditional' (got "
+                             f"{self.stage!r}) and reversal_pairs=False")
         if not 0.0 <= self.contrast_min_t < 1.0:
             raise ValueError(f"contrast_min_t={self.contrast_min_t}; must be in [0, 1)")
 
@@ -192,6 +206,9 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         t = eps = None  # uniform t and fresh noise, drawn inside diffusion_loss
         if cfg.reversal_pairs:
             t, eps = reversal_pair_noise(jax.random.fold_in(k_loss, 2), x0, cfg.t_power)
+        if cfg.motion_noise:
+            eps = training_motion_noise(jax.random.fold_in(k_loss, 3), x0.shape,
+                                        batch["velocity"], cfg.motion_noise, x0.dtype)
         elif cfg.t_power != 1.0 or cfg.min_t:
             t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
         if cfg.min_t:

@@ -246,3 +246,39 @@ def test_time_reversal_pairs_follow_each_clip_with_itself_played_backwards(built
         make_dataset(source, batch_size=3, time_reversal_pairs=True)
     with pytest.raises(ValueError, match="even batch_size"):
         make_dataset(source, batch_size=4, images=True, time_reversal_pairs=True)
+
+
+def _centroid_velocity(video, background):
+    """(dy, dx) px per frame of a one-object clip, measured from its pixels: the slope of
+    the centroid of each frame's coverage |pixel - background| over time."""
+    coverage = np.abs(video.astype(np.float32) - np.float32(background)).sum(-1)
+    ys, xs = np.mgrid[:video.shape[1], :video.shape[2]] + 0.5
+    mass = coverage.sum((1, 2))
+    centre = np.stack([(coverage * ys).sum((1, 2)) / mass,
+                       (coverage * xs).sum((1, 2)) / mass], -1)
+    return np.polyfit(np.arange(len(video)), centre, 1)[0]
+
+
+@pytest.mark.parametrize("size", [H, H // 2])
+def test_motion_labels_are_the_objects_mean_velocity_measured_in_pixels(built, size):
+    """`make_dataset(motion_labels=True)`: 'velocity' is the mean object velocity at the
+    output size: one-object clips against their pixels' centroid motion, two-object clips
+    against the renderer's stored per-object velocities."""
+    from lumiere_jax.data import make_dataset
+    source = built[0].as_data_source(split="train")
+    batch = next(iter(make_dataset(source, batch_size=N_TRAIN, shuffle=False, size=size,
+                                   motion_labels=True, shard_index=0, shard_count=1)))
+    assert batch["velocity"].shape == (N_TRAIN, 2) and batch["velocity"].dtype == np.float32
+    singles = 0
+    for i in range(N_TRAIN):
+        record = source[i]
+        stored = np.mean(record["objects"]["velocity"], 0) * size / H
+        np.testing.assert_allclose(batch["velocity"][i], stored, rtol=1e-6)
+        if record["num_objects"] == 1:
+            singles += 1
+            bg = BACKGROUNDS[list(BACKGROUNDS)[record["background"]]]
+            np.testing.assert_allclose(_centroid_velocity(batch["video"][i], bg),
+                                       batch["velocity"][i], atol=0.08 * size / H + 0.02)
+    assert singles >= 5
+    with pytest.raises(ValueError, match="motion_labels .*images=False"):
+        make_dataset(source, batch_size=2, images=True, motion_labels=True)

@@ -49,3 +49,36 @@ def test_each_element_is_standard_normal_and_the_shared_part_has_the_given_corre
 def test_bad_arguments_are_named(shape, velocity, corr, match):
     with pytest.raises(ValueError, match=match):
         translating_noise(jax.random.key(0), shape, jnp.zeros(velocity), corr)
+
+
+def _aligned_correlations(x, velocity):
+    """Per clip: the correlation of frame 1 rolled back onto frame 0 (NumPy offsets)."""
+    t = np.arange(x.shape[1]) - (x.shape[1] - 1) / 2
+    out = []
+    for b in range(x.shape[0]):
+        step = (np.floor(t[1] * velocity[b] + 0.5) - np.floor(t[0] * velocity[b] + 0.5))
+        back = np.roll(x[b, 1], tuple(-step.astype(int)), axis=(0, 1))
+        out.append(np.corrcoef(back.ravel(), x[b, 0].ravel())[0, 1])
+    return np.asarray(out)
+
+
+def test_one_correlation_per_clip():
+    v = np.asarray([[0.0, 1.0], [1.0, 0.0], [0.0, -2.0]], np.float32)
+    c = np.asarray([0.0, 0.5, 0.9], np.float32)
+    x = np.asarray(translating_noise(jax.random.key(2), (3, 4, 64, 64, 4), jnp.asarray(v),
+                                     jnp.asarray(c)))
+    np.testing.assert_allclose(_aligned_correlations(x, v), c, atol=0.04)
+    assert abs(x.var() - 1.0) < 0.03
+
+
+def test_training_noise_draws_each_clips_correlation_uniformly_below_the_maximum():
+    from lumiere_jax.diffusion.motion_noise import training_motion_noise
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-1.5, 1.5, (96, 2)).astype(np.float32)
+    x = np.asarray(training_motion_noise(jax.random.key(3), (96, 3, 48, 48, 3),
+                                         jnp.asarray(v), 0.8))
+    c = _aligned_correlations(x, v)
+    assert c.min() > -0.05 and c.max() < 0.85          # within [0, 0.8] up to sampling error
+    assert abs(c.mean() - 0.4) < 0.07                  # U(0, 0.8): mean 0.4, sd 0.23 / sqrt(96)
+    assert abs(c.std() - 0.8 / np.sqrt(12)) < 0.06     # and spread like a uniform
+    assert abs(x.var() - 1.0) < 0.02

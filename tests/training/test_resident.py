@@ -188,3 +188,27 @@ def test_cli_help_lists_every_flag():
     for flag in ("--seconds", "--warm_start", "--num_clips", "--steps_per_call",
                  "--sync_every", "--captions_per_clip"):
         assert flag in out.stdout
+
+
+def test_each_drawn_velocity_is_the_drawn_clips_mean_object_velocity():
+    """'velocity' rows go with their clips (the renderer's stored per-object velocities,
+    averaged); a reversal pair's backwards row moves the other way."""
+    from lumiere_jax import runs
+    from lumiere_jax.data.moving_shapes import make_example
+    from lumiere_jax.training.resident import (caption_table, draw_batch, mean_velocity,
+                                               render_clips)
+
+    tok = runs.tokenizer(_tiny("stunet"))
+    videos, labels = render_clips(12, 4, 8, workers=1)
+    ids, mask = caption_table(labels, tok, drop_prob=0.0, per_clip=1)
+    data = dict(pixels=videos, ids=ids, mask=mask, velocity=mean_velocity(labels),
+                ids_reversed=ids, mask_reversed=mask)
+    truth = [np.mean(make_example(0, "train", i, 4, 8, 8)["objects"]["velocity"], 0)
+             for i in range(12)]
+    for pairs in (False, True):
+        batch = jax.device_get(draw_batch(data, jax.random.key(4), 8, False, pairs))
+        for row in range(0, 8, 1 + pairs):
+            (i,) = [i for i in range(12) if np.array_equal(batch["pixels"][row], videos[i])]
+            np.testing.assert_allclose(batch["velocity"][row], truth[i], rtol=1e-6)
+            if pairs:
+                np.testing.assert_allclose(batch["velocity"][row + 1], -truth[i], rtol=1e-6)

@@ -432,3 +432,36 @@ def test_a_layout_step_learns_the_clips_pooled_means_at_high_noise():
     assert not np.array_equal(shuffled, pixels)
     assert loss(shuffled) == pytest.approx(loss(pixels), rel=1e-5)
     assert abs(loss(255 - pixels) - loss(pixels)) > 1e-3
+
+
+def test_motion_noise_is_checked_and_moves_the_noise_with_the_batch_velocity():
+    """With `diffusion.motion_noise`, the loss depends on the batch's 'velocity' (the noise
+    moves with it); without it, 'velocity' is not read."""
+    from lumiere_jax.training.step import StepConfig
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    with pytest.raises(ValueError, match="motion_noise=1.0"):
+        StepConfig("stunet", cosine_schedule(8), motion_noise=1.0)
+    with pytest.raises(ValueError, match="motion_noise=0.5 .*stage 'stunet' or 'conditional'"):
+        StepConfig("t2i", cosine_schedule(8), motion_noise=0.5)
+    with pytest.raises(ValueError, match="motion_noise=0.5 .*reversal_pairs=False"):
+        StepConfig("stunet", cosine_schedule(8), motion_noise=0.5, reversal_pairs=True)
+    r = Run("stunet")
+    c = r.config
+    c.diffusion.motion_noise = 0.5
+    assert setup.abstract_batch_shapes(c, r.model_cfg)["velocity"].shape == (BATCH, 2)
+    state, frozen, _ = r.host_state()
+    null = [a[0] for a in setup.tokenizer(c).encode([""])]
+    rng = np.random.default_rng(1)
+    right = dict(r.batches[0], velocity=np.tile(np.float32([[0.0, 1.0]]), (BATCH, 1)))
+    down = dict(right, velocity=rng.uniform(-2, 2, (BATCH, 2)).astype(np.float32))
+
+    def step_with(weight, batch):
+        c.diffusion.motion_noise = weight
+        step = make_train_step(r.model, r.encoder, r.tx, r.lr, setup.step_config(c, r.model_cfg),
+                               *null)
+        host = dict(state, rng=jax.random.wrap_key_data(state["rng"]))
+        return float(jax.jit(step)(host, frozen, batch)[1]["loss"])
+
+    moving = step_with(0.5, right)
+    assert np.isfinite(moving) and moving != step_with(0.5, down)
+    assert step_with(0.0, right) == step_with(0.0, down) != moving
