@@ -147,9 +147,11 @@ class SamplingConfig:
       pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
       which way they move, at low resolution); 0 = off. layout_guidance: its
       classifier-free guidance scale.
-    motion_noise: text-to-video only: the base stage starts from noise whose shared part
-      (this correlation, in [0, 1)) moves the way the pipeline's `MotionPlanner` reads
-      from each prompt (`diffusion.motion_noise.translating_noise`); 0 = plain noise.
+    motion_noise: text-to-video and the conditional modes (image-to-video, cinemagraph,
+      inpainting; not SDEdit, whose input carries its motion): the base stage starts from
+      noise whose shared part (this correlation, in [0, 1)) moves the way the pipeline's
+      `MotionPlanner` reads from each prompt (`diffusion.motion_noise.translating_noise`);
+      0 = plain noise.
     """
 
     base_steps: int = 50
@@ -539,7 +541,7 @@ class LumierePipeline:
         prompts' `ids`, `mask` (text-to-video with `critic_scale`). layout_params: the
         `LayoutExpert`'s U-Net weights (text-to-video with `layout_until`), else None.
         velocity: (B, 2) pixels per frame of the base stage's translating starting noise
-        (text-to-video with `motion_noise`), else None.
+        (text-to-video and the conditional modes with `motion_noise`), else None.
         `base_only`: stop after stage 1 (the SSR output is None; the base video is the same
         as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
@@ -560,8 +562,11 @@ class LumierePipeline:
         # A conditional STUNet without a condition sees M = 0 everywhere.
         empty = jnp.zeros(shape[:-1] + (4,)) if base_cfg.cond_channels else None
         if isinstance(request, ConditionRequest):
+            start = (None if velocity is None
+                     else translating_noise(k_base, shape, velocity, s.motion_noise))
             low_res = sample_conditional(base_fn, request.cond_low, k_base_sample,
-                                         replace_known=s.replace_known, **base_kw)
+                                         replace_known=s.replace_known, x_start=start,
+                                         **base_kw)
         elif isinstance(request, EditRequest):
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
                              k_base_sample, strength=request.strength, **base_kw)
@@ -668,7 +673,7 @@ class LumierePipeline:
             critic = dict(params=self.critic.params, ids=jnp.asarray(ids),
                           mask=jnp.asarray(mask).astype(bool))
         velocity = None
-        if isinstance(request, TextRequest) and self.sampling.motion_noise:
+        if isinstance(request, (TextRequest, ConditionRequest)) and self.sampling.motion_noise:
             velocity = jnp.asarray(self.motion_planner.velocity(
                 prompts, self.base_config.image_size, num_frames))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,

@@ -417,7 +417,8 @@ def test_layout_settings_are_checked(parts, pipe):
 
 def test_motion_noise_starts_the_base_stage_from_the_planners_motion(parts, pipe):
     """`motion_noise` needs a planner, is checked, and changes only the base stage's start:
-    the planner's velocity reaches the noise (two planners, two clips)."""
+    the planner's velocity reaches the noise (two planners, two clips), in text-to-video
+    and in image-to-video."""
     from lumiere_jax.text.motion_planner import MotionPlanner, num_features
 
     def planner(dx):  # every prompt travels dx of the frame to the right
@@ -439,3 +440,8 @@ def test_motion_noise_starts_the_base_stage_from_the_planners_motion(parts, pipe
     assert a.shape == plain.shape
     assert np.abs(a.astype(int) - plain.astype(int)).max() > 0
     assert np.abs(a.astype(int) - b.astype(int)).max() > 0
+    # image-to-video starts from the planner's motion too; the given frame stays
+    ia, ib = (p.image_to_video(prompts, plain[0, 0], key, base_only=True) for p in (still, right))
+    assert np.abs(ia.astype(int) - ib.astype(int)).max() > 0
+    for clip in (ia, ib):
+        assert np.abs(clip[0, 0].astype(int) - plain[0, 0].astype(int)).max() <= 1
