@@ -33,7 +33,8 @@ def param_shapes(config):
 def test_every_config_file_is_loaded_here():
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith(".py"))
     assert names == ["common", "conditional", "demo_conditional", "demo_critic",
-                     "demo_direction", "demo_layout", "demo_ssr", "demo_stunet", "demo_style",
+                     "demo_direction", "demo_layout", "demo_motion", "demo_ssr", "demo_stunet",
+                     "demo_style",
                      "demo_t2i", "ssr", "stunet", "t2i"]
 
 
@@ -78,6 +79,20 @@ def test_the_direction_fine_tune_continues_the_demo_stunet_with_the_caption_cont
     assert param_shapes(direction) == param_shapes(stunet)
     step = setup.step_config(direction, setup.unet_config(direction))
     assert step.reversal_pairs and step.caption_contrast > 0
+
+
+def test_the_motion_fine_tunes_continue_the_shipped_stages_on_moving_noise():
+    """demo_motion[:conditional] load the shipped base / conditional whole (same parameter
+    trees as demo_stunet / demo_conditional) and train on moving noise."""
+    for variant, source in (("demo_motion", "demo_stunet"),
+                            ("demo_motion:conditional", "demo_conditional")):
+        c, shipped = load(variant), load(source)
+        setup.check_config(c)
+        assert c.stage == shipped.stage and c.train.init_from_kind == c.stage
+        assert param_shapes(c) == param_shapes(shipped)
+        assert 0 < setup.step_config(c, setup.unet_config(c)).motion_noise < 1
+    with pytest.raises(ValueError, match="demo_motion.py:ssr"):
+        load("demo_motion:ssr")
 
 
 def test_the_demo_critic_reads_the_clips_the_demo_stunet_makes():
