@@ -13,6 +13,7 @@ stage 2: `train_resident.py`, batch 64, lr 8e-4, 1650 steps = 105k clips in 61 s
 stepping), loss 0.036 -> 0.020: short prompts colour 1.00 / shape 0.67 / direction 0.08 /
 presence 0.97 without the critic; the direction word is still not read
 (benchmarks/direction_sensitivity.py: no loss difference at any t).
+Shipped since 2026-12-05: those weights fine-tuned on moving noise (configs/demo_motion.py).
 
 The T2I U-Net weights (EMA) and its text encoder are loaded from `train.init_from` and
 frozen; the `temporal_*` weights train, among them a fresh `temporal_encoder` of the text

@@ -7,6 +7,13 @@ Measured: 1500 steps in 78 min on 2 shared cores, loss 0.035 (mean of the last 5
 test prompts (evaluate.py --base_only): colour 0.94 / shape 0.28 / direction 0.06 /
 presence 0.86 with short prompts; the direction does not follow the text yet
 (pretrained/moving_shapes/README.md).
+Shipped since 2026-12-04: the STUNet of the H200-fine-tuned T2I, its temporal weights
+warm-started from that run and trained on one H200 (`bash scripts/train_demo_gpu.sh`,
+stage 2: `train_resident.py`, batch 64, lr 8e-4, 1650 steps = 105k clips in 61 s of
+stepping), loss 0.036 -> 0.020: short prompts colour 1.00 / shape 0.67 / direction 0.08 /
+presence 0.97 without the critic; the direction word is still not read
+(benchmarks/direction_sensitivity.py: no loss difference at any t).
+Shipped since 2026-12-05: those weights fine-tuned on moving noise (configs/demo_motion.py).
 
 The T2I U-Net weights (EMA) and its text encoder are loaded from `train.init_from` and
 frozen; the `temporal_*` weights train, among them a fresh `temporal_encoder` of the text
