@@ -206,11 +206,11 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         t = eps = None  # uniform t and fresh noise, drawn inside diffusion_loss
         if cfg.reversal_pairs:
             t, eps = reversal_pair_noise(jax.random.fold_in(k_loss, 2), x0, cfg.t_power)
-        if cfg.motion_noise:
-            eps = training_motion_noise(jax.random.fold_in(k_loss, 3), x0.shape,
-                                        batch["velocity"], cfg.motion_noise, x0.dtype)
         elif cfg.t_power != 1.0 or cfg.min_t:
             t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
+        if cfg.motion_noise:  # never with reversal_pairs (StepConfig refuses the two)
+            eps = training_motion_noise(jax.random.fold_in(k_loss, 3), x0.shape,
+                                        batch["velocity"], cfg.motion_noise, x0.dtype)
         if cfg.min_t:
             t = cfg.min_t + (1.0 - cfg.min_t) * t
         if not cfg.caption_contrast:
