@@ -95,6 +95,9 @@ flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step t
 flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
                    "starting noise moving the way the shipped motion planner reads the prompt "
                    "(None: the pretrained default; 0: plain noise)")
+flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
+                  "noise moves: the whole field, or one disc per object phrase (None: the "
+                  "pretrained default)")
 flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
                    "pretrained default; 0: off)")
 flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the critic's favourite "
@@ -141,6 +144,8 @@ def sampling_overrides(f) -> dict:
         chosen["layout_until"] = f.layout_until
     if f.motion_noise is not None:
         chosen["motion_noise"] = f.motion_noise
+    if f.motion_layout is not None:
+        chosen["motion_layout"] = f.motion_layout
     return chosen
 
 

@@ -77,6 +77,9 @@ flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step t
 flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
                    "starting noise moving the way the shipped motion planner reads the prompt "
                    "(None: the pretrained default; 0: plain noise)")
+flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
+                  "noise moves: the whole field, or one disc per object phrase (None: the "
+                  "pretrained default)")
 flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
                    "the shipped critic's score (None: the pretrained default; 0: off)")
 flags.DEFINE_float("layout_until", None, "text-to-video: the base steps at t >= this are the "
@@ -232,6 +235,8 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         overrides["layout_until"] = f.layout_until
     if f.motion_noise is not None:
         overrides["motion_noise"] = f.motion_noise
+    if f.motion_layout is not None:
+        overrides["motion_layout"] = f.motion_layout
     if not (f.base_ckpt or f.ssr_ckpt or f.random):
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "

@@ -48,8 +48,10 @@ def base_config(stage: str, model: UNetConfig) -> ml_collections.ConfigDict:
         caption_contrast=0.0,            # stunet + time_reversal_pairs: weight of the pairs'
         contrast_sharpness=500.0,        #   caption contrast (diffusion.contrast), its
         contrast_min_t=0.8,              #   sharpness and lowest t
-        motion_noise=0.0))               # stunet / conditional on moving_shapes: the noise's
+        motion_noise=0.0,                # stunet / conditional on moving_shapes: the noise's
                                          #   shared part moves with the clip, c ~ U(0, this)
+        motion_layout="field"))          #   all of it ('field') or each object's disc
+                                         #   ('objects')
     c.optim = ml_collections.ConfigDict(dict(
         lr=1e-4, warmup_steps=100, decay_steps=10_000, end_lr_factor=0.1, b1=0.9, b2=0.99,
         eps=1e-8, weight_decay=0.0, clip_norm=1.0, accum_steps=1, ema_decay=0.999,

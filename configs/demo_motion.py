@@ -29,12 +29,15 @@ from configs.common import set_schedule
 
 
 def get_config(stage: str = "base"):
-    if stage not in ("base", "conditional"):
-        raise ValueError(f"configs/demo_motion.py:{stage}: use ':base' or ':conditional'")
-    c = (demo_stunet if stage == "base" else demo_conditional).get_config()
+    if stage not in ("base", "objects", "conditional"):
+        raise ValueError(f"configs/demo_motion.py:{stage}: use ':base', ':objects' or "
+                         "':conditional'")
+    c = (demo_conditional if stage == "conditional" else demo_stunet).get_config()
     c.train.init_from = "pretrained/moving_shapes"
     c.train.init_from_kind = c.stage     # fine-tune the shipped stage of this kind, whole
     c.diffusion.motion_noise = 0.9
+    if stage == "objects":  # the noise moves inside each object's disc only
+        c.diffusion.motion_layout = "objects"
     set_schedule(c, steps=1200, lr=3e-4, warmup=50, batch_size=8, ema_decay=0.995,
                  ema_warmup=True, log_every=25, checkpoint_every=100)
     c.sample.every = 0

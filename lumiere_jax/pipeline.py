@@ -43,7 +43,8 @@ from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
-from lumiere_jax.diffusion.motion_noise import translating_noise
+from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, object_noise, plan_tracks,
+                                                translating_noise)
 from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
@@ -152,6 +153,12 @@ class SamplingConfig:
       noise whose shared part (this correlation, in [0, 1)) moves the way the pipeline's
       `MotionPlanner` reads from each prompt (`diffusion.motion_noise.translating_noise`);
       0 = plain noise.
+    motion_layout: text-to-video with `motion_noise`: 'field' (the whole shared field moves
+      with the prompt's mean travel) or 'objects' (`diffusion.motion_noise.object_noise`:
+      the shared field stays put but for one disc of `motion_radius` x the frame's size per
+      object phrase, which moves with that phrase's travel from a random start; for a base
+      trained on it, `diffusion.motion_layout='objects'`). The conditional modes always
+      move the whole field.
     """
 
     base_steps: int = 50
@@ -179,6 +186,8 @@ class SamplingConfig:
     layout_until: float = 0.0
     layout_guidance: float = 3.0
     motion_noise: float = 0.0
+    motion_layout: str = "field"
+    motion_radius: float = 0.16
 
     def critic_settings(self) -> list[str]:
         """The settings that use a `GuidanceCritic` (critic guidance, best of K), each as
@@ -230,6 +239,12 @@ class SamplingConfig:
         if not (isinstance(self.motion_noise, (int, float)) and 0.0 <= self.motion_noise < 1.0):
             raise ValueError(f"SamplingConfig.motion_noise={self.motion_noise!r} must be in "
                              "[0, 1) (0: plain Gaussian starting noise).")
+        if self.motion_layout not in MOTION_LAYOUTS:
+            raise ValueError(f"SamplingConfig.motion_layout={self.motion_layout!r}; valid: "
+                             f"{MOTION_LAYOUTS}.")
+        if not (isinstance(self.motion_radius, (int, float)) and 0.0 < self.motion_radius < 0.5):
+            raise ValueError(f"SamplingConfig.motion_radius={self.motion_radius!r} must be in "
+                             "(0, 0.5) (a fraction of the frame's size).")
         if not 0.0 < self.critic_min_alpha <= 1.0:
             raise ValueError(f"SamplingConfig.critic_min_alpha={self.critic_min_alpha} must be "
                              "in (0, 1].")
@@ -541,7 +556,9 @@ class LumierePipeline:
         prompts' `ids`, `mask` (text-to-video with `critic_scale`). layout_params: the
         `LayoutExpert`'s U-Net weights (text-to-video with `layout_until`), else None.
         velocity: (B, 2) pixels per frame of the base stage's translating starting noise
-        (text-to-video and the conditional modes with `motion_noise`), else None.
+        (text-to-video and the conditional modes with `motion_noise`), or for text-to-video
+        with `motion_layout='objects'` a dict of each object phrase's `velocity` (B, N, 2)
+        and `present` (B, N), else None.
         `base_only`: stop after stage 1 (the SSR output is None; the base video is the same
         as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
@@ -593,8 +610,16 @@ class LumierePipeline:
                 denoise = critic_guidance(denoise, score, self.base_schedule, s.critic_scale,
                                           s.prediction, s.critic_min_alpha)
             start_shape = (batch * k,) + shape[1:]
-            start = (jax.random.normal(k_base, start_shape, jnp.float32) if velocity is None
-                     else translating_noise(k_base, start_shape, rep(velocity), s.motion_noise))
+            if velocity is None:
+                start = jax.random.normal(k_base, start_shape, jnp.float32)
+            elif isinstance(velocity, dict):  # one moving disc per object phrase
+                k_tracks, k_noise = jax.random.split(k_base)
+                tracks = plan_tracks(k_tracks, rep(velocity["velocity"]),
+                                     rep(velocity["present"]), s.motion_radius * low,
+                                     num_frames, low, low)
+                start = object_noise(k_noise, start_shape, tracks, s.motion_noise)
+            else:
+                start = translating_noise(k_base, start_shape, rep(velocity), s.motion_noise)
             low_res = sample(denoise, start, k_base_sample, **base_kw)
             if k > 1:  # keep the candidate the critic scores highest, read as a clean clip
                 low_res = jnp.clip(low_res, -1.0, 1.0)
@@ -674,8 +699,12 @@ class LumierePipeline:
                           mask=jnp.asarray(mask).astype(bool))
         velocity = None
         if isinstance(request, (TextRequest, ConditionRequest)) and self.sampling.motion_noise:
-            velocity = jnp.asarray(self.motion_planner.velocity(
-                prompts, self.base_config.image_size, num_frames))
+            size = self.base_config.image_size
+            if isinstance(request, TextRequest) and self.sampling.motion_layout == "objects":
+                v, present = self.motion_planner.object_velocities(prompts, size, num_frames)
+                velocity = dict(velocity=jnp.asarray(v), present=jnp.asarray(present))
+            else:
+                velocity = jnp.asarray(self.motion_planner.velocity(prompts, size, num_frames))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
                                  critic, self.layout.params if layout else None, velocity,
                                  num_frames=num_frames, base_only=base_only)

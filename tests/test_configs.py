@@ -82,15 +82,17 @@ def test_the_direction_fine_tune_continues_the_demo_stunet_with_the_caption_cont
 
 
 def test_the_motion_fine_tunes_continue_the_shipped_stages_on_moving_noise():
-    """demo_motion[:conditional] load the shipped base / conditional whole (same parameter
-    trees as demo_stunet / demo_conditional) and train on moving noise."""
-    for variant, source in (("demo_motion", "demo_stunet"),
-                            ("demo_motion:conditional", "demo_conditional")):
+    """demo_motion[:objects|:conditional] load the shipped base / conditional whole (same
+    parameter trees as demo_stunet / demo_conditional) and train on moving noise."""
+    for variant, source, layout in (("demo_motion", "demo_stunet", "field"),
+                                    ("demo_motion:objects", "demo_stunet", "objects"),
+                                    ("demo_motion:conditional", "demo_conditional", "field")):
         c, shipped = load(variant), load(source)
         setup.check_config(c)
         assert c.stage == shipped.stage and c.train.init_from_kind == c.stage
         assert param_shapes(c) == param_shapes(shipped)
-        assert 0 < setup.step_config(c, setup.unet_config(c)).motion_noise < 1
+        step = setup.step_config(c, setup.unet_config(c))
+        assert 0 < step.motion_noise < 1 and step.motion_layout == layout
     with pytest.raises(ValueError, match="demo_motion.py:ssr"):
         load("demo_motion:ssr")
 

@@ -445,3 +445,19 @@ def test_motion_noise_starts_the_base_stage_from_the_planners_motion(parts, pipe
     assert np.abs(ia.astype(int) - ib.astype(int)).max() > 0
     for clip in (ia, ib):
         assert np.abs(clip[0, 0].astype(int) - plain[0, 0].astype(int)).max() <= 1
+
+    # motion_layout 'objects': text-to-video starts from one moving disc per object phrase
+    # (the planner's travel still reaches it); image-to-video keeps the moving field
+    for bad in ("disc", None):
+        with pytest.raises(ValueError, match="motion_layout"):
+            SamplingConfig(motion_layout=bad)
+    with pytest.raises(ValueError, match="motion_radius"):
+        SamplingConfig(motion_radius=0.5)
+    discs = dataclasses.replace(moving, motion_layout="objects")
+    still_o = LumierePipeline(*parts, sampling=discs, motion_planner=planner(0.0))
+    right_o = LumierePipeline(*parts, sampling=discs, motion_planner=planner(1.0))
+    c, d = still_o(prompts, key, base_only=True), right_o(prompts, key, base_only=True)
+    assert np.abs(c.astype(int) - a.astype(int)).max() > 0
+    assert np.abs(c.astype(int) - d.astype(int)).max() > 0
+    np.testing.assert_array_equal(
+        right_o.image_to_video(prompts, plain[0, 0], key, base_only=True), ib)

@@ -171,13 +171,15 @@ def test_stunet_run_keeps_frozen_weights(reference, stunet_run):
 def test_conditional_run_fine_tunes_the_stunet_run(env, stunet_run):
     """conditional: starts from the STUNet run's EMA weights; its spatial weights and text
     encoder stay bit-identical; the new cond_input_conv (zero at init) and the temporal
-    weights train. It trains on moving noise (`diffusion.motion_noise`): the clips' velocity
-    labels come through the sharded pipeline (two shards) into the step."""
+    weights train. It trains on moving noise (`diffusion.motion_noise`, each object's disc
+    moving: `motion_layout='objects'`): the clips' object tracks come through the sharded
+    pipeline (two shards) into the step."""
     workdir = env["tmp"].mktemp("conditional")
     run(env, "none", 0, flags_for(env, workdir, "configs/conditional.py:tiny",
                                   f"--config.train.init_from={stunet_run}/checkpoints",
                                   "--config.train.checkpoint_every=6",
                                   "--config.diffusion.motion_noise=0.5",
+                                  "--config.diffusion.motion_layout=objects",
                                   "--config.sample.every=6"))
     ls = losses(workdir)
     assert sorted(ls) == list(range(1, STEPS + 1)) and all(np.isfinite(list(ls.values())))

@@ -187,7 +187,7 @@ class _ExampleTransform:
         if video.ndim != 4 or video.shape[-1] != 3:
             raise ValueError(
                 f"feature {self.feature_map.video!r} must be (T, H, W, 3), got {video.shape}.")
-        t = video.shape[0]
+        t, first = video.shape[0], 0
         if self.images:
             video = video[rng.integers(t) if self.random_crop else t // 2][None]
         elif self.num_frames is not None:
@@ -196,8 +196,8 @@ class _ExampleTransform:
                     f"num_frames={self.num_frames} but a clip of {self.feature_map.video!r} has "
                     "only "
                     f"{t} frames; use num_frames <= {t} or rebuild the dataset with longer clips.")
-            start = rng.integers(t - self.num_frames + 1) if self.random_crop else 0
-            video = video[start:start + self.num_frames]
+            first = rng.integers(t - self.num_frames + 1) if self.random_crop else 0
+            video = video[first:first + self.num_frames]
         stored_height = video.shape[1]
         if self.size is not None and video.shape[1:3] != self.size:
             video = video_io.center_crop_resize(video, self.size)
@@ -211,8 +211,12 @@ class _ExampleTransform:
         else:
             out["video"] = video
         if self.motion_labels:  # px per frame at the output size (square moving_shapes)
-            velocity = np.asarray(example["objects"]["velocity"], np.float32).reshape(-1, 2)
-            out["velocity"] = velocity.mean(0) * (video.shape[1] / stored_height)
+            from lumiere_jax.data.moving_shapes import object_tracks
+            objects, scale = example["objects"], video.shape[1] / stored_height
+            velocity = np.asarray(objects["velocity"], np.float32).reshape(-1, 2)
+            out["velocity"] = velocity.mean(0) * scale
+            out["tracks"] = object_tracks(objects["start"], velocity, objects["size"],
+                                          video.shape[1], scale, int(first))
         return out
 
 
@@ -294,7 +298,9 @@ def make_dataset(
         (`training.StepConfig.reversal_pairs`); `batch_size` must be even.
       motion_labels: `moving_shapes` clips only: each example gains 'velocity' float32 (2,),
         the mean (dy, dx) velocity of its objects in px per frame at the output size (what
-        `training.StepConfig.motion_noise` moves the noise by).
+        `training.StepConfig.motion_noise` moves the noise by), and 'tracks' float32 (2, 5),
+        each object's (y0, x0, vy, vx, r) in px at the output size from the clip's first
+        frame, zero rows for absent objects (`moving_shapes.object_tracks`).
       tokenizer: an object with `encode(captions) -> (ids (B, L), mask (B, L))` (e.g.
         `lumiere_jax.text.WordTokenizer`): each batch gains 'ids' int32 and 'mask' bool,
         tokenised by a map step of the pipeline (in its read threads).
@@ -304,7 +310,8 @@ def make_dataset(
 
     Returns:
       grain.IterDataset of dicts {'video': uint8 (B, T, H, W, 3) | 'image': uint8 (B, H, W, 3),
-      'caption': str (B,)[, 'velocity': float32 (B, 2)][, 'ids': int32 (B, L), 'mask': bool
+      'caption': str (B,)[, 'velocity': float32 (B, 2), 'tracks': float32 (B, 2, 5)]
+      [, 'ids': int32 (B, L), 'mask': bool
       (B, L)][, 'text': float32
       (B, L, D), 'text_mask': bool (B, L)]}; its
       iterator has `get_state()` / `set_state()` (JSON-able dicts).

@@ -3,8 +3,9 @@
     it = ShardedBatches(source, global_batch_size=32, num_shards=2, tokenizer=tok,
                         num_frames=16, size=32)
     batch = next(it)   # {'pixels': uint8 (B_p, [T,] H, W, 3), 'ids': int32 (B_p, L),
-                       #  'mask': bool (B_p, L)[, 'velocity': float32 (B_p, 2)]},
-                       # B_p = this process's rows (velocity with motion_labels=True)
+                       #  'mask': bool (B_p, L)[, 'velocity': float32 (B_p, 2),
+                       #  'tracks': float32 (B_p, 2, 5)]}
+                       # B_p = this process's rows (velocity, tracks: motion_labels=True)
 
 The global batch is a function of the arguments alone, not of the process count: with
 `num_shards=2`, one process reading shards 0 and 1 sees exactly the batches that two
@@ -45,7 +46,7 @@ class ShardedBatches:
         parts = [next(it) for it in self._its]
         cat = lambda key: np.concatenate([np.asarray(p[key]) for p in parts])
         pixels = "image" if "image" in parts[0] else "video"
-        extra = {"velocity": cat("velocity").astype(np.float32)} if "velocity" in parts[0] else {}
+        extra = {k: cat(k).astype(np.float32) for k in ("velocity", "tracks") if k in parts[0]}
         return dict(pixels=cat(pixels).astype(np.uint8), ids=cat("ids").astype(np.int32),
                     mask=cat("mask").astype(bool), **extra)
 

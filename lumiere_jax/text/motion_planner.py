@@ -76,6 +76,19 @@ class MotionPlanner:
         """`(B, 2)` pixels per frame at `image_size` px over `num_frames` frames."""
         return self(prompts) * (image_size / max(num_frames - 1, 1))
 
+    def object_velocities(self, prompts: Sequence[str], image_size: int, num_frames: int,
+                          max_objects: int = 2) -> tuple[np.ndarray, np.ndarray]:
+        """Each object phrase's own travel (not the mean): velocity float32 `(B, N, 2)` px
+        per frame and present bool `(B, N)`, N = `max_objects` (phrases past it dropped)."""
+        velocity = np.zeros((len(prompts), max_objects, 2), np.float32)
+        present = np.zeros((len(prompts), max_objects), bool)
+        for row, prompt in enumerate(prompts):
+            phrases = object_phrases(prompt)[:max_objects]
+            travel = self.features(phrases) @ self.weights  # (n, 2)
+            velocity[row, :len(phrases)] = travel * (image_size / max(num_frames - 1, 1))
+            present[row, :len(phrases)] = True
+        return velocity, present
+
     @classmethod
     def fit(cls, captions: Sequence[str], travel: np.ndarray, ridge: float = 1e-3
             ) -> "MotionPlanner":

@@ -14,7 +14,8 @@ differs.
 Data arrays on the device:
   pixels: uint8 (N, T, H, W, 3) clips; ids: int32 (N, K, L) and mask: bool (N, K, L), the
   K caption variants of each clip; velocity: float32 (N, 2), each clip's mean object
-  velocity in px per frame (read by `diffusion.motion_noise` training). A 't2i' step draws
+  velocity in px per frame, and tracks: float32 (N, 2, 5), each object's (y0, x0, vy, vx, r)
+  px (both read by `diffusion.motion_noise` training). A 't2i' step draws
   one random frame of a random clip.
 """
 
@@ -46,6 +47,7 @@ def _render_range(args: tuple) -> tuple[np.ndarray, list[dict]]:
         videos.append(ex["video"])
         objects = {k: [names.index(v) for v in ex["objects"][k]] for k, names in _LABELS.items()}
         objects["velocity"] = np.asarray(ex["objects"]["velocity"], np.float32)
+        objects["start"] = np.asarray(ex["objects"]["start"], np.float32)
         labels.append(dict(num_objects=ex["num_objects"],
                            background=tuple(scenes.BACKGROUNDS).index(ex["background"]),
                            objects=objects))
@@ -96,11 +98,24 @@ def mean_velocity(labels: list[dict]) -> np.ndarray:
                     ).astype(np.float32)
 
 
+def object_tracks(labels: list[dict], size: int) -> np.ndarray:
+    """float32 (N, MAX_OBJECTS, 5): each clip's object tracks (y0, x0, vy, vx, r) px at the
+    rendered `size` (`moving_shapes.object_tracks`)."""
+    return np.stack([scenes.object_tracks(lab["objects"]["start"], lab["objects"]["velocity"],
+                                          lab["objects"]["size"], size) for lab in labels])
+
+
+def reverse_tracks(tracks: jax.Array, num_frames: int) -> jax.Array:
+    """(..., 5) tracks of clips played backwards: start at the last frame, velocity negated."""
+    start = tracks[..., 0:2] + (num_frames - 1) * tracks[..., 2:4]
+    return jnp.concatenate([start, -tracks[..., 2:4], tracks[..., 4:]], axis=-1)
+
+
 def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool,
                reversal_pairs: bool = False) -> dict:
     """A train batch drawn uniformly from the resident `data`: pixels uint8 (B, T, H, W, 3),
     or (B, H, W, 3) one random frame each when `images`; ids / mask (B, L); velocity (B, 2)
-    when `data` has it.
+    and tracks (B, MAX_OBJECTS, 5) when `data` has them.
 
     reversal_pairs: B/2 clips drawn, row 2i + 1 is row 2i played backwards with the reversed
     caption (`data['ids_reversed']`, `data['mask_reversed']`), as
@@ -111,13 +126,14 @@ def draw_batch(data: dict, key: jax.Array, batch_size: int, images: bool,
     clip = jax.random.randint(k_clip, (rows,), 0, n)
     caption = jax.random.randint(k_caption, (rows,), 0, variants)
     ids, mask = data["ids"][clip, caption], data["mask"][clip, caption]
-    extra = {"velocity": data["velocity"][clip]} if "velocity" in data else {}
+    extra = {k: data[k][clip] for k in ("velocity", "tracks") if k in data}
     if reversal_pairs:
         forwards = data["pixels"][clip]
         pairs = dict(pixels=(forwards, forwards[:, ::-1]),
                      ids=(ids, data["ids_reversed"][clip, caption]),
                      mask=(mask, data["mask_reversed"][clip, caption]),
-                     **{k: (v, -v) for k, v in extra.items()})
+                     **{k: (v, -v if k == "velocity" else reverse_tracks(v, frames))
+                        for k, v in extra.items()})
         return {k: rearrange(jnp.stack(pair, axis=1), "b pair ... -> (b pair) ...")
                 for k, pair in pairs.items()}
     if images:
@@ -232,7 +248,8 @@ def train_resident(config: Any, workdir: str, *, seconds: float, steps_per_call:
     run = build_run(config, one_device_mesh())
     ids, mask = caption_table(labels, run.tokenizer, drop_prob=config.data.caption_dropout,
                               per_clip=captions_per_clip, seed=config.seed)
-    data = dict(pixels=videos, ids=ids, mask=mask, velocity=mean_velocity(labels))
+    data = dict(pixels=videos, ids=ids, mask=mask, velocity=mean_velocity(labels),
+                tracks=object_tracks(labels, size))
     pairs = bool(config.data.get("time_reversal_pairs", False))
     if pairs:  # each clip also played backwards, with its directions reversed
         data["ids_reversed"], data["mask_reversed"] = caption_table(

@@ -16,6 +16,7 @@ from jax.sharding import Mesh
 
 from lumiere_jax import runs
 from lumiere_jax.applications.conditioning import TRAINING_KINDS
+from lumiere_jax.data.moving_shapes.scenes import MAX_OBJECTS
 from lumiere_jax.models import UNet, UNetConfig, inflate_params, trainable_mask
 from lumiere_jax.parallel import (DEFAULT_RULES, check_rules, param_shardings,
                                   remat_compiler_options)
@@ -58,7 +59,8 @@ def step_config(config: Any, model_cfg: UNetConfig) -> StepConfig:
                       contrast_sharpness=float(d.get("contrast_sharpness",
                                                      StepConfig.contrast_sharpness)),
                       contrast_min_t=float(d.get("contrast_min_t", StepConfig.contrast_min_t)),
-                      motion_noise=motion_noise(config))
+                      motion_noise=motion_noise(config),
+                      motion_layout=str(d.get("motion_layout", StepConfig.motion_layout)))
 
 
 def layout_factor(config: Any) -> int:
@@ -219,7 +221,8 @@ def abstract_batch_shapes(config: Any, model_cfg: UNetConfig) -> dict:
     """Global batch as `ShapeDtypeStruct`s (no sharding)."""
     b, s = config.data.batch_size, model_cfg.image_size * layout_factor(config)
     lead = (b,) if config.stage == "t2i" else (b, model_cfg.num_frames)
-    extra = ({"velocity": jax.ShapeDtypeStruct((b, 2), jnp.float32)}
+    extra = ({"velocity": jax.ShapeDtypeStruct((b, 2), jnp.float32),
+              "tracks": jax.ShapeDtypeStruct((b, MAX_OBJECTS, 5), jnp.float32)}
              if motion_noise(config) else {})
     return dict(pixels=jax.ShapeDtypeStruct(lead + (s, s, 3), jnp.uint8),
                 ids=jax.ShapeDtypeStruct((b, config.text.max_length), jnp.int32),

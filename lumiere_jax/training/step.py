@@ -4,6 +4,7 @@ A device batch is a dict:
   pixels: uint8 (B, H, W, 3) images (t2i) or (B, T, H, W, 3) videos (other stages),
   ids:    int32 (B, L) caption token ids, mask: bool (B, L),
   velocity: float32 (B, 2) mean object velocity, px per frame (only with motion_noise).
+  tracks: float32 (B, N, 5) each object's (y0, x0, vy, vx, r) px (motion_layout 'objects').
 Parameters are `{'unet': ..., 'text': ...}`, split into a trainable subtree (in the state,
 differentiated) and a frozen subtree (a plain argument, never differentiated).
 """
@@ -24,7 +25,8 @@ from lumiere_jax.applications.conditioning import (TRAINING_KINDS, image_to_vide
 from lumiere_jax.diffusion.guidance import noise_augment
 from lumiere_jax.diffusion.contrast import caption_contrast, swap_pairs
 from lumiere_jax.diffusion.layout import pool
-from lumiere_jax.diffusion.motion_noise import training_motion_noise
+from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, training_motion_noise,
+                                                training_object_noise)
 from lumiere_jax.diffusion.objectives import diffusion_loss, per_example_loss, sample_times
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet
@@ -72,6 +74,10 @@ class StepConfig:
       each clip's mean object velocity in px per frame): the noise's shared part moves with
       the clip, correlation ~ U(0, motion_noise) per clip (`training_motion_noise`), the
       noise the sampler starts from with `SamplingConfig.motion_noise`; 0 (default): plain.
+    motion_layout: 'field' (default: the whole shared field moves with 'velocity') or
+      'objects' (`training_object_noise`: the batch carries 'tracks' (B, N, 5), each
+      object's (y0, x0, vy, vx, r) in px; the shared field stays put but for each object's
+      disc, which moves with it), as `SamplingConfig.motion_layout`.
     """
 
     stage: str
@@ -92,6 +98,7 @@ class StepConfig:
     contrast_sharpness: float = 500.0
     contrast_min_t: float = 0.8
     motion_noise: float = 0.0
+    motion_layout: str = "field"
 
     def __post_init__(self):
         bad = [k for k in self.condition_kinds if k not in TRAINING_KINDS]
@@ -129,6 +136,8 @@ class StepConfig:
             raise ValueError(f"motion_noise={self.motion_noise} moves the noise with each "
                              f"clip: it needs stage 'stunet' or 'conditional' (got "
                              f"{self.stage!r}) and reversal_pairs=False")
+        if self.motion_layout not in MOTION_LAYOUTS:
+            raise ValueError(f"motion_layout={self.motion_layout!r}; valid: {MOTION_LAYOUTS}")
         if not 0.0 <= self.contrast_min_t < 1.0:
             raise ValueError(f"contrast_min_t={self.contrast_min_t}; must be in [0, 1)")
 
@@ -209,8 +218,11 @@ def make_train_step(model: UNet, encoder: Any, tx: optax.MultiSteps,
         elif cfg.t_power != 1.0 or cfg.min_t:
             t = sample_times(jax.random.fold_in(k_loss, 1), x0.shape[0], cfg.t_power)
         if cfg.motion_noise:  # never with reversal_pairs (StepConfig refuses the two)
-            eps = training_motion_noise(jax.random.fold_in(k_loss, 3), x0.shape,
-                                        batch["velocity"], cfg.motion_noise, x0.dtype)
+            k_motion = jax.random.fold_in(k_loss, 3)
+            eps = (training_object_noise(k_motion, x0.shape, batch["tracks"], cfg.motion_noise,
+                                         x0.dtype) if cfg.motion_layout == "objects" else
+                   training_motion_noise(k_motion, x0.shape, batch["velocity"],
+                                         cfg.motion_noise, x0.dtype))
         if cfg.min_t:
             t = cfg.min_t + (1.0 - cfg.min_t) * t
         if not cfg.caption_contrast:

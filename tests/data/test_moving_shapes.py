@@ -280,5 +280,22 @@ def test_motion_labels_are_the_objects_mean_velocity_measured_in_pixels(built, s
             np.testing.assert_allclose(_centroid_velocity(batch["video"][i], bg),
                                        batch["velocity"][i], atol=0.08 * size / H + 0.02)
     assert singles >= 5
+    # 'tracks': each object's centre in every frame and its radius at the output size
+    assert batch["tracks"].shape == (N_TRAIN, 2, 5) and batch["tracks"].dtype == np.float32
+    for i in range(N_TRAIN):
+        record, tracks = source[i], batch["tracks"][i]
+        n = int(record["num_objects"])
+        radius = [SIZES[list(SIZES)[z]] * size for z in record["objects"]["size"]]
+        np.testing.assert_allclose(tracks[:n, 4], radius, rtol=1e-6)
+        assert not tracks[n:].any()
+        if n == 1:
+            bg = BACKGROUNDS[list(BACKGROUNDS)[record["background"]]]
+            coverage = np.abs(batch["video"][i].astype(np.float32) - np.float32(bg)).sum(-1)
+            ys, xs = np.mgrid[:size, :size] + 0.5
+            mass = coverage.sum((1, 2))
+            centre = np.stack([(coverage * ys).sum((1, 2)) / mass,
+                               (coverage * xs).sum((1, 2)) / mass], -1)
+            want = tracks[0, 0:2] + np.arange(len(centre))[:, None] * tracks[0, 2:4]
+            np.testing.assert_allclose(centre, want, atol=0.25 * size / H + 0.15)
     with pytest.raises(ValueError, match="motion_labels .*images=False"):
         make_dataset(source, batch_size=2, images=True, motion_labels=True)

@@ -82,3 +82,73 @@ def test_training_noise_draws_each_clips_correlation_uniformly_below_the_maximum
     assert abs(c.mean() - 0.4) < 0.07                  # U(0, 0.8): mean 0.4, sd 0.23 / sqrt(96)
     assert abs(c.std() - 0.8 / np.sqrt(12)) < 0.06     # and spread like a uniform
     assert abs(x.var() - 1.0) < 0.02
+
+
+def _object_noise_numpy(shared, fresh, tracks, c):
+    """Pixel by pixel: the shared value a frame shows (static, or the covering object's
+    roll by round-half-up(k v)), mixed with the fresh noise."""
+    b_, t_, h_, w_, _ = fresh.shape
+    out = np.empty_like(fresh)
+    for b in range(b_):
+        for k in range(t_):
+            for y in range(h_):
+                for x in range(w_):
+                    value = shared[b, y, x]
+                    for y0, x0, vy, vx, r in tracks[b]:  # later objects on top
+                        cy, cx = y0 + k * vy, x0 + k * vx
+                        if r > 0 and (y + 0.5 - cy) ** 2 + (x + 0.5 - cx) ** 2 <= r * r:
+                            oy, ox = int(np.floor(k * vy + 0.5)), int(np.floor(k * vx + 0.5))
+                            value = shared[b, (y - oy) % h_, (x - ox) % w_]
+                    out[b, k, y, x] = np.sqrt(c[b]) * value + np.sqrt(1 - c[b]) * fresh[b, k, y, x]
+    return out
+
+
+def test_object_noise_moves_the_shared_field_inside_each_objects_disc_only():
+    """Against a per-pixel NumPy loop, with the same Gaussian draws (the key's split)."""
+    from lumiere_jax.diffusion.motion_noise import object_noise
+    tracks = np.asarray([[[3.0, 4.0, 0.5, 1.0, 2.5], [9.0, 9.0, -1.0, 0.0, 2.0]],
+                         [[6.0, 6.0, 0.0, -0.75, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]]], np.float32)
+    shape, c = (2, 5, 12, 12, 2), np.asarray([0.9, 0.4], np.float32)
+    key = jax.random.key(4)
+    got = np.asarray(object_noise(key, shape, jnp.asarray(tracks), jnp.asarray(c)))
+    k_shared, k_fresh = jax.random.split(key)
+    shared = np.asarray(jax.random.normal(k_shared, (2, 12, 12, 2)))
+    fresh = np.asarray(jax.random.normal(k_fresh, shape))
+    np.testing.assert_allclose(got, _object_noise_numpy(shared, fresh, tracks, c), atol=1e-5)
+
+
+def test_object_noise_is_standard_normal_static_outside_and_moving_inside():
+    from lumiere_jax.diffusion.motion_noise import object_noise, track_masks
+    tracks = jnp.tile(jnp.asarray([[[8.0, 8.0, 0.0, 1.0, 4.0]]]), (128, 1, 1))
+    x = np.asarray(object_noise(jax.random.key(5), (128, 4, 24, 24, 1), tracks, 0.8))
+    assert abs(x.mean()) < 0.02 and abs(x.var() - 1.0) < 0.03
+    inside = np.asarray(track_masks(tracks, 4, 24, 24))[:, 0]  # (B, T, H, W)
+    still = ~inside[:, 0] & ~inside[:, 2]   # background in frames 0 and 2: same field
+    assert abs(np.corrcoef(x[:, 0][still].ravel(), x[:, 2][still].ravel())[0, 1] - 0.8) < 0.03
+    # inside the disc in frame 2 (offset 2 px right): frame 0's values 2 px to the left
+    moved = np.roll(x[:, 0], 2, axis=2)[inside[:, 2]]
+    assert abs(np.corrcoef(moved.ravel(), x[:, 2][inside[:, 2]].ravel())[0, 1] - 0.8) < 0.03
+
+
+def test_planned_tracks_stay_inside_the_frame_and_absent_objects_are_empty():
+    from lumiere_jax.diffusion.motion_noise import plan_tracks
+    rng = np.random.default_rng(0)
+    v = rng.uniform(-1.0, 1.0, (64, 2, 2)).astype(np.float32)
+    present = rng.random((64, 2)) < 0.7
+    tracks = np.asarray(plan_tracks(jax.random.key(6), jnp.asarray(v), jnp.asarray(present),
+                                    5.0, 16, 32, 40))
+    np.testing.assert_allclose(tracks[..., 2:4], v)
+    np.testing.assert_array_equal(tracks[..., 4], np.where(present, 5.0, 0.0))
+    for k in (0, 15):  # every disc inside the (32, 40) frame in the first and last frame
+        centre = tracks[..., 0:2] + k * v
+        assert (centre >= 5.0 - 1e-4).all() and (centre <= np.asarray([27.0, 35.0]) + 1e-4).all()
+    assert tracks[..., 0].std() > 3.0  # starts are drawn, not fixed
+
+
+@pytest.mark.parametrize("tracks,corr,match", [
+    (np.zeros((2, 5)), 0.5, "tracks"), (np.zeros((3, 1, 5)), 0.5, "tracks"),
+    (np.zeros((2, 1, 5)), 1.0, "correlation")])
+def test_object_noise_bad_arguments_are_named(tracks, corr, match):
+    from lumiere_jax.diffusion.motion_noise import object_noise
+    with pytest.raises(ValueError, match=match):
+        object_noise(jax.random.key(0), (2, 4, 8, 8, 3), jnp.asarray(tracks), corr)

@@ -32,6 +32,25 @@ def test_a_prompt_without_motion_words_plans_little_motion(planner):
     assert np.linalg.norm(planner(["a red circle"])[0]) < 0.05
 
 
+def test_each_object_phrase_gets_its_own_velocity(planner):
+    """Two objects moving apart: each phrase's own travel (the renderer's directions), in
+    px per frame; a third phrase is dropped; a one-object prompt's second row is absent."""
+    prompts = ["a red circle moving left and a blue square moving down",
+               "a green diamond moving up", "a red circle moving left and a blue square "
+               "moving down and a pink triangle moving right"]
+    velocity, present = planner.object_velocities(prompts, 32, 16)
+    assert velocity.shape == (3, 2, 2) and velocity.dtype == np.float32
+    np.testing.assert_array_equal(present, [[True, True], [True, False], [True, True]])
+    px = 32 / 15  # fraction of the frame over the clip -> px per frame
+    np.testing.assert_allclose(velocity[0, 0], planner(["a red circle moving left"])[0] * px,
+                               rtol=1e-5)
+    np.testing.assert_allclose(velocity[0, 1], planner(["a blue square moving down"])[0] * px,
+                               rtol=1e-5)
+    assert velocity[0, 0, 1] < -0.3 and velocity[0, 1, 0] > 0.3  # left; down (y down)
+    assert velocity[1, 0, 0] < -0.3 and not velocity[1, 1].any()
+    np.testing.assert_array_equal(velocity[2], velocity[0])
+
+
 def test_save_load_round_trip_and_damaged_files(planner, tmp_path):
     path = tmp_path / "planner.safetensors"
     planner.save(path)

@@ -212,3 +212,34 @@ def test_each_drawn_velocity_is_the_drawn_clips_mean_object_velocity():
             np.testing.assert_allclose(batch["velocity"][row], truth[i], rtol=1e-6)
             if pairs:
                 np.testing.assert_allclose(batch["velocity"][row + 1], -truth[i], rtol=1e-6)
+
+
+def test_each_drawn_track_is_the_drawn_clips_objects_and_runs_backwards_in_a_pair():
+    """'tracks' rows go with their clips (the renderer's start, velocity and size); a
+    reversal pair's backwards row starts where the object ended and moves the other way."""
+    from lumiere_jax import runs
+    from lumiere_jax.data.moving_shapes import SIZES, make_example
+    from lumiere_jax.training.resident import (caption_table, draw_batch, object_tracks,
+                                               render_clips)
+
+    tok = runs.tokenizer(_tiny("stunet"))
+    videos, labels = render_clips(12, 4, 8, workers=1)
+    ids, mask = caption_table(labels, tok, drop_prob=0.0, per_clip=1)
+    data = dict(pixels=videos, ids=ids, mask=mask, tracks=object_tracks(labels, 8),
+                ids_reversed=ids, mask_reversed=mask)
+    for pairs in (False, True):
+        batch = jax.device_get(draw_batch(data, jax.random.key(5), 8, False, pairs))
+        for row in range(0, 8, 1 + pairs):
+            (i,) = [i for i in range(12) if np.array_equal(batch["pixels"][row], videos[i])]
+            objs = make_example(0, "train", i, 4, 8, 8)["objects"]
+            n = len(objs["shape"])
+            got = batch["tracks"][row]
+            np.testing.assert_allclose(got[:n, 0:2], objs["start"], rtol=1e-6)
+            np.testing.assert_allclose(got[:n, 2:4], objs["velocity"], rtol=1e-6)
+            np.testing.assert_allclose(got[:n, 4], [SIZES[z] * 8 for z in objs["size"]])
+            assert not got[n:].any()
+            if pairs:
+                back = batch["tracks"][row + 1]
+                np.testing.assert_allclose(back[:n, 0:2], objs["start"] + 3 * objs["velocity"],
+                                           rtol=1e-5, atol=1e-5)
+                np.testing.assert_allclose(back[:n, 2:4], -objs["velocity"], rtol=1e-6)

@@ -465,3 +465,17 @@ def test_motion_noise_is_checked_and_moves_the_noise_with_the_batch_velocity():
     moving = step_with(0.5, right)
     assert np.isfinite(moving) and moving != step_with(0.5, down)
     assert step_with(0.0, right) == step_with(0.0, down) != moving
+
+    # motion_layout 'objects': the loss reads 'tracks' (each object's disc), not 'velocity'
+    with pytest.raises(ValueError, match="motion_layout='disc'"):
+        StepConfig("stunet", cosine_schedule(8), motion_noise=0.5, motion_layout="disc")
+    c.diffusion.motion_noise, c.diffusion.motion_layout = 0.5, "objects"
+    size = r.model_cfg.image_size
+    assert setup.abstract_batch_shapes(c, r.model_cfg)["tracks"].shape == (BATCH, 2, 5)
+    one = np.tile(np.float32([[[size / 2, size / 4, 0.0, 0.5, size / 4], [0, 0, 0, 0, 0]]]),
+                  (BATCH, 1, 1))
+    tracked = dict(right, tracks=one)
+    other = dict(tracked, tracks=one * np.float32([1.0, 1.5, 1.0, -1.0, 1.0]))  # moved, reversed
+    by_tracks = step_with(0.5, tracked)
+    assert np.isfinite(by_tracks) and by_tracks != step_with(0.5, other)
+    assert by_tracks == step_with(0.5, dict(tracked, velocity=down["velocity"]))

@@ -198,6 +198,26 @@ def render_scene(scene: Scene, num_frames: int, height: int, width: int,
     return np.round(video).astype(np.uint8)
 
 
+def object_tracks(start: np.ndarray, velocity: np.ndarray, size: Any, frame_size: float,
+                  scale: float = 1.0, first_frame: int = 0) -> np.ndarray:
+    """Stored object labels -> float32 `(MAX_OBJECTS, 5)` tracks (y0, x0, vy, vx, r) in px of
+    the output frame (`diffusion.motion_noise.object_noise`); rows past the objects are 0.
+
+    start / velocity: `(n, 2)` px of the stored frame; size: n size names or `SIZES` ids;
+    frame_size: min(H, W) of the output frame; scale: output px per stored px;
+    first_frame: the stored frame that becomes frame 0 (a temporal crop)."""
+    start = np.asarray(start, np.float32).reshape(-1, 2)
+    velocity = np.asarray(velocity, np.float32).reshape(-1, 2)
+    names = list(SIZES)
+    radius = [SIZES[names[int(z)] if not isinstance(z, str) else z] * frame_size for z in size]
+    tracks = np.zeros((MAX_OBJECTS, 5), np.float32)
+    n = min(len(start), MAX_OBJECTS)
+    tracks[:n, 0:2] = (start[:n] + first_frame * velocity[:n]) * scale
+    tracks[:n, 2:4] = velocity[:n] * scale
+    tracks[:n, 4] = radius[:n]
+    return tracks
+
+
 def outline_width(height: int, width: int) -> float:
     """Width in pixels of the painted band of an 'outline' shape: 5% of min(H, W), >= 1.5."""
     return max(1.5, 0.05 * min(height, width))
