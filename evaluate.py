@@ -95,6 +95,9 @@ flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step t
 flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
                    "starting noise moving the way the shipped motion planner reads the prompt "
                    "(None: the pretrained default; 0: plain noise)")
+flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "text-to-video: how best of "
+                  "--candidates picks: the shipped critic's score, or the clip whose measured "
+                  "motion agrees best with the planner's (None: the pretrained default)")
 flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                   "noise moves: the whole field, or one disc per object phrase (None: the "
                   "pretrained default)")
@@ -146,6 +149,8 @@ def sampling_overrides(f) -> dict:
         chosen["motion_noise"] = f.motion_noise
     if f.motion_layout is not None:
         chosen["motion_layout"] = f.motion_layout
+    if f.candidate_score is not None:
+        chosen["candidate_score"] = f.candidate_score
     return chosen
 
 

@@ -46,6 +46,9 @@ flags.DEFINE_float("layout_guidance", 3.0, "default guidance scale of the layout
 flags.DEFINE_float("motion_noise", 0.0, "default correlation of the base stage's translating "
                    "starting noise (needs the folder's motion planner, "
                    "scripts/fit_motion_planner.py; 0: off)")
+flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion"], "default: how best of "
+                  "--candidates picks (the critic's score, or the measured motion against the "
+                  "planner's)")
 flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what of that "
                   "noise moves, the whole field or one disc per object phrase")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
@@ -58,6 +61,7 @@ SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="
                       critic_scale="critic_scale", base_candidates="candidates",
                       layout_until="layout_until", layout_guidance="layout_guidance",
                       motion_noise="motion_noise", motion_layout="motion_layout",
+                      candidate_score="candidate_score",
                       window="window", stride="stride")
 
 
@@ -74,7 +78,8 @@ def sampling_defaults(f) -> tuple[dict, SamplingConfig]:
                   sampler=f.sampler, base_time_shift=f.time_shift, critic_scale=f.critic_scale,
                   base_candidates=f.candidates, layout_until=f.layout_until,
                   layout_guidance=f.layout_guidance, motion_noise=f.motion_noise,
-                  motion_layout=f.motion_layout, window=f.window or None,
+                  motion_layout=f.motion_layout, candidate_score=f.candidate_score,
+                  window=f.window or None,
                   stride=f.stride or None)
     try:
         return values, SamplingConfig(**values)

@@ -41,6 +41,7 @@ from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    inpainting_condition, split_condition)
 from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
+from lumiere_jax.diffusion.clip_motion import motion_agreement
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
 from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, object_noise, plan_tracks,
@@ -116,6 +117,20 @@ def layout_expert(run: tuple[Any, dict] | None) -> LayoutExpert | None:
                         config.diffusion.prediction)
 
 
+# How best of K scores the base stage's candidates (`SamplingConfig.candidate_score`).
+CANDIDATE_SCORES = ("critic", "motion")
+
+
+def planned_velocity(motion: jax.Array | dict) -> jax.Array:
+    """(B, 2) px per frame: the planner's velocity, or for per-object plans (a dict of
+    `velocity` (B, N, 2) and `present` (B, N)) the mean over the present objects."""
+    if not isinstance(motion, dict):
+        return motion
+    present = motion["present"].astype(jnp.float32)[..., None]
+    return (jnp.sum(motion["velocity"] * present, axis=1)
+            / jnp.maximum(jnp.sum(present, axis=1), 1.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingConfig:
     """Static sampling options of the cascade (hashable; changing one recompiles).
@@ -144,6 +159,10 @@ class SamplingConfig:
       (one batch, different noise) and keeps the one the `GuidanceCritic` scores highest
       against its prompt on the finished clip (`diffusion.selection.best_of`; 1 = off).
       The base stage costs K times as much; the SSR stage runs on the kept clips only.
+    candidate_score: how best of K picks: 'critic' (the `GuidanceCritic`'s score against
+      the prompt) or 'motion' (`diffusion.clip_motion.motion_agreement`: the candidate whose
+      motion, measured from its pixels, best agrees with the planner's velocity; needs
+      `motion_noise`).
     layout_until: text-to-video only: the base stage's steps at t >= layout_until are the
       pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
       which way they move, at low resolution); 0 = off. layout_guidance: its
@@ -183,6 +202,7 @@ class SamplingConfig:
     critic_scale: float = 0.0
     critic_min_alpha: float = 0.05
     base_candidates: int = 1
+    candidate_score: str = "critic"
     layout_until: float = 0.0
     layout_guidance: float = 3.0
     motion_noise: float = 0.0
@@ -194,7 +214,8 @@ class SamplingConfig:
         'name=value'; empty when sampling needs no critic."""
         return [f"{name}={value}" for name, value, on in (
             ("critic_scale", self.critic_scale, self.critic_scale > 0),
-            ("base_candidates", self.base_candidates, self.base_candidates > 1)) if on]
+            ("base_candidates", self.base_candidates,
+             self.base_candidates > 1 and self.candidate_score == "critic")) if on]
 
     def __post_init__(self):
         for name in ("base_steps", "ssr_steps"):
@@ -229,6 +250,14 @@ class SamplingConfig:
                 or self.base_candidates < 1):
             raise ValueError(f"SamplingConfig.base_candidates={self.base_candidates!r} must be "
                              "an int >= 1 (1: one clip per prompt, no reranking).")
+        if self.candidate_score not in CANDIDATE_SCORES:
+            raise ValueError(f"SamplingConfig.candidate_score={self.candidate_score!r}; valid: "
+                             f"{CANDIDATE_SCORES}.")
+        if (self.candidate_score == "motion" and self.base_candidates > 1
+                and not self.motion_noise):
+            raise ValueError("SamplingConfig.candidate_score='motion' compares each candidate "
+                             "with the planner's motion: it needs motion_noise > 0 (got "
+                             f"{self.motion_noise}), or base_candidates=1.")
         if not (isinstance(self.layout_until, (int, float)) and 0.0 <= self.layout_until <= 1.0):
             raise ValueError(f"SamplingConfig.layout_until={self.layout_until!r} must be in "
                              "[0, 1] (0: no layout expert).")
@@ -621,9 +650,13 @@ class LumierePipeline:
             else:
                 start = translating_noise(k_base, start_shape, rep(velocity), s.motion_noise)
             low_res = sample(denoise, start, k_base_sample, **base_kw)
-            if k > 1:  # keep the candidate the critic scores highest, read as a clean clip
+            if k > 1:  # keep the best candidate, read as a clean clip
                 low_res = jnp.clip(low_res, -1.0, 1.0)
-                low_res = best_of(low_res, score(low_res, jnp.zeros((batch * k,))), k)
+                if s.candidate_score == "motion":  # measured motion against the plan
+                    scores = motion_agreement(low_res, rep(planned_velocity(velocity)))
+                else:  # the critic's score against the prompt
+                    scores = score(low_res, jnp.zeros((batch * k,)))
+                low_res = best_of(low_res, scores, k)
         low_res = jnp.clip(low_res, -1.0, 1.0)
         if base_only:
             return to_uint8(low_res), None

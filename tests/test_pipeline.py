@@ -367,6 +367,40 @@ def test_base_candidates_keep_the_critics_pick(parts, pipe):
         assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
 
 
+def test_base_candidates_keep_the_one_that_moves_as_planned(parts, pipe):
+    """candidate_score='motion': no critic needed; each prompt keeps the candidate whose
+    measured motion (`motion_agreement`) agrees best with the planner's velocity.
+    Reference: one clip per prompt on each prompt repeated K times (the same noise rows),
+    scored here."""
+    from lumiere_jax.diffusion.clip_motion import motion_agreement
+    from lumiere_jax.text.motion_planner import MotionPlanner, num_features
+
+    weights = np.zeros((num_features(1), 2))
+    weights[-1] = (0.2, 0.5)  # every prompt: down and to the right
+    planner = MotionPlanner(("a",), weights)
+    with pytest.raises(ValueError, match="candidate_score='motion' .*motion_noise > 0"):
+        SamplingConfig(base_candidates=2, candidate_score="motion")
+    with pytest.raises(ValueError, match="candidate_score"):
+        SamplingConfig(candidate_score="clip")
+    prompts, key, k = ["a red ball bounces", "waves"], jax.random.key(5), 3
+    moving = dataclasses.replace(pipe.sampling, motion_noise=0.9)
+    best = LumierePipeline(*parts, motion_planner=planner, sampling=dataclasses.replace(
+        moving, base_candidates=k, candidate_score="motion"))
+    picked = best(prompts, key, base_only=True)
+    one = LumierePipeline(*parts, motion_planner=planner, sampling=moving)
+    repeated = [p for p in prompts for _ in range(k)]
+    candidates = one(repeated, key, base_only=True)
+    plan = planner.velocity(repeated, candidates.shape[2], candidates.shape[1])
+    scores = np.asarray(motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
+                                         jnp.asarray(plan))).reshape(2, k)
+    candidates = candidates.reshape((2, k) + picked.shape[1:])
+    assert len({c.tobytes() for c in candidates.reshape((2 * k, -1))}) == 2 * k  # all differ
+    for b in range(2):
+        order = np.argsort(-scores[b])
+        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-2 else order[:2]
+        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+
+
 def _tiny_layout(parts, image_size=8):
     """A random-weight `LayoutExpert` for the parts' 16 px base: 8 px, pooled 2x."""
     from lumiere_jax.diffusion.schedules import cosine_schedule
