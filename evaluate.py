@@ -103,8 +103,8 @@ flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: w
                   "pretrained default)")
 flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
                    "pretrained default; 0: off)")
-flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the critic's favourite "
-                     "kept (0: the pretrained default; 1: off)")
+flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the one "
+                     "--candidate_score picks kept (0: the pretrained default; 1: off)")
 flags.DEFINE_string("critic_run", "", "a train.py 'critic' workdir to guide with instead of "
                     "the pretrained folder's critic")
 flags.DEFINE_string("layout_run", "", "a train.py 'layout' workdir to draw the first base "

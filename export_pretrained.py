@@ -38,8 +38,8 @@ flags.DEFINE_string("sampler", "ddim", "default sampler")
 flags.DEFINE_float("time_shift", 0.0, "default log-SNR shift of the base stage's step times")
 flags.DEFINE_float("critic_scale", 0.0, "default critic guidance of the base stage (needs a "
                    "'critic' stage in the folder; 0: off)")
-flags.DEFINE_integer("candidates", 1, "default base clips per prompt, the critic's favourite "
-                     "kept (needs a 'critic' stage; 1: off)")
+flags.DEFINE_integer("candidates", 1, "default base clips per prompt, the one "
+                     "--candidate_score picks kept (1: off)")
 flags.DEFINE_float("layout_until", 0.0, "default: the base steps at t >= this are the layout "
                    "expert's (needs a 'layout' stage in the folder; 0: off)")
 flags.DEFINE_float("layout_guidance", 3.0, "default guidance scale of the layout expert")

@@ -88,7 +88,7 @@ flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage
 flags.DEFINE_float("layout_until", None, "text-to-video: the base steps at t >= this are the "
                    "shipped layout expert's (None: the pretrained default; 0: off)")
 flags.DEFINE_integer("candidates", 0, "text-to-video: base clips sampled per prompt, the one "
-                     "the shipped critic scores highest kept (0: the pretrained default; 1: off)")
+                     "--candidate_score picks kept (0: the pretrained default; 1: off)")
 flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
 flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")

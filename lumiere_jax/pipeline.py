@@ -155,9 +155,11 @@ class SamplingConfig:
     critic_scale: text-to-video only: the base stage follows the gradient of the pipeline's
       `GuidanceCritic` score this much (`diffusion.guidance.critic_guidance`; 0 = off).
     critic_min_alpha: caps that guidance's 1 / alpha near pure noise.
-    base_candidates: text-to-video only: the base stage samples this many clips per prompt
-      (one batch, different noise) and keeps the one the `GuidanceCritic` scores highest
-      against its prompt on the finished clip (`diffusion.selection.best_of`; 1 = off).
+    base_candidates: the base stage samples this many clips per prompt (one batch,
+      different noise) and keeps the one `candidate_score` likes best on the finished clip
+      (`diffusion.selection.best_of`; 1 = off): text-to-video, and with
+      `candidate_score='motion'` and `motion_noise` also image-to-video, cinemagraphs and
+      inpainting.
       The base stage costs K times as much; the SSR stage runs on the kept clips only.
     candidate_score: how best of K picks: 'critic' (the `GuidanceCritic`'s score against
       the prompt) or 'motion' (`diffusion.clip_motion.motion_agreement`: the candidate whose
@@ -608,11 +610,20 @@ class LumierePipeline:
         # A conditional STUNet without a condition sees M = 0 everywhere.
         empty = jnp.zeros(shape[:-1] + (4,)) if base_cfg.cond_channels else None
         if isinstance(request, ConditionRequest):
-            start = (None if velocity is None
-                     else translating_noise(k_base, shape, velocity, s.motion_noise))
-            low_res = sample_conditional(base_fn, request.cond_low, k_base_sample,
+            # best of K by measured motion when the start moves (the critic reads no <C, M>)
+            k = s.base_candidates if velocity is not None and s.candidate_score == "motion" else 1
+            rep = lambda a: a if k == 1 else repeat_candidates(a, k)
+            cond_fn = base_fn if k == 1 else base_denoiser(dict(
+                texts["base"], text=rep(texts["base"]["text"]),
+                text_mask=rep(texts["base"]["text_mask"])))
+            start = (None if velocity is None else translating_noise(
+                k_base, (batch * k,) + shape[1:], rep(velocity), s.motion_noise))
+            low_res = sample_conditional(cond_fn, rep(request.cond_low), k_base_sample,
                                          replace_known=s.replace_known, x_start=start,
                                          **base_kw)
+            if k > 1:
+                low_res = jnp.clip(low_res, -1.0, 1.0)
+                low_res = best_of(low_res, motion_agreement(low_res, rep(velocity)), k)
         elif isinstance(request, EditRequest):
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
                              k_base_sample, strength=request.strength, **base_kw)

@@ -401,6 +401,38 @@ def test_base_candidates_keep_the_one_that_moves_as_planned(parts, pipe):
         assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
 
 
+def test_image_to_video_candidates_keep_the_one_that_moves_as_planned(parts, pipe):
+    """With motion noise and candidate_score='motion', image-to-video samples K clips per
+    prompt too and keeps the one whose measured motion agrees best with the plan; the
+    given frame stays in every candidate. Reference: one clip per prompt on each prompt
+    repeated K times (the same noise rows)."""
+    from lumiere_jax.diffusion.clip_motion import motion_agreement
+    from lumiere_jax.text.motion_planner import MotionPlanner, num_features
+
+    weights = np.zeros((num_features(1), 2))
+    weights[-1] = (-0.3, 0.4)  # every prompt: up and to the right
+    planner = MotionPlanner(("a",), weights)
+    image = np.random.default_rng(0).integers(0, 256, (16, 16, 3), np.uint8)
+    prompts, key, k = ["a red ball bounces", "waves"], jax.random.key(6), 3
+    moving = dataclasses.replace(pipe.sampling, motion_noise=0.9, candidate_score="motion")
+    best = LumierePipeline(*parts, motion_planner=planner,
+                           sampling=dataclasses.replace(moving, base_candidates=k))
+    picked = best.image_to_video(prompts, image, key, base_only=True)
+    one = LumierePipeline(*parts, motion_planner=planner, sampling=moving)
+    repeated = [p for p in prompts for _ in range(k)]
+    candidates = one.image_to_video(repeated, image, key, base_only=True)
+    plan = planner.velocity(repeated, candidates.shape[2], candidates.shape[1])
+    scores = np.asarray(motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
+                                         jnp.asarray(plan))).reshape(2, k)
+    candidates = candidates.reshape((2, k) + picked.shape[1:])
+    assert len({c.tobytes() for c in candidates.reshape((2 * k, -1))}) == 2 * k  # all differ
+    for b in range(2):
+        assert np.abs(picked[b, 0].astype(int) - image.astype(int)).max() <= 1
+        order = np.argsort(-scores[b])
+        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-2 else order[:2]
+        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+
+
 def _tiny_layout(parts, image_size=8):
     """A random-weight `LayoutExpert` for the parts' 16 px base: 8 px, pooled 2x."""
     from lumiere_jax.diffusion.schedules import cosine_schedule

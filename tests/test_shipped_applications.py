@@ -44,10 +44,11 @@ SOURCE = _records(24)
 @pytest.fixture(scope="module")
 def conditional():
     """What sample.py uses for i2v / cinemagraph / inpaint: the folder's conditional STUNet
-    if it ships one, else its base steered by replacement."""
+    if it ships one, else its base steered by replacement; one clip per input (what
+    defines each mode holds for every candidate; test_pipeline tests the pick)."""
     return LumierePipeline.from_pretrained(
         FOLDER, xla_options=OPTIMIZED, base_stage=pretrained.base_stage_for(FOLDER, "i2v"),
-        base_steps=STEPS)
+        base_steps=STEPS, base_candidates=1)
 
 
 @pytest.fixture(scope="module")
