@@ -367,12 +367,29 @@ def test_base_candidates_keep_the_critics_pick(parts, pipe):
         assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
 
 
+def _assert_motion_pick(picked, candidates, planner, k):
+    """`picked` (B, ...) holds, for each prompt, the candidate of `candidates` (B*K, ...,
+    uint8, rows b*K ... b*K + K - 1 prompt b's) whose `motion_agreement` with the planner's
+    velocity is highest (either of two near-tied ones: the pipeline scores the float clip)."""
+    from lumiere_jax.diffusion.clip_motion import motion_agreement
+
+    plan = planner.velocity(["a"] * len(candidates), candidates.shape[2], candidates.shape[1])
+    scores = np.asarray(motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
+                                         jnp.asarray(plan))).reshape(-1, k)
+    candidates = candidates.reshape((-1, k) + picked.shape[1:])
+    assert len({c.tobytes() for c in candidates.reshape((candidates.shape[0] * k, -1))}) == (
+        candidates.shape[0] * k)  # all differ
+    for b in range(len(picked)):
+        order = np.argsort(-scores[b])
+        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-2 else order[:2]
+        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+
+
 def test_base_candidates_keep_the_one_that_moves_as_planned(parts, pipe):
     """candidate_score='motion': no critic needed; each prompt keeps the candidate whose
     measured motion (`motion_agreement`) agrees best with the planner's velocity.
     Reference: one clip per prompt on each prompt repeated K times (the same noise rows),
     scored here."""
-    from lumiere_jax.diffusion.clip_motion import motion_agreement
     from lumiere_jax.text.motion_planner import MotionPlanner, num_features
 
     weights = np.zeros((num_features(1), 2))
@@ -389,16 +406,7 @@ def test_base_candidates_keep_the_one_that_moves_as_planned(parts, pipe):
     picked = best(prompts, key, base_only=True)
     one = LumierePipeline(*parts, motion_planner=planner, sampling=moving)
     repeated = [p for p in prompts for _ in range(k)]
-    candidates = one(repeated, key, base_only=True)
-    plan = planner.velocity(repeated, candidates.shape[2], candidates.shape[1])
-    scores = np.asarray(motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
-                                         jnp.asarray(plan))).reshape(2, k)
-    candidates = candidates.reshape((2, k) + picked.shape[1:])
-    assert len({c.tobytes() for c in candidates.reshape((2 * k, -1))}) == 2 * k  # all differ
-    for b in range(2):
-        order = np.argsort(-scores[b])
-        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-2 else order[:2]
-        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+    _assert_motion_pick(picked, one(repeated, key, base_only=True), planner, k)
 
 
 def test_image_to_video_candidates_keep_the_one_that_moves_as_planned(parts, pipe):
@@ -406,7 +414,6 @@ def test_image_to_video_candidates_keep_the_one_that_moves_as_planned(parts, pip
     prompt too and keeps the one whose measured motion agrees best with the plan; the
     given frame stays in every candidate. Reference: one clip per prompt on each prompt
     repeated K times (the same noise rows)."""
-    from lumiere_jax.diffusion.clip_motion import motion_agreement
     from lumiere_jax.text.motion_planner import MotionPlanner, num_features
 
     weights = np.zeros((num_features(1), 2))
@@ -420,17 +427,9 @@ def test_image_to_video_candidates_keep_the_one_that_moves_as_planned(parts, pip
     picked = best.image_to_video(prompts, image, key, base_only=True)
     one = LumierePipeline(*parts, motion_planner=planner, sampling=moving)
     repeated = [p for p in prompts for _ in range(k)]
-    candidates = one.image_to_video(repeated, image, key, base_only=True)
-    plan = planner.velocity(repeated, candidates.shape[2], candidates.shape[1])
-    scores = np.asarray(motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
-                                         jnp.asarray(plan))).reshape(2, k)
-    candidates = candidates.reshape((2, k) + picked.shape[1:])
-    assert len({c.tobytes() for c in candidates.reshape((2 * k, -1))}) == 2 * k  # all differ
-    for b in range(2):
-        assert np.abs(picked[b, 0].astype(int) - image.astype(int)).max() <= 1
-        order = np.argsort(-scores[b])
-        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-2 else order[:2]
-        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+    _assert_motion_pick(picked, one.image_to_video(repeated, image, key, base_only=True),
+                        planner, k)
+    assert np.abs(picked[:, 0].astype(int) - image.astype(int)).max() <= 1
 
 
 def _tiny_layout(parts, image_size=8):
