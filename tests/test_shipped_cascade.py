@@ -33,8 +33,9 @@ PROMPTS = ["a red circle moving right", "a blue square moving left"]
 
 @pytest.fixture(scope="module")
 def clips():
+    # one clip per prompt: colour and the SSR are what these tests read (the pick: below)
     pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED, base_steps=16,
-                                           ssr_steps=4)
+                                           ssr_steps=4, base_candidates=1)
     low, high = pipe(PROMPTS, jax.random.key(0), return_low_res=True)
     return low, high
 
