@@ -89,18 +89,8 @@ flags.DEFINE_integer("steps", 0, "base sampler steps (0: 32)")
 flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: 16)")
 flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default ddim)")
 flags.DEFINE_float("guidance", 0.0, "base classifier-free guidance scale (0: 3)")
-flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
-                   "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
-                   "more steps at high noise)")
-flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
-                   "starting noise moving the way the shipped motion planner reads the prompt "
-                   "(None: the pretrained default; 0: plain noise)")
-flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "text-to-video: how best of "
-                  "--candidates picks: the shipped critic's score, or the clip whose measured "
-                  "motion agrees best with the planner's (None: the pretrained default)")
-flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
-                  "noise moves: the whole field, or one disc per object phrase (None: the "
-                  "pretrained default)")
+cli.define_base_stage_flags()
+flags.adopt_module_key_flags(cli)  # so --help lists them with this script's own
 flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
                    "pretrained default; 0: off)")
 flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the one "
@@ -139,19 +129,7 @@ def sampling_overrides(f) -> dict:
     chosen = {k: v for k, v in dict(base_steps=f.steps, ssr_steps=f.ssr_steps,
                                     sampler=f.sampler, base_guidance=f.guidance,
                                     base_candidates=f.candidates).items() if v}
-    if f.time_shift is not None:
-        chosen["base_time_shift"] = f.time_shift
-    if f.critic_scale is not None:
-        chosen["critic_scale"] = f.critic_scale
-    if f.layout_until is not None:
-        chosen["layout_until"] = f.layout_until
-    if f.motion_noise is not None:
-        chosen["motion_noise"] = f.motion_noise
-    if f.motion_layout is not None:
-        chosen["motion_layout"] = f.motion_layout
-    if f.candidate_score is not None:
-        chosen["candidate_score"] = f.candidate_score
-    return chosen
+    return {**chosen, **cli.optional_sampling_overrides(f)}
 
 
 def load_stage(config, ckpt: str, name: str, key: jax.Array, f) -> dict:

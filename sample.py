@@ -71,18 +71,8 @@ flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (defau
                   "pretrained default, else ddim)")
 flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base stage "
                    "(0: the pretrained default, else 3)")
-flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
-                   "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
-                   "more steps at high noise)")
-flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
-                   "starting noise moving the way the shipped motion planner reads the prompt "
-                   "(None: the pretrained default; 0: plain noise)")
-flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "text-to-video: how best of "
-                  "--candidates picks: the shipped critic's score, or the clip whose measured "
-                  "motion agrees best with the planner's (None: the pretrained default)")
-flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
-                  "noise moves: the whole field, or one disc per object phrase (None: the "
-                  "pretrained default)")
+cli.define_base_stage_flags()
+flags.adopt_module_key_flags(cli)  # so --help lists them with this script's own
 flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
                    "the shipped critic's score (None: the pretrained default; 0: off)")
 flags.DEFINE_float("layout_until", None, "text-to-video: the base steps at t >= this are the "
@@ -230,18 +220,7 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         base_steps=f.steps, ssr_steps=f.ssr_steps, sampler=f.sampler, base_guidance=f.guidance,
         window=f.window, stride=f.stride, chunk_size=f.chunk_size,
         base_candidates=f.candidates).items() if v}
-    if f.time_shift is not None:
-        overrides["base_time_shift"] = f.time_shift
-    if f.critic_scale is not None:
-        overrides["critic_scale"] = f.critic_scale
-    if f.layout_until is not None:
-        overrides["layout_until"] = f.layout_until
-    if f.motion_noise is not None:
-        overrides["motion_noise"] = f.motion_noise
-    if f.motion_layout is not None:
-        overrides["motion_layout"] = f.motion_layout
-    if f.candidate_score is not None:
-        overrides["candidate_score"] = f.candidate_score
+    overrides.update(cli.optional_sampling_overrides(f))
     if not (f.base_ckpt or f.ssr_ckpt or f.random):
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "

@@ -24,6 +24,35 @@ from lumiere_jax import host_memory
 
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 
+# `SamplingConfig` field <- the sample.py / evaluate.py flag that sets it, for the flags
+# whose None keeps the pretrained folder's default.
+OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="critic_scale",
+                               layout_until="layout_until", motion_noise="motion_noise",
+                               motion_layout="motion_layout", candidate_score="candidate_score")
+
+
+def define_base_stage_flags() -> None:
+    """The base-stage sampling flags sample.py and evaluate.py share (None: the pretrained
+    default). Each script defines its own critic_scale / layout_until (their help differs)."""
+    flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
+                       "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
+                       "more steps at high noise)")
+    flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
+                       "starting noise moving the way the shipped motion planner reads the prompt "
+                       "(None: the pretrained default; 0: plain noise)")
+    flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "text-to-video: how best of "
+                      "--candidates picks: the shipped critic's score, or the clip whose measured "
+                      "motion agrees best with the planner's (None: the pretrained default)")
+    flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
+                      "noise moves: the whole field, or one disc per object phrase (None: the "
+                      "pretrained default)")
+
+
+def optional_sampling_overrides(f) -> dict:
+    """`SamplingConfig` fields set by the `OPTIONAL_SAMPLING_FLAGS` the user gave (not None)."""
+    return {field: getattr(f, flag) for field, flag in OPTIONAL_SAMPLING_FLAGS.items()
+            if getattr(f, flag) is not None}
+
 
 def exit_with_error(message: str) -> None:
     """Print `message` to stderr and end the process with status 1 at once, without the
