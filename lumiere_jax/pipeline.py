@@ -603,6 +603,14 @@ class LumierePipeline:
                                  **text_args)
 
         base_fn = base_denoiser(texts["base"])
+
+        def with_candidates(k: int) -> tuple[Callable, Callable]:
+            """(rep: (B, ...) -> (B*K, ...), the base denoiser for those rows): K copies of
+            every prompt, rows b*K ... b*K + K - 1 prompt b's (best of K)."""
+            rep = lambda a: a if k == 1 else repeat_candidates(a, k)
+            return rep, base_denoiser(dict(texts["base"], text=rep(texts["base"]["text"]),
+                                           text_mask=rep(texts["base"]["text_mask"])))
+
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
                        time_shift=s.base_time_shift,
                        progress=self.progress.callback("base", s.base_steps), **common)
@@ -612,10 +620,7 @@ class LumierePipeline:
         if isinstance(request, ConditionRequest):
             # best of K by measured motion when the start moves (the critic reads no <C, M>)
             k = s.base_candidates if velocity is not None and s.candidate_score == "motion" else 1
-            rep = lambda a: a if k == 1 else repeat_candidates(a, k)
-            cond_fn = base_fn if k == 1 else base_denoiser(dict(
-                texts["base"], text=rep(texts["base"]["text"]),
-                text_mask=rep(texts["base"]["text_mask"])))
+            rep, cond_fn = with_candidates(k)
             start = (None if velocity is None else translating_noise(
                 k_base, (batch * k,) + shape[1:], rep(velocity), s.motion_noise))
             low_res = sample_conditional(cond_fn, rep(request.cond_low), k_base_sample,
@@ -629,9 +634,7 @@ class LumierePipeline:
                              k_base_sample, strength=request.strength, **base_kw)
         else:  # K candidates per prompt: rows b*K ... b*K + K - 1 are prompt b's
             k = s.base_candidates
-            rep = lambda a: a if k == 1 else repeat_candidates(a, k)
-            text_fn = base_denoiser(dict(texts["base"], text=rep(texts["base"]["text"]),
-                                         text_mask=rep(texts["base"]["text_mask"])))
+            rep, text_fn = with_candidates(k)
             cond = None if empty is None else rep(empty)
             denoise = lambda x, t: text_fn(x, t, cond)
             if layout_params is not None:  # the first steps draw the layout
