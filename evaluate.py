@@ -85,16 +85,10 @@ flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of the SSR run")
 flags.DEFINE_bool("random", False, "random weights for stages without a checkpoint (smoke test)")
 flags.DEFINE_bool("ema", True, "use the EMA weights of the checkpoints")
 flags.DEFINE_integer("num_frames", 0, "frames to generate (0: the base model's num_frames)")
-flags.DEFINE_integer("steps", 0, "base sampler steps (0: 32)")
-flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: 16)")
-flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default ddim)")
-flags.DEFINE_float("guidance", 0.0, "base classifier-free guidance scale (0: 3)")
 cli.define_base_stage_flags()
 flags.adopt_module_key_flags(cli)  # so --help lists them with this script's own
 flags.DEFINE_float("critic_scale", None, "critic guidance of the base stage (None: the "
                    "pretrained default; 0: off)")
-flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt, the one "
-                     "--candidate_score picks kept (0: the pretrained default; 1: off)")
 flags.DEFINE_string("critic_run", "", "a train.py 'critic' workdir to guide with instead of "
                     "the pretrained folder's critic")
 flags.DEFINE_string("layout_run", "", "a train.py 'layout' workdir to draw the first base "
@@ -124,14 +118,6 @@ flags.DEFINE_bool("save_videos", False, "generation mode: also write the clips a
 # ---------------------------------------------------------------------------- the cascade
 
 
-def sampling_overrides(f) -> dict:
-    """Sampling flags the user set (0 / None: keep the default)."""
-    chosen = {k: v for k, v in dict(base_steps=f.steps, ssr_steps=f.ssr_steps,
-                                    sampler=f.sampler, base_guidance=f.guidance,
-                                    base_candidates=f.candidates).items() if v}
-    return {**chosen, **cli.optional_sampling_overrides(f)}
-
-
 def load_stage(config, ckpt: str, name: str, key: jax.Array, f) -> dict:
     """`{'unet', 'text'}` weights of a run: its checkpoint, or random with --random."""
     if ckpt:
@@ -156,7 +142,7 @@ def build_cascade(f, key: jax.Array) -> LumierePipeline:
     if f.pretrained:
         return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base=run,
                                                critic=critic, layout=layout,
-                                               **sampling_overrides(f))
+                                               **cli.sampling_overrides(f))
     if critic is not None or layout is not None:
         raise ValueError("--critic_run / --layout_run join a --pretrained cascade; give "
                          "--pretrained too")
@@ -169,7 +155,8 @@ def build_cascade(f, key: jax.Array) -> LumierePipeline:
     defaults = dict(base_steps=32, ssr_steps=16, base_guidance=3.0,
                     prediction=base_cfg.diffusion.prediction)
     return LumierePipeline.from_runs((base_cfg, base), (ssr_cfg, ssr),
-                                     SamplingConfig(**{**defaults, **sampling_overrides(f)}),
+                                     SamplingConfig(**{**defaults,
+                                                       **cli.sampling_overrides(f)}),
                                      progress=f.progress)
 
 
@@ -332,7 +319,7 @@ def evaluate_application(f) -> None:
     needs = ("conditional",) if stage == "conditional" else ("stunet",)
     run = runs.load_run(f.base_run, needs, f.ema, field="--base_run") if f.base_run else None
     pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base_stage=stage,
-                                           base=run, **sampling_overrides(f))
+                                           base=run, **cli.sampling_overrides(f))
     base_unet = pipe.base_params
     style_unet = pretrained.load_stage(f.pretrained, f.style)[1]["unet"] if (
         f.mode == "style") else None

@@ -65,20 +65,12 @@ flags.DEFINE_string("ssr_ckpt", "", "checkpoint folder of an SSR run")
 flags.DEFINE_bool("random", False, "random weights for stages without a checkpoint (smoke test)")
 flags.DEFINE_integer("num_frames", 0, "frames (0: the base model's num_frames)")
 flags.DEFINE_integer("seed", 0, "sampling seed")
-flags.DEFINE_integer("steps", 0, "base sampler steps (0: the pretrained default, else 32)")
-flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: the pretrained default, else 16)")
-flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default: the "
-                  "pretrained default, else ddim)")
-flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base stage "
-                   "(0: the pretrained default, else 3)")
 cli.define_base_stage_flags()
 flags.adopt_module_key_flags(cli)  # so --help lists them with this script's own
 flags.DEFINE_float("critic_scale", None, "text-to-video: how hard the base stage follows "
                    "the shipped critic's score (None: the pretrained default; 0: off)")
 flags.DEFINE_float("layout_until", None, "text-to-video: the base steps at t >= this are the "
                    "shipped layout expert's (None: the pretrained default; 0: off)")
-flags.DEFINE_integer("candidates", 0, "text-to-video: base clips sampled per prompt, the one "
-                     "--candidate_score picks kept (0: the pretrained default; 1: off)")
 flags.DEFINE_integer("window", 0, "SSR window in frames (0: the SSR model's num_frames)")
 flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")
@@ -182,9 +174,13 @@ def check_mode_inputs(f) -> None:
         if given and name not in needed:
             raise ValueError(f"--{name} is not used by --mode={f.mode} (it uses "
                              f"{', '.join('--' + n for n in needed) or 'no input files'}).")
-    if f.candidates > 1 and f.mode != "t2v":
-        raise ValueError(f"--candidates={f.candidates} reranks text-to-video clips; "
-                         f"--mode={f.mode} samples one clip per input")
+    if f.candidates > 1 and f.mode == "edit":
+        raise ValueError(f"--candidates={f.candidates}: --mode=edit (SDEdit) samples one clip "
+                         "per input video")
+    if f.candidates > 1 and f.mode != "t2v" and f.candidate_score == "critic":
+        raise ValueError(f"--candidates={f.candidates} with --candidate_score=critic: the critic "
+                         f"reads text-to-video clips only; --mode={f.mode} picks by "
+                         "--candidate_score=motion")
     if f["style_alpha"].present and not (f.style or f.style_ckpt):
         raise ValueError("--style_alpha needs --style (a shipped style, e.g. outline) or "
                          "--style_ckpt (a style t2i run)")
@@ -216,11 +212,8 @@ def generate(pipe: LumierePipeline, f, prompts: list[str], key: jax.Array) -> np
 
 def build_pipeline(f, key: jax.Array) -> LumierePipeline:
     """The shipped / --pretrained cascade, or two train.py runs (--base_ckpt / --random)."""
-    overrides = {k: v for k, v in dict(
-        base_steps=f.steps, ssr_steps=f.ssr_steps, sampler=f.sampler, base_guidance=f.guidance,
-        window=f.window, stride=f.stride, chunk_size=f.chunk_size,
-        base_candidates=f.candidates).items() if v}
-    overrides.update(cli.optional_sampling_overrides(f))
+    overrides = cli.sampling_overrides(f, window=f.window, stride=f.stride,
+                                       chunk_size=f.chunk_size)
     if not (f.base_ckpt or f.ssr_ckpt or f.random):
         if not os.path.isdir(f.pretrained):
             raise ValueError(f"--pretrained={f.pretrained!r} is not a folder; pass a pretrained "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from absl import app, flags
 
@@ -29,29 +29,47 @@ HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="critic_scale",
                                layout_until="layout_until", motion_noise="motion_noise",
                                motion_layout="motion_layout", candidate_score="candidate_score")
+# `SamplingConfig` field -> flag, where the flag's 0 / None means the default
+DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
+                              base_guidance="guidance", base_candidates="candidates")
 
 
 def define_base_stage_flags() -> None:
-    """The base-stage sampling flags sample.py and evaluate.py share (None: the pretrained
-    default). Each script defines its own critic_scale / layout_until (their help differs)."""
+    """The sampling flags sample.py and evaluate.py share (0 / None: the pretrained default).
+    Each script defines its own critic_scale / layout_until (their help differs)."""
+    flags.DEFINE_integer("steps", 0, "base sampler steps (0: the pretrained default, else 32)")
+    flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: the pretrained default, else 16)")
+    flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default: the "
+                      "pretrained default, else ddim)")
+    flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base stage "
+                       "(0: the pretrained default, else 3)")
+    flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt (text-to-video; i2v, "
+                         "cinemagraph and inpaint with --candidate_score=motion), the one "
+                         "--candidate_score picks kept (0: the pretrained default; 1: off)")
     flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                        "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
                        "more steps at high noise)")
-    flags.DEFINE_float("motion_noise", None, "text-to-video: correlation of the base stage's "
-                       "starting noise moving the way the shipped motion planner reads the prompt "
-                       "(None: the pretrained default; 0: plain noise)")
-    flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "text-to-video: how best of "
-                      "--candidates picks: the shipped critic's score, or the clip whose measured "
-                      "motion agrees best with the planner's (None: the pretrained default)")
+    flags.DEFINE_float("motion_noise", None, "correlation of the base stage's starting noise "
+                       "moving the way the shipped motion planner reads the prompt (text-to-"
+                       "video, i2v, cinemagraph, inpaint; None: the pretrained default; 0: plain "
+                       "noise)")
+    flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "how best of --candidates "
+                      "picks: the shipped critic's score (text-to-video only), or the clip whose "
+                      "measured motion agrees best with the planner's (None: the pretrained "
+                      "default)")
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "
                       "pretrained default)")
 
 
-def optional_sampling_overrides(f) -> dict:
-    """`SamplingConfig` fields set by the `OPTIONAL_SAMPLING_FLAGS` the user gave (not None)."""
-    return {field: getattr(f, flag) for field, flag in OPTIONAL_SAMPLING_FLAGS.items()
-            if getattr(f, flag) is not None}
+def sampling_overrides(f, **unset_is_default: Any) -> dict:
+    """`SamplingConfig` fields the user set through the shared flags (0 / None: keep the
+    default), plus `unset_is_default` (a script's own flags, 0 / None: keep the default)."""
+    chosen = {field: getattr(f, flag) for field, flag in DEFAULT_IF_UNSET_FLAGS.items()}
+    chosen = {k: v for k, v in {**chosen, **unset_is_default}.items() if v}
+    optional = {field: getattr(f, flag) for field, flag in OPTIONAL_SAMPLING_FLAGS.items()
+                if getattr(f, flag) is not None}
+    return {**chosen, **optional}
 
 
 def exit_with_error(message: str) -> None:

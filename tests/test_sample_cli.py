@@ -50,8 +50,10 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
     (["--style_alpha", "0.5"], "--style_alpha needs --style"),
     (["--style", "outline", "--style_alpha", "1.5"], "--style_alpha=1.5 must be in [0, 1]"),
     (["--mode", "edit", "--video", "{d}/clip.mp4", "--strength", "0"], "--strength=0.0 must"),
-    (["--mode", "i2v", "--image", "{d}/image.png", "--candidates", "4"],
-     "--candidates=4 reranks text-to-video clips"),
+    (["--mode", "edit", "--video", "{d}/clip.mp4", "--candidates", "4"],
+     "--candidates=4: --mode=edit (SDEdit) samples one clip per input video"),
+    (["--mode", "i2v", "--image", "{d}/image.png", "--candidates", "4", "--candidate_score",
+      "critic"], "the critic reads text-to-video clips only"),
     (["--candidates", "-2"], "base_candidates=-2 must be an int >= 1"),
 ])
 def test_bad_inputs_fail_with_one_line(inputs, tmp_path, args, message):
