@@ -315,7 +315,7 @@ def evaluate_application(f) -> None:
     sweep_name, values = _sweep(f)
     source = load_source(f.dataset, "test", data_dir=f.data_dir or None)
     tasks = apps.make_tasks(f.mode, source, f.num_clips, f.seed)
-    stage = pretrained.base_stage_for(f.pretrained, f.mode)
+    stage = pretrained.base_stage_for(f.pretrained, f.mode, f.base_stage)
     needs = ("conditional",) if stage == "conditional" else ("stunet",)
     run = runs.load_run(f.base_run, needs, f.ema, field="--base_run") if f.base_run else None
     pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base_stage=stage,
@@ -374,6 +374,8 @@ def main(argv) -> None:
         raise ValueError("--batch_size and --fvd_batch_size must be >= 1")
     if f.mode != "t2v":
         return evaluate_application(f)
+    if f.base_stage not in (None, "base"):
+        raise ValueError(f"--base_stage={f.base_stage}: text-to-video samples the 'base' stage")
     videos, entries, real, info = collect(f)
     if not videos:
         raise ValueError(f"no readable video to score ({info['skipped']} skipped)")

@@ -51,6 +51,9 @@ flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion"], "default: h
                   "planner's)")
 flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what of that "
                   "noise moves, the whole field or one disc per object phrase")
+flags.DEFINE_multi_string("mode_stage", [], "MODE=STAGE, repeatable: the stage i2v / "
+                          "cinemagraph / inpaint sample from (base or conditional; kept from the "
+                          "folder's manifest when not given, else conditional when shipped)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -63,6 +66,22 @@ SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="
                       motion_noise="motion_noise", motion_layout="motion_layout",
                       candidate_score="candidate_score",
                       window="window", stride="stride")
+
+
+def mode_stage_choices(settings: list[str], stage_names: set[str]) -> dict[str, str]:
+    """--mode_stage MODE=STAGE settings -> {mode: stage}, checked against the folder's stages."""
+    choices = {}
+    for setting in settings:
+        mode, _, stage = setting.partition("=")
+        if mode not in pretrained.CONDITIONED_MODES or stage not in pretrained.BASE_STAGES:
+            raise ValueError(f"--mode_stage={setting!r}: expected MODE=STAGE with MODE one of "
+                             f"{pretrained.CONDITIONED_MODES} and STAGE one of "
+                             f"{pretrained.BASE_STAGES}")
+        if stage not in stage_names:
+            raise ValueError(f"--mode_stage={setting!r}: the folder has no {stage!r} stage "
+                             f"(it will have {sorted(stage_names)})")
+        choices[mode] = stage
+    return choices
 
 
 def flag_setting(f, field: str) -> str:
@@ -170,6 +189,7 @@ def main(argv) -> None:
     if checked.motion_noise and "motion_planner" not in old:
         raise ValueError(f"{flag_setting(f, 'motion_noise')} needs the folder's motion planner: "
                          f"run python scripts/fit_motion_planner.py {f.out} first")
+    chosen_stages = mode_stage_choices(f.mode_stage, set(entries) | set(stages))
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})
     sources = {**old.get("sources", {}), **sources}
@@ -181,9 +201,12 @@ def main(argv) -> None:
     for name, src in sources.items():
         if src["config_file"]:
             shutil.copy(src["config_file"], os.path.join(f.out, "configs"))
-    planner = {"motion_planner": old["motion_planner"]} if "motion_planner" in old else {}
+    extra = {"motion_planner": old["motion_planner"]} if "motion_planner" in old else {}
+    mode_stages = {**old.get("mode_stages", {}), **chosen_stages}
+    if mode_stages:
+        extra["mode_stages"] = mode_stages
     path = pretrained.write_manifest(f.out, entries, sampling=sampling, sources=sources,
-                                     **planner)
+                                     **extra)
     print(f"wrote {path}")
     for name, e in entries.items():
         print(f"  {name}: {e['weights']} ({e['stage']}) {e.get('training')}")

@@ -221,7 +221,7 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         if f.style_ckpt:
             raise ValueError("--style_ckpt blends a t2i run into a base run: use it with "
                              "--base_ckpt (or --style for a shipped style)")
-        stage = pretrained.base_stage_for(f.pretrained, f.mode)
+        stage = pretrained.base_stage_for(f.pretrained, f.mode, f.base_stage)
         style = None
         if f.style:
             style = f.style if f.style.startswith("style_") else f"style_{f.style}"
@@ -236,6 +236,9 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
                                                base_stage=stage, style=style,
                                                style_alpha=f.style_alpha if style else 0.0,
                                                **overrides)
+    if f.base_stage:
+        raise ValueError(f"--base_stage={f.base_stage} picks a stage of --pretrained; with "
+                         "--base_ckpt / --random the base run is the stage")
     base_cfg, ssr_cfg = f.base_config, f.ssr_config
     for name, cfg, stages in (("base_config", base_cfg, ("stunet", "conditional")),
                               ("ssr_config", ssr_cfg, ("ssr",))):

@@ -1,7 +1,8 @@
 """The README's application GIFs, from the shipped weights on held-out test clips: for
 each mode the input (left) and the base stage's 32 px output (right), both enlarged to 64 px.
 
-    python docs/make_app_gallery.py        # writes docs/gallery/app_*.gif
+    python docs/make_app_gallery.py               # writes docs/gallery/app_*.gif
+    python docs/make_app_gallery.py inpaint style # only those modes' GIFs
 
 The inputs are the tasks `evaluate.py --mode ...` measures (`lumiere_jax.eval.
 applications.make_tasks`, seed 0): i2v animates a first frame in a prompted direction,
@@ -65,11 +66,18 @@ def _input_of(task: apps.Task) -> np.ndarray:
     return task.video
 
 
-def main() -> None:
+MODES = ("i2v", "cinemagraph", "inpaint", "edit", "style")
+
+
+def main(modes: list[str]) -> None:
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise SystemExit(f"unknown modes {unknown}; expected some of {MODES}")
+    modes = modes or list(MODES)
     os.makedirs(OUT, exist_ok=True)
     source = load_source("moving_shapes/f16_s32", "test")
     key = jax.random.key(0)
-    for mode in ("i2v", "cinemagraph", "inpaint", "edit"):
+    for mode in [m for m in MODES[:-1] if m in modes]:
         stage = pretrained.base_stage_for(FOLDER, mode)
         pipe = LumierePipeline.from_pretrained(FOLDER, base_stage=stage, progress=True)
         tasks = apps.make_tasks(mode, source, CLIPS, seed=0)
@@ -78,6 +86,8 @@ def main() -> None:
         path = os.path.join(OUT, f"app_{mode}.gif")
         write_video(path, _stack(rows), fps=8)
         print(path, [t.prompt for t in tasks])
+    if "style" not in modes:
+        return
     pipe = LumierePipeline.from_pretrained(FOLDER, progress=True)
     style = pretrained.load_stage(FOLDER, "style_outline")[1]["unet"]
     base = pipe.base_params
@@ -93,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

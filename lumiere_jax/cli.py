@@ -37,6 +37,10 @@ DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler
 def define_base_stage_flags() -> None:
     """The sampling flags sample.py and evaluate.py share (0 / None: the pretrained default).
     Each script defines its own critic_scale / layout_until (their help differs)."""
+    flags.DEFINE_enum("base_stage", None, ["base", "conditional"], "i2v / cinemagraph / "
+                      "inpaint: the pretrained folder's stage to sample from (None: the "
+                      "manifest's choice for the mode, else 'conditional' when shipped; 'base' "
+                      "sees the given content by replacement only)")
     flags.DEFINE_integer("steps", 0, "base sampler steps (0: the pretrained default, else 32)")
     flags.DEFINE_integer("ssr_steps", 0, "SSR sampler steps (0: the pretrained default, else 16)")
     flags.DEFINE_enum("sampler", None, ["ddim", "ddpm", "dpmpp_2m"], "sampler (default: the "

@@ -164,14 +164,27 @@ def stage_of_kind(folder: str | os.PathLike, kind: str) -> str:
 
 
 CONDITIONED_MODES = ("i2v", "cinemagraph", "inpaint")  # read a <C, M> condition
+BASE_STAGES = ("base", "conditional")  # what a conditioned mode can sample from
 
 
-def base_stage_for(folder: str | os.PathLike, mode: str) -> str:
-    """The stage to sample `mode` from: 'conditional' for the modes that read a `<C, M>`
-    condition when the folder ships one, else 'base' (which is steered by replacement)."""
-    if mode in CONDITIONED_MODES and "conditional" in read_manifest(folder)["stages"]:
-        return "conditional"
-    return "base"
+def base_stage_for(folder: str | os.PathLike, mode: str, stage: str | None = None) -> str:
+    """The stage to sample `mode` from. Text-to-video and edit: 'base'. The modes that read
+    a `<C, M>` condition: `stage` if given, else the manifest's `mode_stages[mode]`, else
+    'conditional' when the folder ships one; 'base' is steered by replacement alone."""
+    manifest = read_manifest(folder)
+    if mode not in CONDITIONED_MODES:
+        if stage not in (None, "base"):
+            raise ValueError(f"base stage {stage!r}: --mode={mode} samples the 'base' stage "
+                             f"(a conditional stage is for {', '.join(CONDITIONED_MODES)})")
+        return "base"
+    shipped = [s for s in BASE_STAGES if s in manifest["stages"]]
+    chosen = stage or manifest.get("mode_stages", {}).get(mode) or (
+        "conditional" if "conditional" in shipped else "base")
+    if chosen not in shipped:
+        where = "given" if stage else f"in {os.path.join(os.fspath(folder), MANIFEST)}"
+        raise ValueError(f"base stage {chosen!r} for --mode={mode} ({where}): "
+                         f"{os.fspath(folder)!r} ships {shipped}")
+    return chosen
 
 
 def _entry(folder: str | os.PathLike, name: str) -> dict:

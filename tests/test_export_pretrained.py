@@ -44,6 +44,8 @@ def sources(tmp_path_factory):
     (["--candidates", "0"], "--candidates=0: SamplingConfig.base_candidates=0 must be"),
     (["--steps", "0"], "--steps=0: SamplingConfig.base_steps must be an int >= 1"),
     (["--sampler", "euler"], "--sampler='euler': SamplingConfig.sampler='euler'"),
+    (["--mode_stage", "edit=base"], "--mode_stage='edit=base': expected MODE=STAGE"),
+    (["--mode_stage", "i2v=conditional"], "the folder has no 'conditional' stage"),
 ])
 def test_bad_sampling_defaults_are_one_line_and_nothing_is_written(tmp_path, sources, flags,
                                                                    message):
@@ -69,3 +71,16 @@ def test_a_critic_stage_lets_the_folder_default_to_best_of_k(tmp_path, sources):
     # The critic that ranks the candidates is the one shipped, bit for bit.
     assert manifest["stages"]["critic"]["sha256"] == \
         pretrained.read_manifest(SHIPPED)["stages"]["critic"]["sha256"]
+
+
+def test_mode_stage_is_written_and_chooses_the_stage_a_mode_samples(tmp_path, sources):
+    tmp = tmp_path / "src"
+    tmp.mkdir()
+    base, cond = (one_stage_folder(tmp, name) for name in ("base", "conditional"))
+    out = tmp_path / "out"
+    r = export(out, "--stage", f"base={base}", "--stage", f"conditional={cond}",
+               "--stage", f"ssr={sources['ssr']}", "--mode_stage", "inpaint=base")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pretrained.read_manifest(out)["mode_stages"] == {"inpaint": "base"}
+    assert pretrained.base_stage_for(out, "inpaint") == "base"
+    assert pretrained.base_stage_for(out, "i2v") == "conditional"  # no choice: shipped one

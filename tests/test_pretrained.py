@@ -166,3 +166,34 @@ def test_each_stage_samples_on_the_schedule_its_run_trained_with(folder):
                                                 ssr_cfg.diffusion.schedule_base_size)
     assert pipe.ssr_schedule != cosine_schedule(ssr_cfg.model.image_size,
                                                 stages["base"][0].model.image_size)
+
+
+def test_each_conditioned_mode_samples_the_stage_the_manifest_or_the_caller_chooses(tmp_path):
+    """Text-to-video and edit: always 'base'. i2v / cinemagraph / inpaint: the caller's
+    stage, else the manifest's `mode_stages`, else 'conditional' when shipped."""
+    entry = dict(stage="stunet", weights="w.safetensors", config="c.json", sha256="")
+
+    def folder(name, stages, **extra):
+        path = tmp_path / name
+        path.mkdir()
+        pretrained.write_manifest(path, {s: entry for s in stages}, **extra)
+        return str(path)
+
+    plain = folder("plain", ["base"])
+    both = folder("both", ["base", "conditional"])
+    chosen = folder("chosen", ["base", "conditional"], mode_stages={"inpaint": "base"})
+    assert [pretrained.base_stage_for(plain, m) for m in ("t2v", "i2v", "inpaint")] == \
+        ["base"] * 3
+    assert [pretrained.base_stage_for(both, m) for m in ("t2v", "edit", "i2v", "inpaint")] == \
+        ["base", "base", "conditional", "conditional"]
+    assert [pretrained.base_stage_for(chosen, m) for m in ("i2v", "cinemagraph", "inpaint")] \
+        == ["conditional", "conditional", "base"]
+    assert pretrained.base_stage_for(chosen, "inpaint", "conditional") == "conditional"
+    assert pretrained.base_stage_for(both, "i2v", "base") == "base"
+    with pytest.raises(ValueError, match=r"'conditional' for --mode=i2v \(given\).*ships"):
+        pretrained.base_stage_for(plain, "i2v", "conditional")
+    with pytest.raises(ValueError, match="--mode=edit samples the 'base' stage"):
+        pretrained.base_stage_for(both, "edit", "conditional")
+    broken = folder("broken", ["base"], mode_stages={"i2v": "conditional"})
+    with pytest.raises(ValueError, match=r"for --mode=i2v \(in .*manifest.json\)"):
+        pretrained.base_stage_for(broken, "i2v")

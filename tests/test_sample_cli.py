@@ -55,6 +55,8 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
     (["--mode", "i2v", "--image", "{d}/image.png", "--candidates", "4", "--candidate_score",
       "critic"], "the critic reads text-to-video clips only"),
     (["--candidates", "-2"], "base_candidates=-2 must be an int >= 1"),
+    (["--mode", "i2v", "--image", "{d}/image.png", "--base_stage", "base"],
+     "--base_stage=base picks a stage of --pretrained"),
 ])
 def test_bad_inputs_fail_with_one_line(inputs, tmp_path, args, message):
     r = run_sample(*[a.format(d=inputs) for a in args], cwd=tmp_path)

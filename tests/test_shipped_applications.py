@@ -42,62 +42,70 @@ SOURCE = _records(24)
 
 
 @pytest.fixture(scope="module")
-def conditional():
-    """What sample.py uses for i2v / cinemagraph / inpaint: the folder's conditional STUNet
-    if it ships one, else its base steered by replacement; one clip per input (what
-    defines each mode holds for every candidate; test_pipeline tests the pick)."""
-    return LumierePipeline.from_pretrained(
-        FOLDER, xla_options=OPTIMIZED, base_stage=pretrained.base_stage_for(FOLDER, "i2v"),
-        base_steps=STEPS, base_candidates=1)
+def pipes():
+    """One pipeline per stage the modes sample from (`pretrained.base_stage_for`: what
+    sample.py uses; the folder's manifest chooses the stage of i2v / cinemagraph /
+    inpaint), built on first use. One clip per input: SDEdit samples one whatever the
+    setting, what defines i2v / cinemagraph / inpaint holds for every candidate
+    (test_pipeline tests the pick), and the style test measures the blend, not the pick
+    (test_shipped_cascade samples with it)."""
+    built = {}
+
+    def pipe_for(mode):
+        stage = pretrained.base_stage_for(FOLDER, mode)
+        if stage not in built:
+            built[stage] = LumierePipeline.from_pretrained(
+                FOLDER, xla_options=OPTIMIZED, base_stage=stage, base_steps=STEPS,
+                base_candidates=1)
+        return built[stage]
+
+    return pipe_for
 
 
-@pytest.fixture(scope="module")
-def base():
-    """The folder's base stage, one clip per prompt: SDEdit samples one clip per input
-    whatever the setting, and the style test measures the blend, not the critic's pick
-    of several candidates (the shipped default; test_shipped_cascade samples with it)."""
-    return LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED, base_steps=STEPS,
-                                           base_candidates=1)
-
-
-def _run(pipe, mode, **kw):
+def _run(pipes, mode, **kw):
+    pipe = pipes(mode)
     tasks = apps.make_tasks(mode, SOURCE, N, seed=0)
     videos = apps.run_tasks(pipe, tasks, jax.random.key(0), batch_size=N, **kw)
     return tasks, videos, [apps.measure(t, v, kw.get("strength")) for t, v in zip(tasks, videos)]
 
 
 def test_the_folder_ships_a_style_and_picks_a_stage_per_mode():
-    stages = pretrained.read_manifest(FOLDER)["stages"]
-    assert stages["style_outline"]["stage"] == "t2i"
-    expected = "conditional" if "conditional" in stages else "base"
-    assert pretrained.base_stage_for(FOLDER, "i2v") == expected
-    assert pretrained.base_stage_for(FOLDER, "edit") == "base"
+    manifest = pretrained.read_manifest(FOLDER)
+    assert manifest["stages"]["style_outline"]["stage"] == "t2i"
+    assert manifest["stages"]["conditional"]["stage"] == "conditional"
+    # measured (pretrained/moving_shapes/README.md): the conditional stage continues a
+    # given first frame; the base steered by replacement fills a box with cleaner objects
+    assert manifest["mode_stages"] == {"i2v": "conditional", "cinemagraph": "base",
+                                       "inpaint": "base"}
+    modes = ("t2v", "edit", "i2v", "cinemagraph", "inpaint")
+    assert [pretrained.base_stage_for(FOLDER, m) for m in modes] == \
+        ["base", "base", "conditional", "base", "base"]
 
 
-def test_image_to_video_starts_at_the_image_and_moves(conditional):
-    _, videos, rows = _run(conditional, "i2v")
+def test_image_to_video_starts_at_the_image_and_moves(pipes):
+    _, videos, rows = _run(pipes, "i2v")
     assert all(r["frame0_error"] <= 2.0 for r in rows), rows
     assert sum(r["moves"] for r in rows) >= N // 2, [r["reading"] for r in rows]
     assert (np.abs(videos[:, -1].astype(int) - videos[:, 0]).mean(axis=(1, 2, 3)) > 1).all()
 
 
-def test_a_cinemagraph_keeps_the_still_region_and_animates_the_box(conditional):
-    tasks, videos, rows = _run(conditional, "cinemagraph")
+def test_a_cinemagraph_keeps_the_still_region_and_animates_the_box(pipes):
+    tasks, videos, rows = _run(pipes, "cinemagraph")
     assert all(r["still_error"] <= 1.0 for r in rows), rows
     for t, v in zip(tasks, videos):  # inside the box something changes over time
         inside = t.mask < 0.5
         assert np.abs(v[-1].astype(int) - v[0])[inside].mean() > 1.0
 
 
-def test_inpainting_keeps_the_known_region_and_fills_the_box(conditional):
-    tasks, videos, rows = _run(conditional, "inpaint")
+def test_inpainting_keeps_the_known_region_and_fills_the_box(pipes):
+    tasks, videos, rows = _run(pipes, "inpaint")
     assert all(r["known_error"] <= 1.0 for r in rows), rows
     assert sum(r["color"] for r in rows) >= N // 2, [r["reading"] for r in rows]
 
 
-def test_sdedit_stays_near_the_input_at_low_strength_and_departs_at_high(base):
-    _, low, rows_low = _run(base, "edit", strength=0.3)
-    _, high, _ = _run(base, "edit", strength=0.9)
+def test_sdedit_stays_near_the_input_at_low_strength_and_departs_at_high(pipes):
+    _, low, rows_low = _run(pipes, "edit", strength=0.3)
+    _, high, _ = _run(pipes, "edit", strength=0.9)
     inputs = np.stack([t.video for t in apps.make_tasks("edit", SOURCE, N, seed=0)]).astype(int)
     err_low = np.abs(low.astype(int) - inputs).mean()
     err_high = np.abs(high.astype(int) - inputs).mean()
@@ -105,15 +113,16 @@ def test_sdedit_stays_near_the_input_at_low_strength_and_departs_at_high(base):
     assert sum(r["direction_kept"] for r in rows_low) >= N // 2, [r["reading"] for r in rows_low]
 
 
-def test_style_blend_is_the_base_at_alpha_0_and_outlines_at_alpha_1(base):
+def test_style_blend_is_the_base_at_alpha_0_and_outlines_at_alpha_1(pipes):
+    base = pipes("style")
     style = pretrained.load_stage(FOLDER, "style_outline")[1]["unet"]
     original = base.base_params
     at0 = interpolate_spatial_weights(original, style, 0.0)  # the sampler is a pure function
     jax.tree.map(np.testing.assert_array_equal, at0, original)  # of these: alpha 0 = base
-    _, plain, _ = _run(base, "style")
+    _, plain, _ = _run(pipes, "style")
     try:
         base.base_params = interpolate_spatial_weights(original, style, 1.0)
-        _, at1, rows1 = _run(base, "style")
+        _, at1, rows1 = _run(pipes, "style")
     finally:
         base.base_params = original
     fill0 = np.mean([apps.fill_ratio(v) for v in plain])
