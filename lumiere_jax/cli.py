@@ -29,7 +29,8 @@ HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="critic_scale",
                                layout_until="layout_until", motion_noise="motion_noise",
                                motion_layout="motion_layout", candidate_score="candidate_score")
-# `SamplingConfig` field -> flag, where the flag's 0 / None means the default
+# `SamplingConfig` field <- the shared flag that sets it, for the flags whose 0 / None keeps
+# the default.
 DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
                               base_guidance="guidance", base_candidates="candidates")
 
