@@ -46,9 +46,10 @@ flags.DEFINE_float("layout_guidance", 3.0, "default guidance scale of the layout
 flags.DEFINE_float("motion_noise", 0.0, "default correlation of the base stage's translating "
                    "starting noise (needs the folder's motion planner, "
                    "scripts/fit_motion_planner.py; 0: off)")
-flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion"], "default: how best of "
-                  "--candidates picks (the critic's score, or the measured motion against the "
-                  "planner's)")
+flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion", "coherence"], "default: "
+                  "how best of --candidates picks (the critic's score, the measured motion "
+                  "against the planner's, or how much of the clip's change one translation "
+                  "explains)")
 flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what of that "
                   "noise moves, the whole field or one disc per object phrase")
 flags.DEFINE_multi_string("mode_stage", [], "MODE=STAGE, repeatable: the stage i2v / "

@@ -180,7 +180,7 @@ def check_mode_inputs(f) -> None:
     if f.candidates > 1 and f.mode != "t2v" and f.candidate_score == "critic":
         raise ValueError(f"--candidates={f.candidates} with --candidate_score=critic: the critic "
                          f"reads text-to-video clips only; --mode={f.mode} picks by "
-                         "--candidate_score=motion")
+                         "--candidate_score=coherence or motion")
     if f["style_alpha"].present and not (f.style or f.style_ckpt):
         raise ValueError("--style_alpha needs --style (a shipped style, e.g. outline) or "
                          "--style_ckpt (a style t2i run)")

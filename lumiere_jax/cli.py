@@ -49,7 +49,8 @@ def define_base_stage_flags() -> None:
     flags.DEFINE_float("guidance", 0.0, "classifier-free guidance scale of the base stage "
                        "(0: the pretrained default, else 3)")
     flags.DEFINE_integer("candidates", 0, "base clips sampled per prompt (text-to-video; i2v, "
-                         "cinemagraph and inpaint with --candidate_score=motion), the one "
+                         "cinemagraph and inpaint with --candidate_score=coherence or "
+                         "motion), the one "
                          "--candidate_score picks kept (0: the pretrained default; 1: off)")
     flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                        "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
@@ -58,9 +59,10 @@ def define_base_stage_flags() -> None:
                        "moving the way the shipped motion planner reads the prompt (text-to-"
                        "video, i2v, cinemagraph, inpaint; None: the pretrained default; 0: plain "
                        "noise)")
-    flags.DEFINE_enum("candidate_score", None, ["critic", "motion"], "how best of --candidates "
-                      "picks: the shipped critic's score (text-to-video only), or the clip whose "
-                      "measured motion agrees best with the planner's (None: the pretrained "
+    flags.DEFINE_enum("candidate_score", None, ["critic", "motion", "coherence"], "how best of "
+                      "--candidates picks: the shipped critic's score (text-to-video only), the "
+                      "clip whose measured motion agrees best with the planner's, or the clip "
+                      "whose change one translation explains best (None: the pretrained "
                       "default)")
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "

@@ -41,7 +41,7 @@ from lumiere_jax.applications.conditioning import (cinemagraph_condition,
                                                    inpainting_condition, split_condition)
 from lumiere_jax.applications.sdedit import check_strength, sdedit
 from lumiere_jax.applications.style import interpolate_spatial_weights
-from lumiere_jax.diffusion.clip_motion import motion_agreement
+from lumiere_jax.diffusion.clip_motion import motion_agreement, motion_coherence
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
 from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, object_noise, plan_tracks,
@@ -118,7 +118,7 @@ def layout_expert(run: tuple[Any, dict] | None) -> LayoutExpert | None:
 
 
 # How best of K scores the base stage's candidates (`SamplingConfig.candidate_score`).
-CANDIDATE_SCORES = ("critic", "motion")
+CANDIDATE_SCORES = ("critic", "motion", "coherence")
 
 
 def planned_velocity(motion: jax.Array | dict) -> jax.Array:
@@ -158,13 +158,15 @@ class SamplingConfig:
     base_candidates: the base stage samples this many clips per prompt (one batch,
       different noise) and keeps the one `candidate_score` likes best on the finished clip
       (`diffusion.selection.best_of`; 1 = off): text-to-video, and with
-      `candidate_score='motion'` and `motion_noise` also image-to-video, cinemagraphs and
-      inpainting.
+      `candidate_score='coherence'`, or 'motion' and `motion_noise`, also image-to-video,
+      cinemagraphs and inpainting.
       The base stage costs K times as much; the SSR stage runs on the kept clips only.
     candidate_score: how best of K picks: 'critic' (the `GuidanceCritic`'s score against
       the prompt) or 'motion' (`diffusion.clip_motion.motion_agreement`: the candidate whose
       motion, measured from its pixels, best agrees with the planner's velocity; needs
-      `motion_noise`).
+      `motion_noise`) or 'coherence' (`diffusion.clip_motion.motion_coherence`: the
+      candidate whose frame-to-frame change one global translation explains best, i.e.
+      whose objects keep their shape and colour as they move; needs no plan).
     layout_until: text-to-video only: the base stage's steps at t >= layout_until are the
       pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
       which way they move, at low resolution); 0 = off. layout_guidance: its
@@ -618,8 +620,9 @@ class LumierePipeline:
         # A conditional STUNet without a condition sees M = 0 everywhere.
         empty = jnp.zeros(shape[:-1] + (4,)) if base_cfg.cond_channels else None
         if isinstance(request, ConditionRequest):
-            # best of K by measured motion when the start moves (the critic reads no <C, M>)
-            k = s.base_candidates if velocity is not None and s.candidate_score == "motion" else 1
+            # best of K from the pixels alone (the critic reads no <C, M>)
+            k = s.base_candidates if (s.candidate_score == "coherence" or (
+                velocity is not None and s.candidate_score == "motion")) else 1
             rep, cond_fn = with_candidates(k)
             start = (None if velocity is None else translating_noise(
                 k_base, (batch * k,) + shape[1:], rep(velocity), s.motion_noise))
@@ -628,7 +631,9 @@ class LumierePipeline:
                                          **base_kw)
             if k > 1:
                 low_res = jnp.clip(low_res, -1.0, 1.0)
-                low_res = best_of(low_res, motion_agreement(low_res, rep(velocity)), k)
+                scores = (motion_coherence(low_res) if s.candidate_score == "coherence"
+                          else motion_agreement(low_res, rep(velocity)))
+                low_res = best_of(low_res, scores, k)
         elif isinstance(request, EditRequest):
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
                              k_base_sample, strength=request.strength, **base_kw)
@@ -668,6 +673,8 @@ class LumierePipeline:
                 low_res = jnp.clip(low_res, -1.0, 1.0)
                 if s.candidate_score == "motion":  # measured motion against the plan
                     scores = motion_agreement(low_res, rep(planned_velocity(velocity)))
+                elif s.candidate_score == "coherence":  # change one translation explains
+                    scores = motion_coherence(low_res)
                 else:  # the critic's score against the prompt
                     scores = score(low_res, jnp.zeros((batch * k,)))
                 low_res = best_of(low_res, scores, k)

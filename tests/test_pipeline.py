@@ -374,14 +374,22 @@ def _assert_motion_pick(picked, candidates, planner, k):
     from lumiere_jax.diffusion.clip_motion import motion_agreement
 
     plan = planner.velocity(["a"] * len(candidates), candidates.shape[2], candidates.shape[1])
-    scores = np.asarray(motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
-                                         jnp.asarray(plan))).reshape(-1, k)
+    scores = motion_agreement(jnp.asarray(candidates, jnp.float32) / 127.5 - 1.0,
+                              jnp.asarray(plan))
+    _assert_best_kept(picked, candidates, np.asarray(scores), k, tie=1e-2)
+
+
+def _assert_best_kept(picked, candidates, scores, k, tie):
+    """Each `picked[b]` is prompt b's candidate with the highest score (either of the top two
+    when they are within `tie`: the pipeline scores the float clip, these the uint8 one).
+    candidates: (B*K, ...) uint8, rows b*K ... b*K + K - 1 prompt b's; scores: (B*K,)."""
+    scores = scores.reshape(-1, k)
     candidates = candidates.reshape((-1, k) + picked.shape[1:])
     assert len({c.tobytes() for c in candidates.reshape((candidates.shape[0] * k, -1))}) == (
         candidates.shape[0] * k)  # all differ
     for b in range(len(picked)):
         order = np.argsort(-scores[b])
-        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-2 else order[:2]
+        allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > tie else order[:2]
         assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
 
 
@@ -429,6 +437,50 @@ def test_image_to_video_candidates_keep_the_one_that_moves_as_planned(parts, pip
     repeated = [p for p in prompts for _ in range(k)]
     _assert_motion_pick(picked, one.image_to_video(repeated, image, key, base_only=True),
                         planner, k)
+    assert np.abs(picked[:, 0].astype(int) - image.astype(int)).max() <= 1
+
+
+def _assert_coherence_pick(picked, candidates, k):
+    """`picked` holds each prompt's candidate with the highest `motion_coherence`, recomputed
+    here in NumPy: the R^2 of one least-squares velocity for the clip's brightness
+    constancy (the float and uint8 clips' scores are 1e-3 apart at most here)."""
+    x = candidates.astype(np.float64) / 127.5 - 1.0
+    mid, dt = 0.5 * (x[:, 1:] + x[:, :-1]), x[:, 1:] - x[:, :-1]
+    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
+    gy = 0.5 * (mid[:, :, 2:, 1:-1] - mid[:, :, :-2, 1:-1])
+    gx = 0.5 * (mid[:, :, 1:-1, 2:] - mid[:, :, 1:-1, :-2])
+    scores = []
+    for a_y, a_x, b in zip(gy, gx, dt[inner]):
+        a = np.stack([a_y.ravel(), a_x.ravel()], 1)
+        v = np.linalg.lstsq(a, -b.ravel(), rcond=None)[0]
+        scores.append(1.0 - np.sum((b.ravel() + a @ v) ** 2) / np.sum(b ** 2))
+    _assert_best_kept(picked, candidates, np.asarray(scores), k, tie=1e-3)
+
+
+def test_coherence_candidates_in_text_to_video_and_image_to_video(parts, pipe):
+    """candidate_score='coherence' (no critic): each prompt keeps the candidate whose change
+    one translation explains best, in text-to-video and image-to-video alike (where the
+    given frame stays in every candidate). The base's weights are zeros, so each clip is
+    its moving starting noise scaled (random weights turn any start into clips that no
+    translation explains, all scoring 0 within rounding). Reference: one clip per prompt
+    on each prompt repeated K times (the same noise rows), scored here."""
+    from lumiere_jax.text.motion_planner import MotionPlanner, num_features
+
+    weights = np.zeros((num_features(1), 2))
+    weights[-1] = (0.4, -0.3)  # every prompt: down and to the left
+    planner = MotionPlanner(("a",), weights)
+    prompts, key, k = ["a red ball bounces", "waves"], jax.random.key(7), 3
+    image = np.random.default_rng(1).integers(0, 256, (16, 16, 3), np.uint8)
+    moving = dataclasses.replace(pipe.sampling, motion_noise=0.9, candidate_score="coherence")
+    still = (parts[0], jax.tree.map(jnp.zeros_like, parts[1])) + tuple(parts[2:])
+    best = LumierePipeline(*still, motion_planner=planner,
+                           sampling=dataclasses.replace(moving, base_candidates=k))
+    one = LumierePipeline(*still, motion_planner=planner, sampling=moving)
+    repeated = [p for p in prompts for _ in range(k)]
+    _assert_coherence_pick(best(prompts, key, base_only=True),
+                           one(repeated, key, base_only=True), k)
+    picked = best.image_to_video(prompts, image, key, base_only=True)
+    _assert_coherence_pick(picked, one.image_to_video(repeated, image, key, base_only=True), k)
     assert np.abs(picked[:, 0].astype(int) - image.astype(int)).max() <= 1
 
 
