@@ -9,7 +9,7 @@ in at least half the frames, in the base and the SSR video alike, and the guidan
 critic's reading of the direction on rendered clips, and, on one prompt per direction,
 the direction of most sampled base clips: the base stage starts from noise that moves the
 way the shipped motion planner reads the prompt (`SamplingConfig.motion_noise`) and keeps
-the candidate that moves most as planned (`candidate_score='motion'`;
+the candidate whose change one translation explains best (`candidate_score='coherence'`;
 pretrained/moving_shapes/README.md has the measured accuracies).
 """
 
@@ -62,10 +62,10 @@ def test_the_super_resolved_clip_keeps_the_colour_and_stays_near_the_base(clips,
 def test_base_clips_move_the_way_their_prompts_say():
     """One prompt per direction (8), the shipped defaults: the base stage starts from noise
     that moves the way the shipped motion planner reads the prompt (`motion_noise`) and
-    keeps, of 4 candidates, the one whose motion measured from its pixels agrees best with
-    the plan (`candidate_score='motion'`). The analyzer reads the prompt's direction in at
-    least 6 of 8 clips (measured 0.906 on the 64 held-out short prompts: P(>= 6 of 8) =
-    0.97; one clip without the pick, 0.625: P = 0.37; chance 1 in 8: P = 0.0004)."""
+    keeps, of 4 candidates, the one whose frame-to-frame change one translation explains
+    best (`candidate_score='coherence'`). The analyzer reads the prompt's direction in at
+    least 6 of 8 clips (measured 0.953 on the 64 held-out short prompts: P(>= 6 of 8) =
+    0.99; one clip without the pick, 0.625: P = 0.37; chance 1 in 8: P = 0.0004)."""
     from lumiere_jax.data.moving_shapes import COLORS, DIRECTIONS, SHAPES
 
     colors = list(COLORS)
@@ -73,7 +73,7 @@ def test_base_clips_move_the_way_their_prompts_say():
                for i, (_, phrase) in enumerate(DIRECTIONS.values())]
     pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED)
     s = pipe.sampling  # the manifest's defaults
-    assert s.motion_noise > 0 and s.base_candidates == 4 and s.candidate_score == "motion"
+    assert s.motion_noise > 0 and s.base_candidates == 4 and s.candidate_score == "coherence"
     low = pipe(prompts, jax.random.key(1), base_only=True)
     readings = [analyze_clip(clip) for clip in low]
     right = [r.matches(p)["direction"] for r, p in zip(readings, prompts)]
