@@ -613,6 +613,12 @@ class LumierePipeline:
             return rep, base_denoiser(dict(texts["base"], text=rep(texts["base"]["text"]),
                                            text_mask=rep(texts["base"]["text_mask"])))
 
+        def pixel_scores(clips: jax.Array, rep: Callable) -> jax.Array:
+            """(B*K,) from the candidates' pixels alone (the critic's score is t2v's own)."""
+            if s.candidate_score == "coherence":  # change one translation explains
+                return motion_coherence(clips)
+            return motion_agreement(clips, rep(planned_velocity(velocity)))  # vs the plan
+
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
                        time_shift=s.base_time_shift,
                        progress=self.progress.callback("base", s.base_steps), **common)
@@ -631,9 +637,7 @@ class LumierePipeline:
                                          **base_kw)
             if k > 1:
                 low_res = jnp.clip(low_res, -1.0, 1.0)
-                scores = (motion_coherence(low_res) if s.candidate_score == "coherence"
-                          else motion_agreement(low_res, rep(velocity)))
-                low_res = best_of(low_res, scores, k)
+                low_res = best_of(low_res, pixel_scores(low_res, rep), k)
         elif isinstance(request, EditRequest):
             low_res = sdedit(lambda x, t: base_fn(x, t, empty), request.video_low,
                              k_base_sample, strength=request.strength, **base_kw)
@@ -671,12 +675,10 @@ class LumierePipeline:
             low_res = sample(denoise, start, k_base_sample, **base_kw)
             if k > 1:  # keep the best candidate, read as a clean clip
                 low_res = jnp.clip(low_res, -1.0, 1.0)
-                if s.candidate_score == "motion":  # measured motion against the plan
-                    scores = motion_agreement(low_res, rep(planned_velocity(velocity)))
-                elif s.candidate_score == "coherence":  # change one translation explains
-                    scores = motion_coherence(low_res)
-                else:  # the critic's score against the prompt
+                if s.candidate_score == "critic":  # the critic's score against the prompt
                     scores = score(low_res, jnp.zeros((batch * k,)))
+                else:
+                    scores = pixel_scores(low_res, rep)
                 low_res = best_of(low_res, scores, k)
         low_res = jnp.clip(low_res, -1.0, 1.0)
         if base_only:

@@ -21,6 +21,11 @@ import jax.numpy as jnp
 from einops import reduce
 
 
+def _total(a: jax.Array) -> jax.Array:
+    """(B, ...) -> (B,): the sum over everything but the batch axis (5-D terms)."""
+    return jnp.sum(a, axis=(1, 2, 3, 4))
+
+
 def _brightness_terms(clips: jax.Array, pool: int) -> tuple[jax.Array, ...]:
     """(gy, gx, dt) over the inner pixels of `pool` x `pool`-pooled clips, each
     (B, T - 1, H' - 2, W' - 2, C): the spatial gradient between frames k and k + 1 and the
@@ -37,10 +42,9 @@ def _brightness_terms(clips: jax.Array, pool: int) -> tuple[jax.Array, ...]:
 
 def _solve_velocity(gy: jax.Array, gx: jax.Array, dt: jax.Array, ridge: float) -> jax.Array:
     """(B, 2): the least-squares (vy, vx) of `dt + vy gy + vx gx = 0`, in pooled px."""
-    total = lambda a: jnp.sum(a, axis=(1, 2, 3, 4))
-    a = jnp.stack([jnp.stack([total(gy * gy), total(gy * gx)], -1),
-                   jnp.stack([total(gy * gx), total(gx * gx)], -1)], -2)  # (B, 2, 2)
-    b = -jnp.stack([total(gy * dt), total(gx * dt)], -1)  # (B, 2)
+    a = jnp.stack([jnp.stack([_total(gy * gy), _total(gy * gx)], -1),
+                   jnp.stack([_total(gy * gx), _total(gx * gx)], -1)], -2)  # (B, 2, 2)
+    b = -jnp.stack([_total(gy * dt), _total(gx * dt)], -1)  # (B, 2)
     scale = jnp.trace(a, axis1=-2, axis2=-1)[:, None, None] / 2.0 + 1e-12
     return jnp.linalg.solve(a + ridge * scale * jnp.eye(2), b[..., None])[..., 0]
 
@@ -60,9 +64,8 @@ def motion_coherence(clips: jax.Array, pool: int = 1, ridge: float = 1e-3) -> ja
     gy, gx, dt = _brightness_terms(clips, pool)
     v = _solve_velocity(gy, gx, dt, ridge)
     r = dt + v[:, 0, None, None, None, None] * gy + v[:, 1, None, None, None, None] * gx
-    total = lambda a: jnp.sum(a, axis=(1, 2, 3, 4))
-    change = total(dt * dt)
-    return jnp.where(change > 1e-12, 1.0 - total(r * r) / jnp.maximum(change, 1e-12), 0.0)
+    change = _total(dt * dt)
+    return jnp.where(change > 1e-12, 1.0 - _total(r * r) / jnp.maximum(change, 1e-12), 0.0)
 
 
 def motion_agreement(clips: jax.Array, planned: jax.Array, pool: int = 1) -> jax.Array:
