@@ -318,8 +318,10 @@ def evaluate_application(f) -> None:
     stage = pretrained.base_stage_for(f.pretrained, f.mode, f.base_stage)
     needs = ("conditional",) if stage == "conditional" else ("stunet",)
     run = runs.load_run(f.base_run, needs, f.ema, field="--base_run") if f.base_run else None
-    pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, base_stage=stage,
-                                           base=run, **cli.sampling_overrides(f))
+    mode = f.mode if f.mode in pretrained.SAMPLE_MODES else "t2v"  # style: text-to-video
+    pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress, mode=mode,
+                                           base_stage=stage, base=run,
+                                           **cli.sampling_overrides(f))
     base_unet = pipe.base_params
     style_unet = pretrained.load_stage(f.pretrained, f.style)[1]["unet"] if (
         f.mode == "style") else None

@@ -55,6 +55,10 @@ flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what
 flags.DEFINE_multi_string("mode_stage", [], "MODE=STAGE, repeatable: the stage i2v / "
                           "cinemagraph / inpaint sample from (base or conditional; kept from the "
                           "folder's manifest when not given, else conditional when shipped)")
+flags.DEFINE_multi_string("mode_candidate_score", [], "MODE=SCORE, repeatable: how best of "
+                          "--candidates picks in i2v / cinemagraph / inpaint (motion or "
+                          "coherence; kept from the folder's manifest when not given, else "
+                          "--candidate_score)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -82,6 +86,25 @@ def mode_stage_choices(settings: list[str], stage_names: set[str]) -> dict[str, 
             raise ValueError(f"--mode_stage={setting!r}: the folder has no {stage!r} stage "
                              f"(it will have {sorted(stage_names)})")
         choices[mode] = stage
+    return choices
+
+
+def mode_sampling_choices(settings: list[str], values: dict) -> dict[str, dict]:
+    """--mode_candidate_score MODE=SCORE settings -> {mode: {'candidate_score': SCORE}}, each
+    checked as a `SamplingConfig` with the other defaults (`values`)."""
+    scores = ("motion", "coherence")  # the critic reads text-to-video clips only
+    choices = {}
+    for setting in settings:
+        mode, _, score = setting.partition("=")
+        if mode not in pretrained.CONDITIONED_MODES or score not in scores:
+            raise ValueError(f"--mode_candidate_score={setting!r}: expected MODE=SCORE with "
+                             f"MODE one of {pretrained.CONDITIONED_MODES} and SCORE one of "
+                             f"{scores}")
+        try:
+            SamplingConfig(**{**values, "candidate_score": score})
+        except ValueError as e:
+            raise ValueError(f"--mode_candidate_score={setting!r}: {e}") from None
+        choices[mode] = {"candidate_score": score}
     return choices
 
 
@@ -157,6 +180,7 @@ def main(argv) -> None:
     del argv
     f = flags.FLAGS
     sampling, checked = sampling_defaults(f)
+    chosen_sampling = mode_sampling_choices(f.mode_candidate_score, sampling)
     stages, training, sources = {}, {}, {}
     for spec in f.stage:
         name, _, rest = spec.partition("=")
@@ -206,6 +230,11 @@ def main(argv) -> None:
     mode_stages = {**old.get("mode_stages", {}), **chosen_stages}
     if mode_stages:
         extra["mode_stages"] = mode_stages
+    old_sampling = old.get("mode_sampling", {})
+    mode_sampling = {m: {**old_sampling.get(m, {}), **chosen_sampling.get(m, {})}
+                     for m in {**old_sampling, **chosen_sampling}}
+    if mode_sampling:
+        extra["mode_sampling"] = mode_sampling
     path = pretrained.write_manifest(f.out, entries, sampling=sampling, sources=sources,
                                      **extra)
     print(f"wrote {path}")

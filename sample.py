@@ -233,7 +233,7 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         if stage != "base":
             logging.info("--mode=%s: sampling the shipped %r stage", f.mode, stage)
         return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
-                                               base_stage=stage, style=style,
+                                               mode=f.mode, base_stage=stage, style=style,
                                                style_alpha=f.style_alpha if style else 0.0,
                                                **overrides)
     if f.base_stage:

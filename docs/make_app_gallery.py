@@ -78,8 +78,7 @@ def main(modes: list[str]) -> None:
     source = load_source("moving_shapes/f16_s32", "test")
     key = jax.random.key(0)
     for mode in [m for m in MODES if m in modes and m != "style"]:  # style: below
-        stage = pretrained.base_stage_for(FOLDER, mode)
-        pipe = LumierePipeline.from_pretrained(FOLDER, base_stage=stage, progress=True)
+        pipe = LumierePipeline.from_pretrained(FOLDER, mode=mode, progress=True)
         tasks = apps.make_tasks(mode, source, CLIPS, seed=0)
         videos = apps.run_tasks(pipe, tasks, key, batch_size=CLIPS, base_only=True)
         rows = [_row(_input_of(t), v) for t, v in zip(tasks, videos)]

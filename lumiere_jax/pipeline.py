@@ -494,14 +494,16 @@ class LumierePipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike, sampling: SamplingConfig | None = None,
-                        progress: bool = False, base_stage: str = "base",
+                        progress: bool = False, mode: str = "t2v", base_stage: str | None = None,
                         style: str | None = None, style_alpha: float = 0.0,
                         base: tuple[Any, dict] | None = None,
                         critic: tuple[Any, dict] | None = None,
                         layout: tuple[Any, dict] | None = None,
                         **sampling_overrides) -> "LumierePipeline":
-        """The cascade of a pretrained folder: stage `base_stage` ('base', or e.g.
-        'conditional' for the applications) and 'ssr'. `style`: a shipped style stage (a
+        """The cascade of a pretrained folder for `mode` (`pretrained.SAMPLE_MODES`: 't2v',
+        'edit', or a mode that reads a `<C, M>` condition: 'i2v', 'cinemagraph',
+        'inpaint'): its base stage (`base_stage`, else the one the manifest chooses for the
+        mode, `pretrained.base_stage_for`) and 'ssr'. `style`: a shipped style stage (a
         T2I run, e.g. 'style_outline') blended into the base's spatial weights,
         `alpha W_style + (1 - alpha) W_base` (`interpolate_spatial_weights`; alpha in
         [0, 1]). `base`: a (train config, `{'unet', 'text'}` weights) pair used instead of
@@ -510,16 +512,26 @@ class LumierePipeline:
         stage by `critic_scale`; `critic`: a 'critic' run's (config, weights) used instead.
         Likewise its 'layout' stage draws the first steps (`layout_until`); `layout`: a
         'layout' run's (config, weights) used instead.
-        Sampling defaults come from the manifest; `sampling_overrides` (e.g.
-        `base_steps=16`, `critic_scale=0`) replace them."""
+        Sampling defaults come from the manifest, for `mode` (its 'mode_sampling' can set
+        other defaults per mode); `sampling_overrides` (e.g. `base_steps=16`,
+        `critic_scale=0`) replace them."""
         manifest = pretrained.read_manifest(folder)
         if sampling is None:
             fields = {f.name for f in dataclasses.fields(SamplingConfig)}
-            saved = {k: v for k, v in manifest.get("sampling", {}).items() if k in fields}
+            defaults = pretrained.sampling_defaults(folder, mode)  # checks 'mode_sampling'
+            unknown = sorted(set(manifest.get("mode_sampling", {}).get(mode, {})) - fields)
+            if unknown:
+                raise ValueError(f"{os.path.join(os.fspath(folder), pretrained.MANIFEST)!r}: "
+                                 f"'mode_sampling'[{mode!r}] sets {unknown}, which are not "
+                                 "SamplingConfig fields")
+            saved = {k: v for k, v in defaults.items() if k in fields}
             sampling = SamplingConfig(**{**saved, **sampling_overrides})
         elif sampling_overrides:
             sampling = dataclasses.replace(sampling, **sampling_overrides)
-        base_cfg, base = base if base is not None else pretrained.load_stage(folder, base_stage)
+        if base is None:
+            base = pretrained.load_stage(folder,
+                                         pretrained.base_stage_for(folder, mode, base_stage))
+        base_cfg, base = base
         if style is not None:
             style_cfg, style_params = pretrained.load_stage(folder, style)
             if style_cfg.stage != "t2i":

@@ -165,12 +165,15 @@ def stage_of_kind(folder: str | os.PathLike, kind: str) -> str:
 
 CONDITIONED_MODES = ("i2v", "cinemagraph", "inpaint")  # read a <C, M> condition
 BASE_STAGES = ("base", "conditional")  # what a conditioned mode can sample from
+SAMPLE_MODES = ("t2v", "edit") + CONDITIONED_MODES  # what sample.py's --mode makes
 
 
 def base_stage_for(folder: str | os.PathLike, mode: str, stage: str | None = None) -> str:
     """The stage to sample `mode` from. Text-to-video and edit: 'base'. The modes that read
     a `<C, M>` condition: `stage` if given, else the manifest's `mode_stages[mode]`, else
     'conditional' when the folder ships one; 'base' is steered by replacement alone."""
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"mode={mode!r}; valid: {SAMPLE_MODES}")
     manifest = read_manifest(folder)
     if mode not in CONDITIONED_MODES:
         if stage not in (None, "base"):
@@ -185,6 +188,26 @@ def base_stage_for(folder: str | os.PathLike, mode: str, stage: str | None = Non
         raise ValueError(f"base stage {chosen!r} for --mode={mode} ({where}): "
                          f"{os.fspath(folder)!r} ships {shipped}")
     return chosen
+
+
+def sampling_defaults(folder: str | os.PathLike, mode: str = "t2v") -> dict:
+    """The folder's sampling defaults for `mode`: the manifest's 'sampling', updated by its
+    'mode_sampling'[mode] where it has one (e.g. `{"i2v": {"candidate_score": "motion"}}`:
+    one mode picks its candidates another way). Field names are checked by the caller
+    (`SamplingConfig`); the mode names and layout here."""
+    manifest = read_manifest(folder)
+    per_mode = manifest.get("mode_sampling", {})
+    where = os.path.join(os.fspath(folder), MANIFEST)
+    if not isinstance(per_mode, dict) or not all(isinstance(v, dict) for v in per_mode.values()):
+        raise ValueError(f"{where!r}: 'mode_sampling' must map a mode to sampling fields, "
+                         f'e.g. {{"i2v": {{"candidate_score": "motion"}}}}')
+    unknown = sorted(set(per_mode) - set(SAMPLE_MODES))
+    if unknown:
+        raise ValueError(f"{where!r}: 'mode_sampling' names the modes {unknown}; valid: "
+                         f"{SAMPLE_MODES}")
+    if mode not in SAMPLE_MODES:
+        raise ValueError(f"mode={mode!r}; valid: {SAMPLE_MODES}")
+    return {**manifest.get("sampling", {}), **per_mode.get(mode, {})}
 
 
 def _entry(folder: str | os.PathLike, name: str) -> dict:

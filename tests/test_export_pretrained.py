@@ -46,6 +46,12 @@ def sources(tmp_path_factory):
     (["--sampler", "euler"], "--sampler='euler': SamplingConfig.sampler='euler'"),
     (["--mode_stage", "edit=base"], "--mode_stage='edit=base': expected MODE=STAGE"),
     (["--mode_stage", "i2v=conditional"], "the folder has no 'conditional' stage"),
+    (["--mode_candidate_score", "edit=motion"], "--mode_candidate_score='edit=motion': "
+                                                "expected MODE=SCORE"),
+    (["--mode_candidate_score", "i2v=critic"], "SCORE one of ('motion', 'coherence')"),
+    (["--mode_candidate_score", "i2v=motion", "--candidates", "4"],
+     "--mode_candidate_score='i2v=motion': SamplingConfig.candidate_score='motion' "
+     "compares each candidate with the planner's motion: it needs motion_noise > 0"),
 ])
 def test_bad_sampling_defaults_are_one_line_and_nothing_is_written(tmp_path, sources, flags,
                                                                    message):
@@ -79,8 +85,18 @@ def test_mode_stage_is_written_and_chooses_the_stage_a_mode_samples(tmp_path, so
     base, cond = (one_stage_folder(tmp, name) for name in ("base", "conditional"))
     out = tmp_path / "out"
     r = export(out, "--stage", f"base={base}", "--stage", f"conditional={cond}",
-               "--stage", f"ssr={sources['ssr']}", "--mode_stage", "inpaint=base")
+               "--stage", f"ssr={sources['ssr']}", "--mode_stage", "inpaint=base",
+               "--mode_candidate_score", "i2v=coherence")
     assert r.returncode == 0, r.stderr[-3000:]
     assert pretrained.read_manifest(out)["mode_stages"] == {"inpaint": "base"}
+    assert pretrained.read_manifest(out)["mode_sampling"] == {"i2v": {"candidate_score":
+                                                                      "coherence"}}
+    assert pretrained.sampling_defaults(out, "i2v")["candidate_score"] == "coherence"
+    assert pretrained.sampling_defaults(out, "t2v")["candidate_score"] == "critic"
+    r = export(out, "--stage", f"ssr={sources['ssr']}", "--mode_candidate_score",
+               "inpaint=coherence")  # a later export keeps what it does not name
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert pretrained.read_manifest(out)["mode_sampling"] == {
+        "i2v": {"candidate_score": "coherence"}, "inpaint": {"candidate_score": "coherence"}}
     assert pretrained.base_stage_for(out, "inpaint") == "base"
     assert pretrained.base_stage_for(out, "i2v") == "conditional"  # no choice: shipped one

@@ -3,6 +3,7 @@ and one-line errors naming the file for damaged, missing or mismatched weights."
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -197,3 +198,34 @@ def test_each_conditioned_mode_samples_the_stage_the_manifest_or_the_caller_choo
     broken = folder("broken", ["base"], mode_stages={"i2v": "conditional"})
     with pytest.raises(ValueError, match=r"for --mode=i2v \(in .*manifest.json\)"):
         pretrained.base_stage_for(broken, "i2v")
+
+
+def test_mode_sampling_sets_a_modes_own_defaults_under_the_callers(folder, tmp_path):
+    """The manifest's 'mode_sampling'[mode] replaces its 'sampling' for that mode only; the
+    caller's overrides replace both; a mode or field it does not know is a one-line error
+    naming the manifest."""
+    out, _ = folder
+    path = tmp_path / "per_mode"
+    shutil.copytree(out, path)
+
+    def with_mode_sampling(value):
+        manifest = pretrained.read_manifest(path)
+        manifest["mode_sampling"] = value
+        with open(path / pretrained.MANIFEST, "w") as f:
+            json.dump(manifest, f)
+
+    with_mode_sampling({"i2v": {"base_steps": 5, "candidate_score": "coherence"}})
+    steps = {m: LumierePipeline.from_pretrained(path, mode=m).sampling.base_steps
+             for m in ("t2v", "edit", "i2v", "inpaint")}
+    assert steps == {"t2v": 3, "edit": 3, "i2v": 5, "inpaint": 3}
+    i2v = LumierePipeline.from_pretrained(path, mode="i2v", base_steps=7)
+    assert (i2v.sampling.base_steps, i2v.sampling.candidate_score) == (7, "coherence")
+    assert pretrained.sampling_defaults(path, "i2v")["base_steps"] == 5
+    with pytest.raises(ValueError, match=r"mode='style'; valid: \('t2v'"):
+        LumierePipeline.from_pretrained(path, mode="style")
+    for bad, message in [({"i2v": {"steps": 5}}, r"\['steps'\], which are not SamplingConfig"),
+                         ({"video": {"base_steps": 5}}, r"names the modes \['video'\]"),
+                         ({"i2v": 5}, "must map a mode to sampling fields")]:
+        with_mode_sampling(bad)
+        with pytest.raises(ValueError, match=f"manifest.json'.*{message}"):
+            LumierePipeline.from_pretrained(path, mode="i2v")
