@@ -50,6 +50,9 @@ flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion", "coherence"]
                   "how best of --candidates picks (the critic's score, the measured motion "
                   "against the planner's, or how much of the clip's change one translation "
                   "explains)")
+flags.DEFINE_float("image_start", 0.0, "default: the noise level image-to-video starts at "
+                   "from the given image carried along the planned motion (needs "
+                   "--motion_noise; 0: from pure noise)")
 flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what of that "
                   "noise moves, the whole field or one disc per object phrase")
 flags.DEFINE_multi_string("mode_stage", [], "MODE=STAGE, repeatable: the stage i2v / "
@@ -69,7 +72,7 @@ SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="
                       critic_scale="critic_scale", base_candidates="candidates",
                       layout_until="layout_until", layout_guidance="layout_guidance",
                       motion_noise="motion_noise", motion_layout="motion_layout",
-                      candidate_score="candidate_score",
+                      candidate_score="candidate_score", image_start="image_start",
                       window="window", stride="stride")
 
 
@@ -122,7 +125,7 @@ def sampling_defaults(f) -> tuple[dict, SamplingConfig]:
                   base_candidates=f.candidates, layout_until=f.layout_until,
                   layout_guidance=f.layout_guidance, motion_noise=f.motion_noise,
                   motion_layout=f.motion_layout, candidate_score=f.candidate_score,
-                  window=f.window or None,
+                  image_start=f.image_start, window=f.window or None,
                   stride=f.stride or None)
     try:
         return values, SamplingConfig(**values)

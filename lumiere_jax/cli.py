@@ -28,7 +28,8 @@ HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 # whose None keeps the pretrained folder's default.
 OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="critic_scale",
                                layout_until="layout_until", motion_noise="motion_noise",
-                               motion_layout="motion_layout", candidate_score="candidate_score")
+                               motion_layout="motion_layout", candidate_score="candidate_score",
+                               image_start="image_start")
 # `SamplingConfig` field <- the shared flag that sets it, for the flags whose 0 / None keeps
 # the default.
 DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
@@ -64,6 +65,9 @@ def define_base_stage_flags() -> None:
                       "clip whose measured motion agrees best with the planner's, or the clip "
                       "whose change one translation explains best (None: the pretrained "
                       "default)")
+    flags.DEFINE_float("image_start", None, "i2v: the base stage starts at this noise level "
+                       "from the given image carried along the planned motion (SDEdit of the "
+                       "moved image; None: the pretrained default; 0: from pure noise)")
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "
                       "pretrained default)")

@@ -44,7 +44,8 @@ from lumiere_jax.applications.style import interpolate_spatial_weights
 from lumiere_jax.diffusion.clip_motion import motion_agreement, motion_coherence
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
-from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, object_noise, plan_tracks,
+from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, carried_frames, object_noise,
+                                                plan_tracks,
                                                 translating_noise)
 from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
                                                   window_starts)
@@ -182,6 +183,10 @@ class SamplingConfig:
       object phrase, which moves with that phrase's travel from a random start; for a base
       trained on it, `diffusion.motion_layout='objects'`). The conditional modes always
       move the whole field.
+    image_start: image-to-video with `motion_noise`: the base stage starts part way, at
+      t = image_start, from the given frame carried along the planned motion
+      (`diffusion.motion_noise.carried_frames`) noised to that level with the moving noise
+      (SDEdit of a translated still); 0 = off, from pure noise at t = 1.
     """
 
     base_steps: int = 50
@@ -212,6 +217,7 @@ class SamplingConfig:
     motion_noise: float = 0.0
     motion_layout: str = "field"
     motion_radius: float = 0.16
+    image_start: float = 0.0
 
     def critic_settings(self) -> list[str]:
         """The settings that use a `GuidanceCritic` (critic guidance, best of K), each as
@@ -269,6 +275,12 @@ class SamplingConfig:
                 and math.isfinite(self.layout_guidance)):
             raise ValueError(f"SamplingConfig.layout_guidance={self.layout_guidance!r} must be "
                              "a finite number (1: no guidance).")
+        if not (isinstance(self.image_start, (int, float)) and 0.0 <= self.image_start < 1.0):
+            raise ValueError(f"SamplingConfig.image_start={self.image_start!r} must be in "
+                             "[0, 1) (0: image-to-video starts from pure noise).")
+        if self.image_start and not self.motion_noise:
+            raise ValueError(f"SamplingConfig.image_start={self.image_start} carries the image "
+                             "along the planner's motion: it needs motion_noise > 0.")
         if not (isinstance(self.motion_noise, (int, float)) and 0.0 <= self.motion_noise < 1.0):
             raise ValueError(f"SamplingConfig.motion_noise={self.motion_noise!r} must be in "
                              "[0, 1) (0: plain Gaussian starting noise).")
@@ -314,6 +326,13 @@ class EditRequest:
 
     video_low: jax.Array
     strength: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class ImageRequest(ConditionRequest):
+    """Image-to-video: a `ConditionRequest` whose frame 0 is the given image (the base
+    stage may start from it carried along the plan, `SamplingConfig.image_start`)."""
 
 
 Request = TextRequest | ConditionRequest | EditRequest
@@ -644,9 +663,15 @@ class LumierePipeline:
             rep, cond_fn = with_candidates(k)
             start = (None if velocity is None else translating_noise(
                 k_base, (batch * k,) + shape[1:], rep(velocity), s.motion_noise))
+            t_start = 1.0
+            if isinstance(request, ImageRequest) and s.image_start and velocity is not None:
+                t_start = s.image_start  # SDEdit of the image carried along the plan
+                image = rep(split_condition(request.cond_low)[0][:, 0])
+                alpha, sigma = self.base_schedule.alpha_sigma(jnp.float32(t_start))
+                start = alpha * carried_frames(image, rep(velocity), num_frames) + sigma * start
             low_res = sample_conditional(cond_fn, rep(request.cond_low), k_base_sample,
                                          replace_known=s.replace_known, x_start=start,
-                                         **base_kw)
+                                         t_start=t_start, **base_kw)
             if k > 1:
                 low_res = jnp.clip(low_res, -1.0, 1.0)
                 low_res = best_of(low_res, pixel_scores(low_res, rep), k)
@@ -805,7 +830,7 @@ class LumierePipeline:
         image = pixels_input("image", image, 4, len(prompts))
         return self._run_conditioned(prompts, key, num_frames, return_low_res, base_only,
                                      lambda size: image_to_video_condition(
-                                         self._fit(image, size), num_frames))
+                                         self._fit(image, size), num_frames), ImageRequest)
 
     def cinemagraph(self, prompts: Sequence[str] | str, image: Any, still_mask: Any,
                     key: jax.Array, *, num_frames: int | None = None,
@@ -859,10 +884,11 @@ class LumierePipeline:
 
     def _run_conditioned(self, prompts: list[str], key: jax.Array, num_frames: int,
                          return_low_res: bool, base_only: bool,
-                         build: Callable[[int], jax.Array]):
-        """A `ConditionRequest`; `build(size)` gives the `<C, M>` condition at `size` px."""
-        request = ConditionRequest(cond_low=build(self.base_config.image_size),
-                                   cond_high=build(self.ssr_config.image_size))
+                         build: Callable[[int], jax.Array],
+                         kind: type[ConditionRequest] = ConditionRequest):
+        """A `kind` request; `build(size)` gives the `<C, M>` condition at `size` px."""
+        request = kind(cond_low=build(self.base_config.image_size),
+                       cond_high=build(self.ssr_config.image_size))
         return self._run(prompts, key, num_frames, return_low_res, request, base_only)
 
     @staticmethod

@@ -484,6 +484,59 @@ def test_coherence_candidates_in_text_to_video_and_image_to_video(parts, pipe):
     assert np.abs(picked[:, 0].astype(int) - image.astype(int)).max() <= 1
 
 
+def _carried(image, velocity, num_frames):
+    """NumPy: frame k = `image` (H, W, C) moved by about k * velocity whole pixels (the
+    translating noise's own offsets), uncovered pixels copied from the nearest edge."""
+    t = np.arange(num_frames) - (num_frames - 1) / 2.0
+    offsets = np.floor(t[:, None] * velocity[None] + 0.5).astype(int)
+    h, w = image.shape[:2]
+    out = []
+    for dy, dx in offsets - offsets[0]:
+        rows = np.clip(np.arange(h) - dy, 0, h - 1)
+        cols = np.clip(np.arange(w) - dx, 0, w - 1)
+        out.append(image[rows][:, cols])
+    return np.stack(out)
+
+
+def test_image_start_begins_image_to_video_from_the_image_carried_along_the_plan(parts, pipe):
+    """`image_start`: i2v starts at t = image_start from the given frame moved along the
+    planner's velocity, noised. The base's weights are zeros (every prediction 0, so each
+    output frame is a rescaled, clipped copy of its start): frames 1.. then follow the
+    image carried the planned way (a NumPy copy of it), not the other way, and without
+    `image_start` they follow neither."""
+    from lumiere_jax.text.motion_planner import MotionPlanner, num_features
+
+    weights = np.zeros((num_features(1), 2))
+    weights[-1] = (0.4, -0.3)  # every prompt: down and to the left, ~0.9 px a frame
+    planner = MotionPlanner(("a",), weights)
+    prompts, key = ["a red ball bounces", "waves"], jax.random.key(5)
+    image = np.random.default_rng(2).integers(0, 256, (16, 16, 3), np.uint8)
+    still = (parts[0], jax.tree.map(jnp.zeros_like, parts[1])) + tuple(parts[2:])
+    moving = dataclasses.replace(pipe.sampling, motion_noise=0.9, base_candidates=1)
+    v = planner.velocity(prompts, 16, 8)[0]
+    pixels = image.astype(np.float64)
+    planned, reversed_ = _carried(pixels, v, 8)[1:], _carried(pixels, -v, 8)[1:]
+
+    def corr(a, b):
+        return np.corrcoef(a.astype(np.float64).ravel(), b.ravel())[0, 1]
+
+    for start, follows in ((0.2, True), (0.0, False)):
+        sampler = LumierePipeline(*still, motion_planner=planner, sampling=dataclasses.replace(
+            moving, image_start=start))
+        out = sampler.image_to_video(prompts, image, key, base_only=True)
+        assert np.abs(out[:, 0].astype(int) - image.astype(int)).max() <= 1
+        for clip in out:
+            with_plan, against = corr(clip[1:], planned), corr(clip[1:], reversed_)
+            if follows:
+                assert with_plan > 0.7 and with_plan > against + 0.4, (with_plan, against)
+            else:
+                assert abs(with_plan) < 0.2, with_plan
+    with pytest.raises(ValueError, match="image_start=0.5 carries the image"):
+        dataclasses.replace(moving, motion_noise=0.0, image_start=0.5)
+    with pytest.raises(ValueError, match=r"image_start=1.0 must be in \[0, 1\)"):
+        dataclasses.replace(moving, image_start=1.0)
+
+
 def _tiny_layout(parts, image_size=8):
     """A random-weight `LayoutExpert` for the parts' 16 px base: 8 px, pooled 2x."""
     from lumiere_jax.diffusion.schedules import cosine_schedule

@@ -31,8 +31,8 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
                        schedule: Schedule, num_steps: int, sampler: str = "ddim",
                        prediction: str = "v", eta: float | jax.Array = 0.0,
                        clip: str | None = None, replace_known: bool = True,
-                       x_start: jax.Array | None = None, progress=None,
-                       time_shift: float = 0.0) -> jax.Array:
+                       x_start: jax.Array | None = None, t_start: float = 1.0,
+                       progress=None, time_shift: float = 0.0) -> jax.Array:
     """Sample J given `cond = <C * M, M>`, from t = 1 to 0 (one `lax.scan`; jit the caller).
 
     model_fn(x (B, T, H, W, K), t (B,), cond) -> `prediction`-type output (a conditional
@@ -42,7 +42,9 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
     replace_known: overwrite the M = 1 region after each step with C noised to that
       step's level, so the output equals C exactly there (for a soft M, the M-weighted
       blend of C and the sample).
-    x_start: (B, T, H, W, K) noise at t = 1; None draws it from `key`.
+    x_start: (B, T, H, W, K), x at t = t_start (noise at t = 1); None draws N(0, I) from
+      `key` (then t_start must be 1).
+    t_start: where sampling starts, in (0, 1] (below 1: SDEdit of a guess at J).
     progress: host callback per finished step (see `samplers.sample`).
     Returns J at t = 0, (B, T, H, W, K) float32 (x_start's dtype when given).
     """
@@ -52,6 +54,8 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
     shape = tuple(known.shape)
     key_noise, key_sample = jax.random.split(key)
     if x_start is None:
+        if t_start != 1.0:
+            raise ValueError(f"t_start={t_start} needs x_start (x at that time).")
         x_start = jax.random.normal(key_noise, shape, jnp.float32)
     elif tuple(np.shape(x_start)) != shape:
         raise ValueError(f"x_start has shape {np.shape(x_start)}; cond {tuple(cond.shape)} "
@@ -59,4 +63,5 @@ def sample_conditional(model_fn: ModelFn, cond: jax.Array, key: jax.Array, *,
     hook = replacement_hook(known, mask) if replace_known else None
     return sample(lambda x, t: model_fn(x, t, cond), x_start, key_sample, schedule=schedule,
                   sampler=sampler, num_steps=num_steps, prediction=prediction, eta=eta,
-                  clip=clip, step_hook=hook, progress=progress, time_shift=time_shift)
+                  t_start=t_start, clip=clip, step_hook=hook, progress=progress,
+                  time_shift=time_shift)

@@ -34,6 +34,24 @@ def frame_offsets(num_frames: int, velocity: jax.Array) -> jax.Array:
     return jnp.floor(t[None, :, None] * velocity[:, None, :] + 0.5).astype(jnp.int32)
 
 
+def carried_frames(image: jax.Array, velocity: jax.Array, num_frames: int) -> jax.Array:
+    """`image: (B, H, W, C)`, `velocity: (B, 2)` (dy, dx) px per frame -> `(B, T, H, W, C)`:
+    frame k is the image moved as `translating_noise`'s shared field moves from frame 0 to
+    frame k (about k * v whole pixels; frame 0 is the image itself), the pixels it uncovers
+    copied from the nearest edge. Image-to-video's start along the planned motion
+    (`SamplingConfig.image_start`)."""
+    offsets = frame_offsets(num_frames, velocity.astype(jnp.float32))
+    offsets = offsets - offsets[:, :1]  # frame 0 stays put
+    h, w = image.shape[1:3]
+
+    def moved(img: jax.Array, offset: jax.Array) -> jax.Array:  # (H, W, C), (2,)
+        rows = jnp.clip(jnp.arange(h) - offset[0], 0, h - 1)
+        cols = jnp.clip(jnp.arange(w) - offset[1], 0, w - 1)
+        return img[rows][:, cols]
+
+    return jax.vmap(lambda img, o: jax.vmap(lambda oi: moved(img, oi))(o))(image, offsets)
+
+
 def translating_noise(key: jax.Array, shape: tuple[int, ...], velocity: jax.Array,
                       correlation: float | jax.Array, dtype=jnp.float32) -> jax.Array:
     """`shape = (B, T, H, W, C)`, `velocity: (B, 2)` (dy, dx) px per frame -> noise of

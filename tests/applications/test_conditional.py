@@ -63,6 +63,21 @@ def test_replacement_with_image_to_video_condition(cheap_sampler):
     np.testing.assert_allclose(out[:, 1:], POINT[:, 1:], atol=1e-6)
 
 
+def test_sampling_can_start_part_way():
+    """t_start: one DDIM step from x_start at t = 0.4 with a constant eps-oracle E is the
+    closed form x0 = (x_start - sigma(0.4) E) / alpha(0.4); without x_start it is refused."""
+    cond = image_to_video_condition(VIDEO[:, 0], SHAPE[1])
+    oracle = lambda x, t, c: jnp.broadcast_to(POINT, x.shape)  # noqa: E731
+    out = sample_conditional(oracle, cond, jax.random.key(0), schedule=SCHEDULE, num_steps=1,
+                             prediction="eps", x_start=jnp.asarray(VIDEO), t_start=0.4,
+                             replace_known=False)
+    alpha, sigma = (float(a) for a in SCHEDULE.alpha_sigma(jnp.float32(0.4)))
+    np.testing.assert_allclose(out, (VIDEO - sigma * POINT) / alpha, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="t_start=0.4 needs x_start"):
+        sample_conditional(oracle, cond, jax.random.key(0), schedule=SCHEDULE, num_steps=1,
+                           t_start=0.4)
+
+
 def test_bad_sample_conditional_input():
     cond = inpainting_condition(VIDEO, KNOWN)
     kw = dict(schedule=SCHEDULE, num_steps=2)

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lumiere_jax.diffusion.motion_noise import frame_offsets, translating_noise
+from lumiere_jax.diffusion.motion_noise import carried_frames, frame_offsets, translating_noise
 
 
 def test_offsets_are_the_centred_travel_rounded_half_up():
@@ -26,6 +26,36 @@ def test_fully_shared_noise_is_one_field_rolled_along_the_velocity():
             shift = offsets[b, k] - offsets[b, 0]
             want = np.roll(x[b, 0], tuple(shift), axis=(0, 1))
             np.testing.assert_allclose(x[b, k], want, atol=2e-3)
+
+
+def test_carried_frames_move_the_image_with_the_noise_and_copy_the_edge():
+    """Frame k is the image moved by the noise's own offset from frame 0 to k (a NumPy loop
+    over pixels; uncovered pixels copy the nearest edge pixel), frame 0 the image; and
+    with fully shared noise moving the same way, every frame keeps the same noise under
+    the image: image + noise moves as one."""
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (2, 6, 7, 3)).astype(np.float32)
+    v = np.array([[1.0, -2.0], [-0.6, 0.4]], np.float32)
+    got = np.asarray(carried_frames(jnp.asarray(image), jnp.asarray(v), 5))
+    offsets = np.asarray(frame_offsets(5, jnp.asarray(v)))
+    assert got.shape == (2, 5, 6, 7, 3)
+    for b in range(2):
+        for k in range(5):
+            dy, dx = offsets[b, k] - offsets[b, 0]
+            for i in range(6):
+                for j in range(7):
+                    src = image[b, min(max(i - dy, 0), 5), min(max(j - dx, 0), 6)]
+                    np.testing.assert_array_equal(got[b, k, i, j], src)
+    np.testing.assert_array_equal(got[:, 0], image)
+    big = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)
+    noise = np.asarray(translating_noise(jax.random.key(3), (2, 5, 32, 32, 3), jnp.asarray(v),
+                                         1.0 - 1e-8))
+    both = np.asarray(carried_frames(jnp.asarray(big), jnp.asarray(v), 5)) + noise
+    for b in range(2):  # away from the edges and the roll's wrap, frame k is frame 0 moved
+        dy, dx = offsets[b, 4] - offsets[b, 0]
+        inner = both[b, 4, 10:22, 10:22]
+        np.testing.assert_allclose(inner, both[b, 0, 10 - dy:22 - dy, 10 - dx:22 - dx],
+                                   atol=2e-3)
 
 
 def test_each_element_is_standard_normal_and_the_shared_part_has_the_given_correlation():
