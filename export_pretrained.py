@@ -18,6 +18,7 @@ exported one at a time as they finish training.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -58,10 +59,10 @@ flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what
 flags.DEFINE_multi_string("mode_stage", [], "MODE=STAGE, repeatable: the stage i2v / "
                           "cinemagraph / inpaint sample from (base or conditional; kept from the "
                           "folder's manifest when not given, else conditional when shipped)")
-flags.DEFINE_multi_string("mode_candidate_score", [], "MODE=SCORE, repeatable: how best of "
-                          "--candidates picks in i2v / cinemagraph / inpaint (motion or "
-                          "coherence; kept from the folder's manifest when not given, else "
-                          "--candidate_score)")
+flags.DEFINE_multi_string("mode_sampling", [], "MODE.FIELD=VALUE, repeatable: a sampling "
+                          "default for one mode only, e.g. i2v.image_start=0.6 or "
+                          "inpaint.candidate_score=motion (FIELD: a SamplingConfig field; kept "
+                          "from the folder's manifest when not given)")
 flags.DEFINE_integer("window", 0, "default SSR window (0: the SSR config's num_frames)")
 flags.DEFINE_integer("stride", 0, "default SSR stride (0: window // 2)")
 
@@ -93,21 +94,32 @@ def mode_stage_choices(settings: list[str], stage_names: set[str]) -> dict[str, 
 
 
 def mode_sampling_choices(settings: list[str], values: dict) -> dict[str, dict]:
-    """--mode_candidate_score MODE=SCORE settings -> {mode: {'candidate_score': SCORE}}, each
-    checked as a `SamplingConfig` with the other defaults (`values`)."""
-    scores = ("motion", "coherence")  # the critic reads text-to-video clips only
-    choices = {}
+    """--mode_sampling MODE.FIELD=VALUE settings -> {mode: {field: value}}, each mode's
+    defaults checked as a `SamplingConfig` over the others (`values`). VALUE is read as
+    JSON (0.6, 1, true), else kept as a string (motion)."""
+    fields = {f.name for f in dataclasses.fields(SamplingConfig)}
+    choices: dict[str, dict] = {}
     for setting in settings:
-        mode, _, score = setting.partition("=")
-        if mode not in pretrained.CONDITIONED_MODES or score not in scores:
-            raise ValueError(f"--mode_candidate_score={setting!r}: expected MODE=SCORE with "
-                             f"MODE one of {pretrained.CONDITIONED_MODES} and SCORE one of "
-                             f"{scores}")
+        target, _, text = setting.partition("=")
+        mode, _, field = target.partition(".")
+        if mode not in pretrained.SAMPLE_MODES or field not in fields or not text:
+            raise ValueError(f"--mode_sampling={setting!r}: expected MODE.FIELD=VALUE with "
+                             f"MODE one of {pretrained.SAMPLE_MODES} and FIELD a SamplingConfig "
+                             "field (e.g. i2v.image_start=0.6)")
         try:
-            SamplingConfig(**{**values, "candidate_score": score})
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        choices.setdefault(mode, {})[field] = value
+    for mode, chosen in choices.items():
+        if mode != "t2v" and chosen.get("candidate_score") == "critic":
+            raise ValueError(f"--mode_sampling={mode}.candidate_score=critic: the critic reads "
+                             "text-to-video clips only (motion or coherence)")
+        try:
+            SamplingConfig(**{**values, **chosen})
         except ValueError as e:
-            raise ValueError(f"--mode_candidate_score={setting!r}: {e}") from None
-        choices[mode] = {"candidate_score": score}
+            given = ", ".join(f"{mode}.{k}={v!r}" for k, v in chosen.items())
+            raise ValueError(f"--mode_sampling {given}: {e}") from None
     return choices
 
 
@@ -183,7 +195,7 @@ def main(argv) -> None:
     del argv
     f = flags.FLAGS
     sampling, checked = sampling_defaults(f)
-    chosen_sampling = mode_sampling_choices(f.mode_candidate_score, sampling)
+    chosen_sampling = mode_sampling_choices(f.mode_sampling, sampling)
     stages, training, sources = {}, {}, {}
     for spec in f.stage:
         name, _, rest = spec.partition("=")
@@ -217,6 +229,11 @@ def main(argv) -> None:
     if checked.motion_noise and "motion_planner" not in old:
         raise ValueError(f"{flag_setting(f, 'motion_noise')} needs the folder's motion planner: "
                          f"run python scripts/fit_motion_planner.py {f.out} first")
+    for mode, chosen in chosen_sampling.items():
+        if chosen.get("motion_noise") and "motion_planner" not in old:
+            raise ValueError(f"--mode_sampling={mode}.motion_noise={chosen['motion_noise']} "
+                             "needs the folder's motion planner: run python "
+                             f"scripts/fit_motion_planner.py {f.out} first")
     chosen_stages = mode_stage_choices(f.mode_stage, set(entries) | set(stages))
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})

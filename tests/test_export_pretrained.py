@@ -46,12 +46,18 @@ def sources(tmp_path_factory):
     (["--sampler", "euler"], "--sampler='euler': SamplingConfig.sampler='euler'"),
     (["--mode_stage", "edit=base"], "--mode_stage='edit=base': expected MODE=STAGE"),
     (["--mode_stage", "i2v=conditional"], "the folder has no 'conditional' stage"),
-    (["--mode_candidate_score", "edit=motion"], "--mode_candidate_score='edit=motion': "
-                                                "expected MODE=SCORE"),
-    (["--mode_candidate_score", "i2v=critic"], "SCORE one of ('motion', 'coherence')"),
-    (["--mode_candidate_score", "i2v=motion", "--candidates", "4"],
-     "--mode_candidate_score='i2v=motion': SamplingConfig.candidate_score='motion' "
-     "compares each candidate with the planner's motion: it needs motion_noise > 0"),
+    (["--mode_sampling", "video.image_start=0.6"], "--mode_sampling='video.image_start=0.6': "
+                                                   "expected MODE.FIELD=VALUE"),
+    (["--mode_sampling", "i2v.start=0.6"], "FIELD a SamplingConfig field"),
+    (["--mode_sampling", "i2v.candidate_score=critic"], "the critic reads text-to-video"),
+    (["--mode_sampling", "i2v.image_start=0.6"],
+     "--mode_sampling i2v.image_start=0.6: SamplingConfig.image_start=0.6 carries the image "
+     "along the planner's motion: it needs motion_noise > 0"),
+    (["--mode_sampling", "i2v.motion_noise=0.9"],
+     "--mode_sampling=i2v.motion_noise=0.9 needs the folder's motion planner"),
+    (["--mode_sampling", "i2v.candidate_score=motion", "--candidates", "4"],
+     "SamplingConfig.candidate_score='motion' compares each candidate with the planner's "
+     "motion: it needs motion_noise > 0"),
 ])
 def test_bad_sampling_defaults_are_one_line_and_nothing_is_written(tmp_path, sources, flags,
                                                                    message):
@@ -86,17 +92,20 @@ def test_mode_stage_is_written_and_chooses_the_stage_a_mode_samples(tmp_path, so
     out = tmp_path / "out"
     r = export(out, "--stage", f"base={base}", "--stage", f"conditional={cond}",
                "--stage", f"ssr={sources['ssr']}", "--mode_stage", "inpaint=base",
-               "--mode_candidate_score", "i2v=coherence")
+               "--mode_sampling", "i2v.candidate_score=coherence", "--mode_sampling",
+               "i2v.base_steps=8")
     assert r.returncode == 0, r.stderr[-3000:]
     assert pretrained.read_manifest(out)["mode_stages"] == {"inpaint": "base"}
-    assert pretrained.read_manifest(out)["mode_sampling"] == {"i2v": {"candidate_score":
-                                                                      "coherence"}}
+    assert pretrained.read_manifest(out)["mode_sampling"] == {
+        "i2v": {"candidate_score": "coherence", "base_steps": 8}}
     assert pretrained.sampling_defaults(out, "i2v")["candidate_score"] == "coherence"
     assert pretrained.sampling_defaults(out, "t2v")["candidate_score"] == "critic"
-    r = export(out, "--stage", f"ssr={sources['ssr']}", "--mode_candidate_score",
-               "inpaint=coherence")  # a later export keeps what it does not name
+    r = export(out, "--stage", f"ssr={sources['ssr']}", "--mode_sampling",
+               "inpaint.candidate_score=coherence", "--mode_sampling",
+               "i2v.base_steps=6")  # a later export keeps what it does not name
     assert r.returncode == 0, r.stderr[-3000:]
     assert pretrained.read_manifest(out)["mode_sampling"] == {
-        "i2v": {"candidate_score": "coherence"}, "inpaint": {"candidate_score": "coherence"}}
+        "i2v": {"candidate_score": "coherence", "base_steps": 6},
+        "inpaint": {"candidate_score": "coherence"}}
     assert pretrained.base_stage_for(out, "inpaint") == "base"
     assert pretrained.base_stage_for(out, "i2v") == "conditional"  # no choice: shipped one
