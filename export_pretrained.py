@@ -51,7 +51,7 @@ flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion", "coherence"]
                   "how best of --candidates picks (the critic's score, the measured motion "
                   "against the planner's, or how much of the clip's change one translation "
                   "explains)")
-flags.DEFINE_float("image_start", 0.0, "default: the noise level image-to-video starts at "
+flags.DEFINE_float("image_start", 0.0, "default: the noise level i2v and cinemagraphs start at "
                    "from the given image carried along the planned motion (needs "
                    "--motion_noise; 0: from pure noise)")
 flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what of that "

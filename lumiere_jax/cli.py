@@ -65,9 +65,10 @@ def define_base_stage_flags() -> None:
                       "clip whose measured motion agrees best with the planner's, or the clip "
                       "whose change one translation explains best (None: the pretrained "
                       "default)")
-    flags.DEFINE_float("image_start", None, "i2v: the base stage starts at this noise level "
-                       "from the given image carried along the planned motion (SDEdit of the "
-                       "moved image; None: the pretrained default; 0: from pure noise)")
+    flags.DEFINE_float("image_start", None, "i2v, cinemagraph: the base stage starts at this "
+                       "noise level from the given image carried along the planned motion "
+                       "(SDEdit of the moved image; None: the pretrained default; 0: from pure "
+                       "noise)")
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "
                       "pretrained default)")

@@ -183,10 +183,11 @@ class SamplingConfig:
       object phrase, which moves with that phrase's travel from a random start; for a base
       trained on it, `diffusion.motion_layout='objects'`). The conditional modes always
       move the whole field.
-    image_start: image-to-video with `motion_noise`: the base stage starts part way, at
-      t = image_start, from the given frame carried along the planned motion
-      (`diffusion.motion_noise.carried_frames`) noised to that level with the moving noise
-      (SDEdit of a translated still); 0 = off, from pure noise at t = 1.
+    image_start: image-to-video and cinemagraphs with `motion_noise`: the base stage
+      starts part way, at t = image_start, from the given image carried along the planned
+      motion (`diffusion.motion_noise.carried_frames`) noised to that level with the
+      moving noise (SDEdit of a translated still; the known pixels are replaced after
+      every step as before); 0 = off, from pure noise at t = 1.
     """
 
     base_steps: int = 50
@@ -331,8 +332,11 @@ class EditRequest:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class ImageRequest(ConditionRequest):
-    """Image-to-video: a `ConditionRequest` whose frame 0 is the given image (the base
-    stage may start from it carried along the plan, `SamplingConfig.image_start`)."""
+    """Image-to-video and cinemagraphs: a `ConditionRequest` plus the given image at the
+    base size, image_low (B, h, w, 3) in [-1, 1] (the base stage may start from it
+    carried along the plan, `SamplingConfig.image_start`)."""
+
+    image_low: jax.Array
 
 
 Request = TextRequest | ConditionRequest | EditRequest
@@ -666,7 +670,7 @@ class LumierePipeline:
             t_start = 1.0
             if isinstance(request, ImageRequest) and s.image_start and velocity is not None:
                 t_start = s.image_start  # SDEdit of the image carried along the plan
-                image = rep(split_condition(request.cond_low)[0][:, 0])
+                image = rep(request.image_low)
                 alpha, sigma = self.base_schedule.alpha_sigma(jnp.float32(t_start))
                 start = alpha * carried_frames(image, rep(velocity), num_frames) + sigma * start
             low_res = sample_conditional(cond_fn, rep(request.cond_low), k_base_sample,
@@ -830,7 +834,7 @@ class LumierePipeline:
         image = pixels_input("image", image, 4, len(prompts))
         return self._run_conditioned(prompts, key, num_frames, return_low_res, base_only,
                                      lambda size: image_to_video_condition(
-                                         self._fit(image, size), num_frames), ImageRequest)
+                                         self._fit(image, size), num_frames), image)
 
     def cinemagraph(self, prompts: Sequence[str] | str, image: Any, still_mask: Any,
                     key: jax.Array, *, num_frames: int | None = None,
@@ -844,7 +848,7 @@ class LumierePipeline:
         return self._run_conditioned(prompts, key, num_frames, return_low_res, base_only,
                                      lambda size: cinemagraph_condition(
                                          self._fit(image, size), self._fit(still, size),
-                                         num_frames))
+                                         num_frames), image)
 
     def inpaint(self, prompts: Sequence[str] | str, video: Any, known_mask: Any,
                 key: jax.Array, *, return_low_res: bool = False, base_only: bool = False):
@@ -884,11 +888,13 @@ class LumierePipeline:
 
     def _run_conditioned(self, prompts: list[str], key: jax.Array, num_frames: int,
                          return_low_res: bool, base_only: bool,
-                         build: Callable[[int], jax.Array],
-                         kind: type[ConditionRequest] = ConditionRequest):
-        """A `kind` request; `build(size)` gives the `<C, M>` condition at `size` px."""
-        request = kind(cond_low=build(self.base_config.image_size),
-                       cond_high=build(self.ssr_config.image_size))
+                         build: Callable[[int], jax.Array], image: jax.Array | None = None):
+        """A `ConditionRequest`; `build(size)` gives the `<C, M>` condition at `size` px.
+        `image` (i2v, cinemagraph: (B, H, W, 3)) makes it an `ImageRequest`."""
+        low, high = self.base_config.image_size, self.ssr_config.image_size
+        request = ConditionRequest(cond_low=build(low), cond_high=build(high))
+        if image is not None:
+            request = ImageRequest(request.cond_low, request.cond_high, self._fit(image, low))
         return self._run(prompts, key, num_frames, return_low_res, request, base_only)
 
     @staticmethod

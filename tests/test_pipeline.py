@@ -499,8 +499,8 @@ def _carried(image, velocity, num_frames):
 
 
 def test_image_start_begins_image_to_video_from_the_image_carried_along_the_plan(parts, pipe):
-    """`image_start`: i2v starts at t = image_start from the given frame moved along the
-    planner's velocity, noised. The base's weights are zeros (every prediction 0, so each
+    """`image_start`: i2v (and a cinemagraph's animated region) starts at t = image_start
+    from the given frame moved along the planner's velocity, noised. The base's weights are zeros (every prediction 0, so each
     output frame is a rescaled, clipped copy of its start): frames 1.. then follow the
     image carried the planned way (a NumPy copy of it), not the other way, and without
     `image_start` they follow neither."""
@@ -531,6 +531,17 @@ def test_image_start_begins_image_to_video_from_the_image_carried_along_the_plan
                 assert with_plan > 0.7 and with_plan > against + 0.4, (with_plan, against)
             else:
                 assert abs(with_plan) < 0.2, with_plan
+    # a cinemagraph carries its image too: the still left half stays, the right half moves
+    sampler = LumierePipeline(*still, motion_planner=planner, sampling=dataclasses.replace(
+        moving, image_start=0.2))
+    still_mask = np.zeros((16, 16), np.float32)
+    still_mask[:, :8] = 1.0
+    out = sampler.cinemagraph(prompts, image, still_mask, key, base_only=True)
+    assert np.abs(out[..., :8, :].astype(int) - image[:, :8].astype(int)).max() <= 1
+    for clip in out:
+        right = clip[1:, :, 8:]
+        with_plan, against = corr(right, planned[:, :, 8:]), corr(right, reversed_[:, :, 8:])
+        assert with_plan > 0.7 and with_plan > against + 0.4, (with_plan, against)
     with pytest.raises(ValueError, match="image_start=0.5 carries the image"):
         dataclasses.replace(moving, motion_noise=0.0, image_start=0.5)
     with pytest.raises(ValueError, match=r"image_start=1.0 must be in \[0, 1\)"):
