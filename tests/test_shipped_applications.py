@@ -4,8 +4,10 @@ clips drawn by the renderer (test-split seeds, never trained on); every figure c
 `lumiere_jax.eval.applications.measure`, which reads pixels only.
 
 Asserted: what makes each mode what it is (the given frame / region is kept, something
-moves or changes where it should, the style blend is exact at alpha 0 and shows at 1).
-The direction figures are measured by `evaluate.py --mode ...` (README), not asserted.
+moves or changes where it should, the style blend is exact at alpha 0 and shows at 1),
+and for image-to-video and cinemagraphs, which start from the image carried along the
+plan, the prompt's direction; the other modes' direction figures are measured by
+`evaluate.py --mode ...` (README), not asserted.
 """
 
 import os
