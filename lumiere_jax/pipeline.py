@@ -45,8 +45,7 @@ from lumiere_jax.diffusion.clip_motion import motion_agreement, motion_coherence
 from lumiere_jax.diffusion.guidance import CLIP_MODES, critic_guidance, noise_augment
 from lumiere_jax.diffusion.layout import layout_denoiser, switch_at
 from lumiere_jax.diffusion.motion_noise import (MOTION_LAYOUTS, carried_frames, object_noise,
-                                                plan_tracks,
-                                                translating_noise)
+                                                plan_tracks, translating_noise)
 from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_denoiser,
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
@@ -668,7 +667,7 @@ class LumierePipeline:
             start = (None if velocity is None else translating_noise(
                 k_base, (batch * k,) + shape[1:], rep(velocity), s.motion_noise))
             t_start = 1.0
-            if isinstance(request, ImageRequest) and s.image_start and velocity is not None:
+            if isinstance(request, ImageRequest) and s.image_start:  # implies motion_noise
                 t_start = s.image_start  # SDEdit of the image carried along the plan
                 image = rep(request.image_low)
                 alpha, sigma = self.base_schedule.alpha_sigma(jnp.float32(t_start))
@@ -892,9 +891,9 @@ class LumierePipeline:
         """A `ConditionRequest`; `build(size)` gives the `<C, M>` condition at `size` px.
         `image` (i2v, cinemagraph: (B, H, W, 3)) makes it an `ImageRequest`."""
         low, high = self.base_config.image_size, self.ssr_config.image_size
-        request = ConditionRequest(cond_low=build(low), cond_high=build(high))
-        if image is not None:
-            request = ImageRequest(request.cond_low, request.cond_high, self._fit(image, low))
+        cond = dict(cond_low=build(low), cond_high=build(high))
+        request = (ConditionRequest(**cond) if image is None
+                   else ImageRequest(**cond, image_low=self._fit(image, low)))
         return self._run(prompts, key, num_frames, return_low_res, request, base_only)
 
     @staticmethod
