@@ -33,7 +33,8 @@ OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="criti
 # `SamplingConfig` field <- the shared flag that sets it, for the flags whose 0 / None keeps
 # the default.
 DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
-                              base_guidance="guidance", base_candidates="candidates")
+                              base_guidance="guidance", base_candidates="candidates",
+                              clips_per_call="clips_per_call")
 
 
 def define_base_stage_flags() -> None:
@@ -53,6 +54,9 @@ def define_base_stage_flags() -> None:
                          "cinemagraph and inpaint with --candidate_score=coherence or "
                          "motion), the one "
                          "--candidate_score picks kept (0: the pretrained default; 1: off)")
+    flags.DEFINE_integer("clips_per_call", 0, "the base network sees at most this many clips "
+                         "per call (guidance and --candidates multiply the batch; 0: 16 on "
+                         "CPU, where smaller calls stay in cache, the whole batch on GPU / TPU)")
     flags.DEFINE_float("time_shift", None, "log-SNR shift of the base stage's step times "
                        "(None: the pretrained default, else 0 = evenly spaced in t; < 0 spends "
                        "more steps at high noise)")

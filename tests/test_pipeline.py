@@ -72,6 +72,32 @@ def videos(pipe):
     return pipe(["a red ball bounces", "waves"], jax.random.key(1), return_low_res=True)
 
 
+def test_clips_per_call_bounds_the_base_networks_batch(parts, pipe):
+    """The base STUNet sees at most `clips_per_call` clips per call (2 prompts with guidance
+    are 4 clips; the default on CPU, 16, takes them at once), and the clips are the
+    whole-batch clips."""
+    seen = []
+
+    def spy(next_fun, args, kwargs, context):  # the batch of every UNet call traced
+        if isinstance(context.module, UNet) and context.method_name == "__call__":
+            seen.append(args[0].shape[0])
+        return next_fun(*args, **kwargs)
+
+    prompts, key = ["a red ball bounces", "waves"], jax.random.key(4)
+    clips = {}
+    for k in (None, 1):
+        sampler = LumierePipeline(*parts, sampling=dataclasses.replace(pipe.sampling,
+                                                                       clips_per_call=k))
+        seen.clear()
+        with nn.intercept_methods(spy):
+            clips[k] = sampler(prompts, key, base_only=True)
+        assert set(seen) == ({4} if k is None else {1}), (k, seen)
+    assert np.abs(clips[1].astype(int) - clips[None].astype(int)).max() <= 1
+    for bad in (0, -2, 1.5):
+        with pytest.raises(ValueError, match=f"clips_per_call={bad!r} must be an int >= 1"):
+            SamplingConfig(clips_per_call=bad)
+
+
 def test_cascade_shapes_and_range(videos):
     low, high = videos
     assert low.shape == (2, 8, 16, 16, 3) and low.dtype == np.uint8

@@ -55,6 +55,7 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
     (["--mode", "i2v", "--image", "{d}/image.png", "--candidates", "4", "--candidate_score",
       "critic"], "the critic reads text-to-video clips only"),
     (["--candidates", "-2"], "base_candidates=-2 must be an int >= 1"),
+    (["--clips_per_call", "-2"], "clips_per_call=-2 must be an int >= 1"),
     (["--mode", "i2v", "--image", "{d}/image.png", "--base_stage", "base"],
      "--base_stage=base picks a stage of --pretrained"),
 ])

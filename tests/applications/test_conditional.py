@@ -169,6 +169,34 @@ def test_model_sampling_keeps_condition_exactly(model):
     assert np.max(np.abs(cine[~region] - first[~region])) > 0.1
 
 
+def test_clips_per_call_gives_the_whole_batch_output():
+    """`unet_model_fn(clips_per_call=k)` runs the network on k items at a time (chunks
+    mapped one after another, the last padded); its output is the whole-batch call's. Three
+    prompts with guidance are 6 items: k = 4 makes a full chunk and a padded one, k = 1 six
+    chunks; the condition and the per-item text travel with their items."""
+    params = random_params(CONFIG, 3)
+    params["cond_input_conv"] = {"kernel": 0.3 * RNG.standard_normal(
+        params["cond_input_conv"]["kernel"].shape).astype(np.float32)}
+    b = 3
+    text = jnp.asarray(RNG.standard_normal((b, 5, CONFIG.text_dim), dtype=np.float32))
+    mask = jnp.asarray(np.arange(5)[None] < np.array([[5], [3], [1]]))
+    null_text, null_mask = jnp.zeros((1, 5, CONFIG.text_dim)), jnp.ones((1, 5), bool)
+    x = jnp.asarray(RNG.standard_normal((b, T, HW, HW, 3), dtype=np.float32))
+    cond = jnp.asarray(inpainting_condition(RNG.uniform(-1, 1, (b, T, HW, HW, 3)),
+                                            RNG.uniform(size=(b, T, HW, HW, 1)) < 0.5))
+    t = jnp.array([0.2, 0.5, 0.9])
+
+    def out(k):
+        fn = unet_model_fn(CONFIG, params, text, mask, guidance_scale=3.0, null_text=null_text,
+                           null_mask=null_mask, clips_per_call=k)
+        return np.asarray(jax.jit(fn)(x, t, cond))
+
+    whole = out(None)
+    assert np.std(whole[0] - whole[1]) > 1e-3  # the items differ, so a mix-up would show
+    for k in (4, 1):
+        np.testing.assert_allclose(out(k), whole, atol=1e-5, rtol=1e-5)
+
+
 def test_unet_model_fn_rejects_bad_inputs():
     text, mask = jnp.zeros((1, 2, CONFIG.text_dim)), jnp.ones((1, 2), bool)
     with pytest.raises(ValueError, match="cond_level_embedding"):
@@ -180,6 +208,9 @@ def test_unet_model_fn_rejects_bad_inputs():
         unet_model_fn(CONFIG, {}, text, mask, guidance_scale=2.0)
     with pytest.raises(ValueError, match="text"):
         unet_model_fn(CONFIG, {}, text[0], mask)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"clips_per_call={bad!r} must be an int >= 1"):
+            unet_model_fn(CONFIG, {}, text, mask, clips_per_call=bad)
 
 
 def test_unconditional_unet_traces_through_sdedit_and_repaint():
