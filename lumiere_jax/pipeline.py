@@ -55,7 +55,7 @@ from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.models.critic import VideoTextCritic
-from lumiere_jax.sampling import to_uint8, unet_model_fn
+from lumiere_jax.sampling import is_positive_int, to_uint8, unet_model_fn
 from lumiere_jax.text.motion_planner import MotionPlanner
 
 TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
@@ -238,14 +238,12 @@ class SamplingConfig:
     def __post_init__(self):
         for name in ("base_steps", "ssr_steps"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if not is_positive_int(v):
                 raise ValueError(f"SamplingConfig.{name} must be an int >= 1, got {v!r}.")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"SamplingConfig.sampler={self.sampler!r}; valid: {SAMPLERS}.")
         check_prediction(self.prediction)
-        if self.clips_per_call is not None and (isinstance(self.clips_per_call, bool) or
-                                                not isinstance(self.clips_per_call, int) or
-                                                self.clips_per_call < 1):
+        if self.clips_per_call is not None and not is_positive_int(self.clips_per_call):
             raise ValueError(f"SamplingConfig.clips_per_call={self.clips_per_call!r} must be an "
                              "int >= 1 or None (16 on CPU, the whole batch elsewhere).")
         for name in ("base_clip", "ssr_clip"):
@@ -269,8 +267,7 @@ class SamplingConfig:
                 and self.critic_scale >= 0.0):
             raise ValueError(f"SamplingConfig.critic_scale={self.critic_scale!r} must be a "
                              "finite number >= 0 (0: no critic guidance).")
-        if (isinstance(self.base_candidates, bool) or not isinstance(self.base_candidates, int)
-                or self.base_candidates < 1):
+        if not is_positive_int(self.base_candidates):
             raise ValueError(f"SamplingConfig.base_candidates={self.base_candidates!r} must be "
                              "an int >= 1 (1: one clip per prompt, no reranking).")
         if self.candidate_score not in CANDIDATE_SCORES:
@@ -616,7 +613,7 @@ class LumierePipeline:
 
     def check_num_frames(self, num_frames: int) -> None:
         """ValueError unless both networks (and the SSR windows) accept `num_frames`."""
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        if not is_positive_int(num_frames):
             raise ValueError(f"num_frames must be an int >= 1, got {num_frames!r}.")
         low = self.base_config.image_size
         check_input_shape(self.base_config, (1, num_frames, low, low, 3))

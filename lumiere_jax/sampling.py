@@ -31,6 +31,11 @@ ModelFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
 __all__ = ["ModelFn", "sample_unet", "to_uint8", "unet_model_fn"]
 
 
+def is_positive_int(value: Any) -> bool:
+    """Whether `value` is an int >= 1 (a bool is not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def unet_model_fn(config: UNetConfig, params: Any, text: jax.Array, text_mask: jax.Array, *,
                   guidance_scale: float = 1.0, null_text: jax.Array | None = None,
                   null_mask: jax.Array | None = None,
@@ -52,8 +57,7 @@ def unet_model_fn(config: UNetConfig, params: Any, text: jax.Array, text_mask: j
     The returned function maps x (B, T, H, W, K), t (B,), cond (B, T, H, W, cond_channels)
     or None to the model's prediction, x's shape, float32.
     """
-    if clips_per_call is not None and (isinstance(clips_per_call, bool) or not isinstance(
-            clips_per_call, int) or clips_per_call < 1):
+    if clips_per_call is not None and not is_positive_int(clips_per_call):
         raise ValueError(f"clips_per_call={clips_per_call!r} must be an int >= 1 or None (the "
                          "whole batch at once).")
     if config.cond_level_embedding and cond_level is None:
@@ -109,7 +113,8 @@ def in_chunks(fn: Callable[..., jax.Array], size: int) -> Callable[..., jax.Arra
 
         def split(a: jax.Array) -> jax.Array:  # (B, ...) -> (num, size, ...)
             a = jnp.asarray(a)
-            a = jnp.concatenate([a, jnp.repeat(a[-1:], num * size - batch, axis=0)])
+            if num * size > batch:
+                a = jnp.concatenate([a, jnp.repeat(a[-1:], num * size - batch, axis=0)])
             return a.reshape((num, size) + a.shape[1:])
 
         out = jax.lax.map(lambda args: fn(*args), jax.tree.map(split, (x, t, c)))
