@@ -177,6 +177,9 @@ def check_mode_inputs(f) -> None:
     if f.candidates > 1 and f.mode == "edit":
         raise ValueError(f"--candidates={f.candidates}: --mode=edit (SDEdit) samples one clip "
                          "per input video")
+    if f.redraw_strength and f.mode != "t2v":
+        raise ValueError(f"--redraw_strength={f.redraw_strength}: the redraw is text-to-video's "
+                         f"(--mode=t2v); --mode={f.mode} keeps its base clip as sampled")
     if f.candidates > 1 and f.mode != "t2v" and f.candidate_score == "critic":
         raise ValueError(f"--candidates={f.candidates} with --candidate_score=critic: the critic "
                          f"reads text-to-video clips only; --mode={f.mode} picks by "

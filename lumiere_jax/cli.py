@@ -29,7 +29,7 @@ HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="critic_scale",
                                layout_until="layout_until", motion_noise="motion_noise",
                                motion_layout="motion_layout", candidate_score="candidate_score",
-                               image_start="image_start")
+                               image_start="image_start", redraw_strength="redraw_strength")
 # `SamplingConfig` field <- the shared flag that sets it, for the flags whose 0 / None keeps
 # the default.
 DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
@@ -73,6 +73,10 @@ def define_base_stage_flags() -> None:
                        "noise level from the given image carried along the planned motion "
                        "(SDEdit of the moved image; None: the pretrained default; 0: from pure "
                        "noise)")
+    flags.DEFINE_float("redraw_strength", None, "text-to-video: the base stage's kept clip is "
+                       "noised again to this level and denoised under its prompt (SDEdit of "
+                       "its own clip: same motion, objects redrawn; None: the pretrained "
+                       "default; 0: off)")
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "
                       "pretrained default)")

@@ -259,6 +259,30 @@ def test_edit_stays_near_the_input_for_small_strength(pipe):
     assert dist[0.01] < 8 < 30 < dist[1.0], dist
 
 
+def test_redraw_noises_the_text_to_video_clip_again_and_denoises_it(parts, pipe, videos):
+    """`redraw_strength`: text-to-video's base clip (the `videos` fixture's, same key) is
+    SDEdited under its prompt. At 0.05 the redrawn clip differs from it, yet stays far
+    nearer to it than a clip of another key is (a no-op gives 0, a fresh sample the
+    distance between keys), and the cascade's base video is the redrawn one. Image-to-video
+    is left as it was, and values outside [0, 1] are refused."""
+    low, _ = videos
+    prompts, key = ["a red ball bounces", "waves"], jax.random.key(1)
+    redraw = LumierePipeline(*parts, sampling=dataclasses.replace(pipe.sampling,
+                                                                  redraw_strength=0.05))
+    redrawn = redraw(prompts, key, base_only=True)
+    other = pipe(prompts, jax.random.key(2), base_only=True)
+    dist = lambda a, b: np.abs(a.astype(int) - b.astype(int)).mean()
+    between_keys = dist(other, low)
+    assert 0.5 < dist(redrawn, low) < 0.5 * between_keys, (dist(redrawn, low), between_keys)
+    np.testing.assert_array_equal(redraw(prompts, key, return_low_res=True)[0], redrawn)
+    image = _image(3)
+    np.testing.assert_array_equal(redraw.image_to_video(prompts, image, key, base_only=True),
+                                  pipe.image_to_video(prompts, image, key, base_only=True))
+    for bad in (-0.1, 1.5, "0.5"):
+        with pytest.raises(ValueError, match="redraw_strength=.* must be in \\[0, 1\\]"):
+            dataclasses.replace(pipe.sampling, redraw_strength=bad)
+
+
 def pipe_parts(pipe):
     return (pipe.base_config, pipe.base_params, pipe.ssr_config, pipe.ssr_params,
             pipe.text_encoders["base"])

@@ -56,6 +56,9 @@ def test_inpaint_writes_a_video(inputs, tmp_path):
       "critic"], "the critic reads text-to-video clips only"),
     (["--candidates", "-2"], "base_candidates=-2 must be an int >= 1"),
     (["--clips_per_call", "-2"], "clips_per_call=-2 must be an int >= 1"),
+    (["--redraw_strength", "2"], "redraw_strength=2.0 must be in [0, 1]"),
+    (["--mode", "i2v", "--image", "{d}/image.png", "--redraw_strength", "0.7"],
+     "--redraw_strength=0.7: the redraw is text-to-video's"),
     (["--mode", "i2v", "--image", "{d}/image.png", "--base_stage", "base"],
      "--base_stage=base picks a stage of --pretrained"),
 ])
