@@ -106,11 +106,7 @@ def mode_sampling_choices(settings: list[str], values: dict) -> dict[str, dict]:
             raise ValueError(f"--mode_sampling={setting!r}: expected MODE.FIELD=VALUE with "
                              f"MODE one of {pretrained.SAMPLE_MODES} and FIELD a SamplingConfig "
                              "field (e.g. i2v.image_start=0.6)")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        choices.setdefault(mode, {})[field] = value
+        choices.setdefault(mode, {})[field] = cli.setting_value(text)
     for mode, chosen in choices.items():
         if mode != "t2v" and chosen.get("candidate_score") == "critic":
             raise ValueError(f"--mode_sampling={mode}.candidate_score=critic: the critic reads "

@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.critic_rerank import held_out_prompts  # noqa: E402
+from lumiere_jax import cli  # noqa: E402
 from lumiere_jax.diffusion.clip_motion import motion_agreement, motion_coherence  # noqa: E402
 from lumiere_jax.eval import analyze_clip  # noqa: E402
 from lumiere_jax.eval.scoring import score_clip  # noqa: E402
@@ -55,6 +56,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.prompts < 1 or a.candidates < 2:
         ap.error("--prompts must be >= 1 and --candidates >= 2 (a pick needs a choice)")
+    if a.load and (a.sampling or a.save):
+        ap.error("--load re-scores saved candidates: --sampling and --save do not apply")
     if a.load:
         saved = np.load(a.load)
         candidates, plan = saved["candidates"], saved["plan"]
@@ -66,10 +69,7 @@ def main() -> None:
             name, sep, value = item.partition("=")
             if not sep:
                 ap.error(f"--sampling {item!r}: expected NAME=VALUE, e.g. base_guidance=6")
-            try:
-                extra[name] = json.loads(value)
-            except json.JSONDecodeError:  # a string value, e.g. candidate_score=motion
-                extra[name] = value
+            extra[name] = cli.setting_value(value)
         pipe = LumierePipeline.from_pretrained(a.pretrained, progress=False, base_candidates=1,
                                                **extra)
         if not pipe.sampling.motion_noise:

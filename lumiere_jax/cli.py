@@ -14,6 +14,7 @@ turns it off). Sampling runs each stage as one long call and gains nothing from 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any, Callable
@@ -80,6 +81,14 @@ def define_base_stage_flags() -> None:
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "
                       "pretrained default)")
+
+
+def setting_value(text: str) -> Any:
+    """A NAME=VALUE setting's VALUE: JSON (0.6, 1, true), else the text itself (motion)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def sampling_overrides(f, **unset_is_default: Any) -> dict:

@@ -197,9 +197,9 @@ class SamplingConfig:
     redraw_strength: text-to-video only: the base stage's kept clip is noised again to
       t = redraw_strength with fresh Gaussian noise and denoised under its prompt
       (`applications.sdedit`, the base steps spread over [0, redraw_strength]): the motion
-      the clip already shows survives, its objects are drawn again (rounded triangles and
-      diamonds get their corners back more often than not; README "Design notes: redrawing
-      the kept clip"). 0 = off; costs `base_steps` more steps on the kept clips only.
+      the clip already shows survives, its objects are drawn again (on the shipped demo it
+      removed stray objects but did not raise the shape accuracy; README "Design notes:
+      redrawing the kept clip"). 0 = off; costs `base_steps` more steps on the kept clips.
     """
 
     base_steps: int = 50
