@@ -394,6 +394,14 @@ def test_critic_guidance_settings_are_checked(parts, pipe):
             SamplingConfig(base_candidates=bad)
 
 
+def _same_clip(a, b):
+    """The same uint8 clip up to one level: the K-candidate batch and the reference's
+    repeated prompts are computed in different batch layouts, whose float rounding can put
+    a few pixels on the other side of a level (seen on one host: 1 level in 0.02% of
+    pixels); different candidates differ by far more (here over 100 levels)."""
+    return np.abs(a.astype(np.int16) - b.astype(np.int16)).max() <= 1
+
+
 def test_base_candidates_keep_the_critics_pick(parts, pipe):
     """With K candidates per prompt the base stage returns, for each prompt, the candidate
     the critic scores highest. Reference: the same cascade with one clip per prompt, on
@@ -409,12 +417,13 @@ def test_base_candidates_keep_the_critics_pick(parts, pipe):
     x = jnp.asarray(candidates.reshape((-1,) + picked.shape[1:]), jnp.float32) / 127.5 - 1.0
     scores = np.asarray(critic.model.apply({"params": critic.params}, x, jnp.zeros((2 * k,)),
                                            ids, mask > 0)).reshape(2, k)
-    assert len({c.tobytes() for c in candidates.reshape((2 * k, -1))}) == 2 * k  # all differ
+    assert all(not _same_clip(candidates[b, i], candidates[b, j])  # all differ
+               for b in range(2) for i in range(k) for j in range(i))
     for b in range(2):
         order = np.argsort(-scores[b])
         # the pipeline scores the float clip, this test its uint8 rounding: near-ties may swap
         allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > 1e-3 else order[:2]
-        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+        assert any(_same_clip(picked[b], candidates[b, i]) for i in allowed), scores[b]
 
 
 def _assert_motion_pick(picked, candidates, planner, k):
@@ -435,12 +444,12 @@ def _assert_best_kept(picked, candidates, scores, k, tie):
     candidates: (B*K, ...) uint8, rows b*K ... b*K + K - 1 prompt b's; scores: (B*K,)."""
     scores = scores.reshape(-1, k)
     candidates = candidates.reshape((-1, k) + picked.shape[1:])
-    assert len({c.tobytes() for c in candidates.reshape((candidates.shape[0] * k, -1))}) == (
-        candidates.shape[0] * k)  # all differ
+    assert all(not _same_clip(candidates[b, i], candidates[b, j])  # all differ
+               for b in range(len(candidates)) for i in range(k) for j in range(i))
     for b in range(len(picked)):
         order = np.argsort(-scores[b])
         allowed = order[:1] if scores[b, order[0]] - scores[b, order[1]] > tie else order[:2]
-        assert any(np.array_equal(picked[b], candidates[b, i]) for i in allowed), scores[b]
+        assert any(_same_clip(picked[b], candidates[b, i]) for i in allowed), scores[b]
 
 
 def test_base_candidates_keep_the_one_that_moves_as_planned(parts, pipe):

@@ -85,7 +85,8 @@ def test_the_shipped_base_reads_the_shape_of_rendered_clips():
     readings = [word_alternatives(c, SHAPES) for c in captions]
     text, mask = runs.text_encode_fn(config, params["text"])(
         [a for alts, _ in readings for a in alts])
-    fn_for = lambda t_, m_: (lambda x, t: unet_model_fn(unet, params["unet"], t_, m_)(x, t, None))
+    fn_for = lambda t_, m_: (lambda x, t: unet_model_fn(unet, params["unet"], t_, m_,
+                                                        clips_per_call=16)(x, t, None))
     losses = jax.jit(lambda x, t_, m_: read_words(
         fn_for, x, t_, m_, (0.5, 0.6, 0.7, 0.8), jax.random.key(0), runs.noise_schedule(config),
         "v"), compiler_options={"xla_backend_optimization_level": 2})(
