@@ -35,7 +35,8 @@ from lumiere_jax import pretrained, runs  # noqa: E402
 from lumiere_jax.data.moving_shapes import SHAPES  # noqa: E402
 from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import (  # noqa: E402
     DIRECTIONS, render_scene, sample_scene)
-from lumiere_jax.diffusion.word_reading import read_words, word_alternatives  # noqa: E402
+from lumiere_jax.diffusion.word_reading import (  # noqa: E402
+    read_words, reads_own_word, word_alternatives)
 from lumiere_jax.eval import analyze_clip  # noqa: E402
 from lumiere_jax.eval.scoring import score_clip  # noqa: E402
 from lumiere_jax.sampling import unet_model_fn  # noqa: E402
@@ -120,7 +121,7 @@ def main() -> None:
     flat = candidates.reshape((-1,) + candidates.shape[2:])
     repeated = [p for p in prompts for _ in range(k)]
     losses, own = reader(repeated, flat)
-    reads_own = losses.mean(-1).argmin(1) == own
+    reads_own = np.asarray(reads_own_word(jnp.asarray(losses.mean(-1)), jnp.asarray(own)))
     right = np.array([bool(score_clip(analyze_clip(v), p)["matches"]["shape"])
                       for v, p in zip(flat, repeated)])
     print(json.dumps(dict(figure="samples_read_as_their_prompts_shape", samples=len(flat),

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-from einops import rearrange, reduce, repeat
+from einops import reduce, repeat
 
 from lumiere_jax.diffusion.objectives import per_example_loss
 from lumiere_jax.diffusion.schedules import Schedule
@@ -59,14 +59,13 @@ def read_words(denoiser_for: Callable[[jax.Array, jax.Array], DenoiseFn], clips:
     n, a = text.shape[:2]
     s = len(times)
     eps = jax.random.normal(key, (s,) + clips.shape[1:], clips.dtype)
-    rows = dict(n=n, a=a, s=s)
     loss = per_example_loss(
         denoiser_for(repeat(text, "n a l d -> (n a s) l d", s=s),
                      repeat(mask, "n a l -> (n a s) l", s=s)),
         repeat(clips, "n ... -> (n a s) ...", a=a, s=s), key, schedule, prediction,
         t=repeat(jnp.asarray(times, jnp.float32), "s -> (n a s)", n=n, a=a),
         eps=repeat(eps, "s ... -> (n a s) ...", n=n, a=a))
-    return reduce(rearrange(loss, "(n a s) -> n a s", **rows), "n a s -> n a", "mean")
+    return reduce(loss, "(n a s) -> n a", "mean", a=a, s=s)
 
 
 def reads_own_word(losses: jax.Array, own: jax.Array) -> jax.Array:
