@@ -32,26 +32,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lumiere_jax import pretrained, runs  # noqa: E402
-from lumiere_jax.data.moving_shapes import SHAPES  # noqa: E402
-from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import (  # noqa: E402
-    DIRECTIONS, render_scene, sample_scene)
+from lumiere_jax.data.moving_shapes import SHAPES, single_object_clips  # noqa: E402
 from lumiere_jax.diffusion.word_reading import (  # noqa: E402
     read_words, reads_own_word, word_alternatives)
 from lumiere_jax.eval import analyze_clip  # noqa: E402
 from lumiere_jax.eval.scoring import score_clip  # noqa: E402
 from lumiere_jax.sampling import unet_model_fn  # noqa: E402
-
-
-def rendered_clips(n: int, frames: int, size: int, seed: int = 123
-                   ) -> tuple[list[str], np.ndarray]:
-    """n single-object clips from the renderer: short captions and uint8 (n, T, H, W, 3)."""
-    rng, captions, clips = np.random.default_rng(seed), [], []
-    for _ in range(n):
-        scene = sample_scene(rng, frames, size, size, two_object_prob=0.0)
-        o = scene.objects[0]
-        clips.append(render_scene(scene, frames, size, size))
-        captions.append(f"a {o.color} {o.shape} moving {DIRECTIONS[o.direction][1]}")
-    return captions, np.stack(clips)
 
 
 class ShapeReader:
@@ -77,7 +63,8 @@ class ShapeReader:
         readings = [word_alternatives(p, SHAPES) for p in prompts]
         own = np.array([o for _, o in readings])
         if (own < 0).any():
-            raise ValueError(f"prompts without a shape word: {[p for p, o in zip(prompts, own) if o < 0]}")
+            missing = [p for p, o in zip(prompts, own) if o < 0]
+            raise ValueError(f"prompts without a shape word: {missing}")
         out = np.zeros((len(prompts), len(SHAPES), len(self.times)))
         for start in range(0, len(prompts), self.batch):
             rows = slice(start, start + self.batch)
@@ -105,7 +92,7 @@ def main() -> None:
         ap.error("--times must lie in (0, 1) and --clips be >= 1")
     reader = ShapeReader(a.pretrained, times)
     frames, size = reader.config.num_frames, reader.config.image_size
-    captions, clips = rendered_clips(a.clips, frames, size)
+    captions, clips = single_object_clips(np.random.default_rng(123), a.clips, frames, size)
     losses, own = reader(captions, clips)
     for i, t in enumerate(times):
         print(json.dumps(dict(figure="rendered_clips_read_right", t=t, clips=a.clips,

@@ -87,22 +87,14 @@ def test_the_shipped_critic_reads_the_direction_of_rendered_clips():
     import jax.numpy as jnp
 
     from lumiere_jax import pretrained, runs
-    from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import (
-        DIRECTIONS, render_scene, reverse_directions, sample_scene)
+    from lumiere_jax.data.moving_shapes import reverse_directions, single_object_clips
     from lumiere_jax.pipeline import guidance_critic
 
     critic = guidance_critic(pretrained.load_stage(FOLDER, "critic"))
     schedule = runs.noise_schedule(pretrained.load_config(FOLDER, "critic"))
     rng = np.random.default_rng(0)
-    clips, captions = [], []
-    for _ in range(32):
-        scene = sample_scene(rng, critic.num_frames, critic.image_size, critic.image_size,
-                             two_object_prob=0.0)
-        o = scene.objects[0]
-        clips.append(render_scene(scene, critic.num_frames, critic.image_size,
-                                  critic.image_size))
-        captions.append(f"a {o.color} {o.shape} moving {DIRECTIONS[o.direction][1]}")
-    x0 = np.stack(clips).astype(np.float32) / 127.5 - 1.0
+    captions, clips = single_object_clips(rng, 32, critic.num_frames, critic.image_size)
+    x0 = clips.astype(np.float32) / 127.5 - 1.0
     t = jnp.full((len(x0),), 0.5)
     alpha, sigma = (np.asarray(v)[0] for v in schedule.alpha_sigma(t))
     x_t = alpha * x0 + sigma * rng.standard_normal(x0.shape).astype(np.float32)

@@ -24,12 +24,10 @@ import jax
 import jax.numpy as jnp
 from einops import reduce, repeat
 
-from lumiere_jax.diffusion.objectives import per_example_loss
+from lumiere_jax.diffusion.objectives import DenoiseFn, per_example_loss
 from lumiere_jax.diffusion.schedules import Schedule
 
 __all__ = ["word_alternatives", "read_words", "reads_own_word"]
-
-DenoiseFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 
 def word_alternatives(prompt: str, words: Sequence[str]) -> tuple[list[str], int]:

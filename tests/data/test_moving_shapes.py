@@ -299,3 +299,21 @@ def test_motion_labels_are_the_objects_mean_velocity_measured_in_pixels(built, s
             np.testing.assert_allclose(centre, want, atol=0.25 * size / H + 0.15)
     with pytest.raises(ValueError, match="motion_labels .*images=False"):
         make_dataset(source, batch_size=2, images=True, motion_labels=True)
+
+
+def test_single_object_clips_are_the_scenes_of_the_generator_rendered_and_captioned():
+    """Against the same draws made one scene at a time: one object each, its short caption
+    (colour, shape, direction) and its rendered frames; the generator is left where the
+    draws end (callers go on drawing from it)."""
+    from lumiere_jax.data.moving_shapes import (DIRECTIONS, render_scene, sample_scene,
+                                                single_object_clips)
+
+    rng, ref = np.random.default_rng(5), np.random.default_rng(5)
+    captions, clips = single_object_clips(rng, 3, 4, 16)
+    assert clips.shape == (3, 4, 16, 16, 3) and clips.dtype == np.uint8
+    for caption, clip in zip(captions, clips):
+        scene = sample_scene(ref, 4, 16, 16, two_object_prob=0.0)
+        (o,) = scene.objects
+        assert caption == f"a {o.color} {o.shape} moving {DIRECTIONS[o.direction][1]}"
+        np.testing.assert_array_equal(clip, render_scene(scene, 4, 16, 16))
+    assert rng.random() == ref.random()

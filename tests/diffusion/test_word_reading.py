@@ -68,20 +68,14 @@ def test_the_shipped_base_reads_the_shape_of_rendered_clips():
     import os
 
     from lumiere_jax import pretrained, runs
-    from lumiere_jax.data.moving_shapes.moving_shapes_dataset_builder import (
-        DIRECTIONS, render_scene, sample_scene)
+    from lumiere_jax.data.moving_shapes import single_object_clips
     from lumiere_jax.sampling import unet_model_fn
 
     folder = os.path.join(os.path.dirname(__file__), "..", "..", "pretrained", "moving_shapes")
     config, params = pretrained.load_stage(folder, "base")
     unet = runs.unet_config(config)
-    rng, captions, clips = np.random.default_rng(123), [], []
-    for _ in range(8):
-        scene = sample_scene(rng, unet.num_frames, unet.image_size, unet.image_size,
-                             two_object_prob=0.0)
-        o = scene.objects[0]
-        clips.append(render_scene(scene, unet.num_frames, unet.image_size, unet.image_size))
-        captions.append(f"a {o.color} {o.shape} moving {DIRECTIONS[o.direction][1]}")
+    captions, clips = single_object_clips(np.random.default_rng(123), 8, unet.num_frames,
+                                          unet.image_size)
     readings = [word_alternatives(c, SHAPES) for c in captions]
     text, mask = runs.text_encode_fn(config, params["text"])(
         [a for alts, _ in readings for a in alts])
@@ -90,7 +84,7 @@ def test_the_shipped_base_reads_the_shape_of_rendered_clips():
     losses = jax.jit(lambda x, t_, m_: read_words(
         fn_for, x, t_, m_, (0.5, 0.6, 0.7, 0.8), jax.random.key(0), runs.noise_schedule(config),
         "v"), compiler_options={"xla_backend_optimization_level": 2})(
-        jnp.asarray(np.stack(clips), jnp.float32) / 127.5 - 1.0,
+        jnp.asarray(clips, jnp.float32) / 127.5 - 1.0,
         jnp.asarray(text).reshape(8, 4, *np.shape(text)[1:]),
         jnp.asarray(mask).astype(bool).reshape(8, 4, -1))
     right = np.asarray(reads_own_word(losses, jnp.asarray([o for _, o in readings])))

@@ -5,7 +5,7 @@ use of one of those names, so rendering a clip does not load it)."""
 from lumiere_jax.data.moving_shapes.scenes import (
     BACKGROUNDS, COLORS, DIRECTIONS, SHAPES, SIZES, SPEEDS, STYLES, Scene, ShapeObject,
     caption_from_labels, caption_vocabulary, make_example, object_tracks, render_scene, reverse_directions,
-    sample_scene, travel_examples)
+    sample_scene, single_object_clips, travel_examples)
 
 _BUILDER_NAMES = ("MovingShapes", "MovingShapesConfig")
 
@@ -21,4 +21,4 @@ def __getattr__(name: str):
 __all__ = ["BACKGROUNDS", "COLORS", "DIRECTIONS", "SHAPES", "SIZES", "SPEEDS", "STYLES",
            "MovingShapes", "MovingShapesConfig", "Scene", "ShapeObject", "caption_from_labels",
            "caption_vocabulary", "make_example", "object_tracks", "render_scene", "reverse_directions",
-           "sample_scene", "travel_examples"]
+           "sample_scene", "single_object_clips", "travel_examples"]

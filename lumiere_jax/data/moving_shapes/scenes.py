@@ -273,3 +273,18 @@ def travel_examples(num_scenes: int, seed: int = 0, num_frames: int = 16, size: 
                             + keep(f" on a {scene.background} background"))
             travel.append(move)
     return captions, np.asarray(travel, np.float32)
+
+
+def single_object_clips(rng: np.random.Generator, num_clips: int, num_frames: int, size: int
+                        ) -> tuple[list[str], np.ndarray]:
+    """`num_clips` scenes of one object drawn from `rng` and rendered: their short captions
+    ("a red circle moving right": colour, shape, direction) and uint8 clips
+    `(N, num_frames, size, size, 3)`; labels straight from the scenes."""
+    captions, clips = [], []
+    for _ in range(num_clips):
+        scene = sample_scene(rng, num_frames, size, size, two_object_prob=0.0)
+        o = scene.objects[0]
+        clips.append(render_scene(scene, num_frames, size, size))
+        captions.append(object_phrase(o.size, o.color, o.shape, o.speed, o.direction,
+                                      lambda text: ""))
+    return captions, np.stack(clips)
