@@ -47,10 +47,10 @@ flags.DEFINE_float("layout_guidance", 3.0, "default guidance scale of the layout
 flags.DEFINE_float("motion_noise", 0.0, "default correlation of the base stage's translating "
                    "starting noise (needs the folder's motion planner, "
                    "scripts/fit_motion_planner.py; 0: off)")
-flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion", "coherence"], "default: "
-                  "how best of --candidates picks (the critic's score, the measured motion "
-                  "against the planner's, or how much of the clip's change one translation "
-                  "explains)")
+flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion", "coherence", "reader"],
+                  "default: how best of --candidates picks (the critic's score, the measured "
+                  "motion against the planner's, how much of the clip's change one translation "
+                  "explains, or the object reader's shortlist then coherence)")
 flags.DEFINE_float("image_start", 0.0, "default: the noise level i2v and cinemagraphs start at "
                    "from the given image carried along the planned motion (needs "
                    "--motion_noise; 0: from pure noise)")
@@ -108,9 +108,10 @@ def mode_sampling_choices(settings: list[str], values: dict) -> dict[str, dict]:
                              "field (e.g. i2v.image_start=0.6)")
         choices.setdefault(mode, {})[field] = cli.setting_value(text)
     for mode, chosen in choices.items():
-        if mode != "t2v" and chosen.get("candidate_score") == "critic":
-            raise ValueError(f"--mode_sampling={mode}.candidate_score=critic: the critic reads "
-                             "text-to-video clips only (motion or coherence)")
+        if mode != "t2v" and chosen.get("candidate_score") in ("critic", "reader"):
+            raise ValueError(f"--mode_sampling={mode}.candidate_score="
+                             f"{chosen['candidate_score']}: the {chosen['candidate_score']} "
+                             "reads text-to-video clips only (motion or coherence)")
         try:
             SamplingConfig(**{**values, **chosen})
         except ValueError as e:
@@ -230,6 +231,10 @@ def main(argv) -> None:
             raise ValueError(f"--mode_sampling={mode}.motion_noise={chosen['motion_noise']} "
                              "needs the folder's motion planner: run python "
                              f"scripts/fit_motion_planner.py {f.out} first")
+    if (checked.candidate_score == "reader" and checked.base_candidates > 1
+            and "object_reader" not in old):
+        raise ValueError(f"{flag_setting(f, 'candidate_score')} needs the folder's object "
+                         f"reader: run python scripts/train_object_reader.py {f.out} first")
     chosen_stages = mode_stage_choices(f.mode_stage, set(entries) | set(stages))
     entries.update({name: pretrained.write_stage(f.out, name, cfg, params, training[name])
                     for name, (cfg, params) in stages.items()})
@@ -242,7 +247,7 @@ def main(argv) -> None:
     for name, src in sources.items():
         if src["config_file"]:
             shutil.copy(src["config_file"], os.path.join(f.out, "configs"))
-    extra = {"motion_planner": old["motion_planner"]} if "motion_planner" in old else {}
+    extra = {key: old[key] for key in ("motion_planner", "object_reader") if key in old}
     mode_stages = {**old.get("mode_stages", {}), **chosen_stages}
     if mode_stages:
         extra["mode_stages"] = mode_stages

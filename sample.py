@@ -180,10 +180,11 @@ def check_mode_inputs(f) -> None:
     if f.redraw_strength and f.mode != "t2v":
         raise ValueError(f"--redraw_strength={f.redraw_strength}: the redraw is text-to-video's "
                          f"(--mode=t2v); --mode={f.mode} keeps its base clip as sampled")
-    if f.candidates > 1 and f.mode != "t2v" and f.candidate_score == "critic":
-        raise ValueError(f"--candidates={f.candidates} with --candidate_score=critic: the critic "
-                         f"reads text-to-video clips only; --mode={f.mode} picks by "
-                         "--candidate_score=coherence or motion")
+    if f.candidates > 1 and f.mode != "t2v" and f.candidate_score in ("critic", "reader"):
+        raise ValueError(f"--candidates={f.candidates} with --candidate_score="
+                         f"{f.candidate_score}: the {f.candidate_score} reads text-to-video "
+                         f"clips only; --mode={f.mode} picks by --candidate_score=coherence "
+                         "or motion")
     if f["style_alpha"].present and not (f.style or f.style_ckpt):
         raise ValueError("--style_alpha needs --style (a shipped style, e.g. outline) or "
                          "--style_ckpt (a style t2i run)")

@@ -65,11 +65,12 @@ def define_base_stage_flags() -> None:
                        "moving the way the shipped motion planner reads the prompt (text-to-"
                        "video, i2v, cinemagraph, inpaint; None: the pretrained default; 0: plain "
                        "noise)")
-    flags.DEFINE_enum("candidate_score", None, ["critic", "motion", "coherence"], "how best of "
-                      "--candidates picks: the shipped critic's score (text-to-video only), the "
-                      "clip whose measured motion agrees best with the planner's, or the clip "
-                      "whose change one translation explains best (None: the pretrained "
-                      "default)")
+    flags.DEFINE_enum("candidate_score", None, ["critic", "motion", "coherence", "reader"],
+                      "how best of --candidates picks: the shipped critic's score (text-to-video "
+                      "only), the clip whose measured motion agrees best with the planner's, the "
+                      "clip whose change one translation explains best, or of the shipped object "
+                      "reader's 2 likeliest to show the prompt's colour and shape the more "
+                      "coherent (text-to-video only; None: the pretrained default)")
     flags.DEFINE_float("image_start", None, "i2v, cinemagraph: the base stage starts at this "
                        "noise level from the given image carried along the planned motion "
                        "(SDEdit of the moved image; None: the pretrained default; 0: from pure "

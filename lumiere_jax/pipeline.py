@@ -50,11 +50,12 @@ from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_d
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
 from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
-from lumiere_jax.diffusion.selection import best_of, repeat_candidates
+from lumiere_jax.diffusion.selection import best_of, repeat_candidates, shortlist_scores
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.models.critic import VideoTextCritic
+from lumiere_jax.models.object_reader import ObjectReader
 from lumiere_jax.sampling import is_positive_int, to_uint8, unet_model_fn
 from lumiere_jax.text.motion_planner import MotionPlanner
 
@@ -118,7 +119,9 @@ def layout_expert(run: tuple[Any, dict] | None) -> LayoutExpert | None:
 
 
 # How best of K scores the base stage's candidates (`SamplingConfig.candidate_score`).
-CANDIDATE_SCORES = ("critic", "motion", "coherence")
+CANDIDATE_SCORES = ("critic", "motion", "coherence", "reader")
+# candidate_score='reader': the object reader's shortlist of this many, then coherence.
+READER_SHORTLIST = 2
 # Clips per base network call on CPU when `SamplingConfig.clips_per_call` is None.
 CPU_CLIPS_PER_CALL = 16
 
@@ -168,7 +171,10 @@ class SamplingConfig:
       motion, measured from its pixels, best agrees with the planner's velocity; needs
       `motion_noise`) or 'coherence' (`diffusion.clip_motion.motion_coherence`: the
       candidate whose frame-to-frame change one global translation explains best, i.e.
-      whose objects keep their shape and colour as they move; needs no plan).
+      whose objects keep their shape and colour as they move; needs no plan) or 'reader'
+      (text-to-video: of the `READER_SHORTLIST` = 2 candidates the pipeline's
+      `ObjectReader` is surest show every (colour, shape) the prompt names, the more
+      coherent; `diffusion.selection.shortlist_scores`).
     layout_until: text-to-video only: the base stage's steps at t >= layout_until are the
       pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
       which way they move, at low resolution); 0 = off. layout_guidance: its
@@ -280,6 +286,11 @@ class SamplingConfig:
         if self.candidate_score not in CANDIDATE_SCORES:
             raise ValueError(f"SamplingConfig.candidate_score={self.candidate_score!r}; valid: "
                              f"{CANDIDATE_SCORES}.")
+        if self.candidate_score == "reader" and self.base_candidates > 1 and (
+                self.base_candidates <= READER_SHORTLIST):
+            raise ValueError(f"SamplingConfig.candidate_score='reader' shortlists the reader's "
+                             f"{READER_SHORTLIST} best: it needs base_candidates > "
+                             f"{READER_SHORTLIST} (got {self.base_candidates}).")
         if (self.candidate_score == "motion" and self.base_candidates > 1
                 and not self.motion_noise):
             raise ValueError("SamplingConfig.candidate_score='motion' compares each candidate "
@@ -428,7 +439,8 @@ class LumierePipeline:
                  sampling: SamplingConfig = SamplingConfig(),
                  ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
                  critic: GuidanceCritic | None = None, layout: LayoutExpert | None = None,
-                 motion_planner: MotionPlanner | None = None):
+                 motion_planner: MotionPlanner | None = None,
+                 object_reader: ObjectReader | None = None):
         if sampling.critic_settings() and critic is None:
             raise ValueError(f"SamplingConfig {', '.join(sampling.critic_settings())} needs a "
                              "GuidanceCritic (critic=; from_pretrained loads a folder's "
@@ -437,6 +449,11 @@ class LumierePipeline:
             raise ValueError(f"SamplingConfig.layout_until={sampling.layout_until} needs a "
                              "LayoutExpert (layout=; from_pretrained loads a folder's "
                              "'layout' stage)")
+        if (sampling.base_candidates > 1 and sampling.candidate_score == "reader"
+                and object_reader is None):
+            raise ValueError("SamplingConfig.candidate_score='reader' needs an ObjectReader "
+                             "(object_reader=; from_pretrained loads a folder's "
+                             "object_reader.safetensors)")
         if sampling.motion_noise and motion_planner is None:
             raise ValueError(f"SamplingConfig.motion_noise={sampling.motion_noise} needs a "
                              "MotionPlanner (motion_planner=; from_pretrained loads a folder's "
@@ -496,6 +513,7 @@ class LumierePipeline:
         self.critic = critic
         self.layout = layout
         self.motion_planner = motion_planner
+        self.object_reader = object_reader
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -506,7 +524,8 @@ class LumierePipeline:
                   sampling: SamplingConfig | None = None, progress: bool = False,
                   critic: tuple[Any, dict] | None = None,
                   layout: tuple[Any, dict] | None = None,
-                  motion_planner: MotionPlanner | None = None) -> "LumierePipeline":
+                  motion_planner: MotionPlanner | None = None,
+                  object_reader: ObjectReader | None = None) -> "LumierePipeline":
         """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
         conditional) run and an SSR run; each stage reads prompts with its own encoder and
         samples on the noise schedule its run trained with (`runs.noise_schedule`), unless
@@ -531,7 +550,8 @@ class LumierePipeline:
                    ssr_params["unet"], runs.text_encode_fn(base_cfg, base_params["text"]),
                    sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),
                    progress=progress, critic=guidance_critic(critic),
-                   layout=layout_expert(layout), motion_planner=motion_planner)
+                   layout=layout_expert(layout), motion_planner=motion_planner,
+                   object_reader=object_reader)
         pipe.stages = {"base": base, "ssr": ssr, **({"layout": layout} if layout else {})}
         return pipe
 
@@ -594,8 +614,11 @@ class LumierePipeline:
             layout = pretrained.load_stage(folder, pretrained.stage_of_kind(folder, "layout"))
         planner = (pretrained.load_motion_planner(folder) if "motion_planner" in manifest
                    else None)
+        reader = (pretrained.load_object_reader(folder) if "object_reader" in manifest
+                  else None)
         pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
-                             progress, critic=critic, layout=layout, motion_planner=planner)
+                             progress, critic=critic, layout=layout, motion_planner=planner,
+                             object_reader=reader)
         pipe.manifest = manifest
         return pipe
 
@@ -635,7 +658,8 @@ class LumierePipeline:
 
     def _generate(self, base_params: Any, ssr_params: Any, texts: dict[str, dict],
                   key: jax.Array, request: Request, critic: dict | None = None,
-                  layout_params: Any = None, velocity: jax.Array | None = None, *,
+                  layout_params: Any = None, velocity: jax.Array | None = None,
+                  reader: dict | None = None, *,
                   num_frames: int, base_only: bool = False
                   ) -> tuple[jax.Array, jax.Array | None]:
         """texts: per stage ('base', 'ssr', 'layout') the `unet_model_fn` text arguments
@@ -646,7 +670,9 @@ class LumierePipeline:
         velocity: (B, 2) pixels per frame of the base stage's translating starting noise
         (text-to-video and the conditional modes with `motion_noise`), or for text-to-video
         with `motion_layout='objects'` a dict of each object phrase's `velocity` (B, N, 2)
-        and `present` (B, N), else None.
+        and `present` (B, N), else None. reader: the `ObjectReader`'s `params` and the
+        prompts' named `pairs`, `present` (B, N) (text-to-video with
+        `candidate_score='reader'`), else None.
         `base_only`: stop after stage 1 (the SSR output is None; the base video is the same
         as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
@@ -674,6 +700,11 @@ class LumierePipeline:
             """(B*K,) from the candidates' pixels alone (the critic's score is t2v's own)."""
             if s.candidate_score == "coherence":  # change one translation explains
                 return motion_coherence(clips)
+            if s.candidate_score == "reader":  # the named objects' shortlist, then coherence
+                named = self.object_reader.scores(reader["params"], clips,
+                                                  rep(reader["pairs"]), rep(reader["present"]))
+                return shortlist_scores(named, motion_coherence(clips), s.base_candidates,
+                                        READER_SHORTLIST)
             return motion_agreement(clips, rep(planned_velocity(velocity)))  # vs the plan
 
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
@@ -830,8 +861,15 @@ class LumierePipeline:
                 velocity = dict(velocity=jnp.asarray(v), present=jnp.asarray(present))
             else:
                 velocity = jnp.asarray(self.motion_planner.velocity(prompts, size, num_frames))
+        reader = None
+        if (isinstance(request, TextRequest) and self.sampling.base_candidates > 1
+                and self.sampling.candidate_score == "reader"):
+            pairs, present = self.object_reader.named_pairs(prompts)
+            reader = dict(params=self.object_reader.params, pairs=jnp.asarray(pairs),
+                          present=jnp.asarray(present))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
                                  critic, self.layout.params if layout else None, velocity,
+                                 reader,
                                  num_frames=num_frames, base_only=base_only)
         if base_only:
             return np.asarray(jax.device_get(low))

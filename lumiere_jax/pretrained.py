@@ -136,19 +136,74 @@ def load_stage(folder: str | os.PathLike, name: str, verify: bool = True
     return config, params
 
 
+def helper_path(folder: str | os.PathLike, key: str, script: str, verify: bool = True) -> str:
+    """The path of the folder's helper file listed under manifest key `key` ('motion_planner',
+    'object_reader'), checked against its SHA-256 (`verify`) when present; a ValueError
+    naming `script`, which writes it, when the manifest lists none."""
+    entry = read_manifest(folder).get(key)
+    if not isinstance(entry, dict) or "weights" not in entry:
+        raise ValueError(f"{os.path.join(os.fspath(folder), MANIFEST)!r} lists no "
+                         f"{key!r} ({script} writes one)")
+    path = os.path.join(os.fspath(folder), entry["weights"])
+    if verify and os.path.isfile(path) and sha256(path) != entry.get("sha256"):
+        raise ValueError(f"{path!r} ({key.replace('_', ' ')}) does not match the SHA-256 in "
+                         f"{MANIFEST}: the file is damaged or was replaced")
+    return path
+
+
 def load_motion_planner(folder: str | os.PathLike, verify: bool = True):
     """The folder's `MotionPlanner` (manifest key 'motion_planner': its file and SHA-256)."""
     from lumiere_jax.text.motion_planner import MotionPlanner
 
-    entry = read_manifest(folder).get("motion_planner")
-    if not isinstance(entry, dict) or "weights" not in entry:
-        raise ValueError(f"{os.path.join(os.fspath(folder), MANIFEST)!r} lists no "
-                         "'motion_planner' (scripts/fit_motion_planner.py writes one)")
-    path = os.path.join(os.fspath(folder), entry["weights"])
-    if verify and os.path.isfile(path) and sha256(path) != entry.get("sha256"):
-        raise ValueError(f"{path!r} (motion planner) does not match the SHA-256 in "
-                         f"{MANIFEST}: the file is damaged or was replaced")
-    return MotionPlanner.load(path)
+    return MotionPlanner.load(helper_path(folder, "motion_planner",
+                                          "scripts/fit_motion_planner.py", verify))
+
+
+def save_object_reader(reader, path: str | os.PathLike) -> None:
+    """An `ObjectReader` -> safetensors (its colour and shape words in the metadata)."""
+    from safetensors.numpy import save_file
+
+    flat = {"/".join(k): np.asarray(v, np.float32)
+            for k, v in traverse_util.flatten_dict(reader.params).items()}
+    save_file(flat, os.fspath(path), metadata={"colors": json.dumps(list(reader.colors)),
+                                               "shapes": json.dumps(list(reader.shapes))})
+
+
+def read_object_reader(path: str | os.PathLike):
+    """The `ObjectReader` of a file `save_object_reader` wrote; ValueError naming the file
+    when it is missing, unreadable, or its weights do not fit the network."""
+    from safetensors import SafetensorError, safe_open
+
+    from lumiere_jax.models.object_reader import ObjectReader
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path!r} (object reader) is missing")
+    try:
+        with safe_open(path, framework="numpy") as f:
+            meta = f.metadata() or {}
+            colors, shapes = (tuple(json.loads(meta[k])) for k in ("colors", "shapes"))
+            flat = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        raise ValueError(f"{path!r} is not an object reader file (safetensors with 'colors' "
+                         f"and 'shapes' metadata: {e})") from e
+    blank = ObjectReader(colors, shapes, None)
+    expected = jax.eval_shape(lambda: blank.init_params(jax.random.key(0), (1, 8, 8, 3)))
+    expected = {"/".join(k): v.shape for k, v in traverse_util.flatten_dict(expected).items()}
+    wrong = sorted(k for k in set(expected) | set(flat)
+                   if k not in flat or k not in expected or flat[k].shape != expected[k])
+    if wrong:
+        raise ValueError(f"{path!r} does not fit an object reader of {len(colors)} colours x "
+                         f"{len(shapes)} shapes (missing, unexpected or misshaped: "
+                         f"{', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''})")
+    params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
+    return ObjectReader(colors, shapes, params)
+
+
+def load_object_reader(folder: str | os.PathLike, verify: bool = True):
+    """The folder's `ObjectReader` (manifest key 'object_reader': its file and SHA-256)."""
+    return read_object_reader(helper_path(folder, "object_reader",
+                                          "scripts/train_object_reader.py", verify))
 
 
 def stage_of_kind(folder: str | os.PathLike, kind: str) -> str:

@@ -537,6 +537,59 @@ def test_coherence_candidates_in_text_to_video_and_image_to_video(parts, pipe):
     assert np.abs(picked[:, 0].astype(int) - image.astype(int)).max() <= 1
 
 
+def test_reader_candidates_keep_the_more_coherent_of_the_readers_two_best(parts, pipe):
+    """candidate_score='reader': of each prompt's K candidates, the two the object reader
+    scores highest for the prompt's (colour, shape), then the one whose change one
+    translation explains best. Reference: one clip per prompt on each prompt repeated K
+    times (the same noise rows), scored here (reader on the uint8 clips, coherence in
+    NumPy; near-ties at either cut may go either way)."""
+    from lumiere_jax.models.object_reader import ObjectReader
+    from lumiere_jax.text.motion_planner import MotionPlanner, num_features
+
+    weights = np.zeros((num_features(1), 2))
+    weights[-1] = (0.4, 0.3)
+    planner = MotionPlanner(("a",), weights)
+    blank = ObjectReader(("red", "blue"), ("circle", "square"), None)
+    reader = ObjectReader(blank.colors, blank.shapes,
+                          blank.init_params(jax.random.key(3), (2, 8, 8, 3)))
+    prompts, key, k = ["a red circle spins", "a blue square and a red square"], jax.random.key(8), 4
+    moving = dataclasses.replace(pipe.sampling, motion_noise=0.9, candidate_score="reader")
+    with pytest.raises(ValueError, match="needs an ObjectReader"):
+        LumierePipeline(*parts, motion_planner=planner,
+                        sampling=dataclasses.replace(moving, base_candidates=k))
+    with pytest.raises(ValueError, match="base_candidates > 2"):
+        dataclasses.replace(moving, base_candidates=2)
+    still = (parts[0], jax.tree.map(jnp.zeros_like, parts[1])) + tuple(parts[2:])
+    best = LumierePipeline(*still, motion_planner=planner, object_reader=reader,
+                           sampling=dataclasses.replace(moving, base_candidates=k))
+    picked = best(prompts, key, base_only=True)
+    one = LumierePipeline(*still, motion_planner=planner, sampling=moving)
+    repeated = [p for p in prompts for _ in range(k)]
+    candidates = one(repeated, key, base_only=True)
+    pairs, present = reader.named_pairs(repeated)
+    named = np.asarray(reader.scores(reader.params, jnp.asarray(candidates, jnp.float32) / 127.5
+                                     - 1.0, jnp.asarray(pairs), jnp.asarray(present)))
+    x = candidates.astype(np.float64) / 127.5 - 1.0
+    mid, dt = 0.5 * (x[:, 1:] + x[:, :-1]), x[:, 1:] - x[:, :-1]
+    gy = 0.5 * (mid[:, :, 2:, 1:-1] - mid[:, :, :-2, 1:-1])
+    gx = 0.5 * (mid[:, :, 1:-1, 2:] - mid[:, :, 1:-1, :-2])
+    coherence = []
+    for a_y, a_x, b in zip(gy, gx, dt[:, :, 1:-1, 1:-1]):
+        a = np.stack([a_y.ravel(), a_x.ravel()], 1)
+        v = np.linalg.lstsq(a, -b.ravel(), rcond=None)[0]
+        coherence.append(1.0 - np.sum((b.ravel() + a @ v) ** 2) / np.sum(b ** 2))
+    named, coherence = named.reshape(-1, k), np.asarray(coherence).reshape(-1, k)
+    grouped = candidates.reshape((-1, k) + candidates.shape[1:])
+    for b in range(len(prompts)):
+        kept = [i for i in range(k) if _same_clip(picked[b], grouped[b, i])]
+        assert len(kept) == 1, kept
+        second = np.sort(named[b])[-2]
+        assert named[b, kept[0]] >= second - 1e-3, (named[b], kept)  # on the shortlist
+        shortlist = named[b] >= second
+        assert coherence[b, kept[0]] >= coherence[b, shortlist].max() - 1e-3, (
+            coherence[b], named[b], kept)
+
+
 def _carried(image, velocity, num_frames):
     """NumPy: frame k = `image` (H, W, C) moved by about k * velocity whole pixels (the
     translating noise's own offsets), uncovered pixels copied from the nearest edge."""
