@@ -40,7 +40,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lumiere_jax.diffusion.clip_motion import motion_agreement, motion_coherence  # noqa: E402
 from lumiere_jax.eval import analyze_clip  # noqa: E402
 from lumiere_jax.pretrained import read_object_reader  # noqa: E402
-from lumiere_jax.training.object_reader import rendered_examples, train_object_reader  # noqa: E402
+from lumiere_jax.training.object_reader import (  # noqa: E402
+    rendered_exact_set_accuracy, train_object_reader)
 
 ATTRIBUTES = ("color", "shape", "direction", "color_shape_direction")
 
@@ -63,12 +64,8 @@ def main(argv=None) -> None:
         reader, report = read_object_reader(a.reader), dict(reader=a.reader)
     else:
         reader, report = train_object_reader(a.clips, a.steps)
-    apply = jax.jit(reader.logits)
     params = reader.params
-    test_frames, test_labels = rendered_examples(reader, np.random.default_rng(1), 500)
-    rendered_exact = float(np.mean(((np.asarray(apply(params, test_frames / 127.5 - 1.0)) > 0)
-                                    == (test_labels > 0.5)).all(1)))
-    report.update(rendered_exact_set=rendered_exact, files={})
+    report.update(rendered_exact_set=rendered_exact_set_accuracy(reader), files={})
     print(json.dumps({k: v for k, v in report.items() if k != "files"}), flush=True)
 
     for path in a.load:

@@ -151,6 +151,18 @@ def helper_path(folder: str | os.PathLike, key: str, script: str, verify: bool =
     return path
 
 
+def write_helper_entry(folder: str | os.PathLike, key: str, file: str, **info) -> dict:
+    """List the folder's helper `file` (already written there) in its manifest under `key`,
+    with its SHA-256 and `info` (how it was made); the rest of the manifest is kept.
+    Returns the entry (`helper_path` reads it back)."""
+    manifest = read_manifest(folder)
+    entry = dict(weights=file, sha256=sha256(os.path.join(os.fspath(folder), file)), **info)
+    manifest[key] = entry
+    write_manifest(folder, manifest["stages"], **{
+        k: v for k, v in manifest.items() if k not in ("format", "stages")})
+    return entry
+
+
 def load_motion_planner(folder: str | os.PathLike, verify: bool = True):
     """The folder's `MotionPlanner` (manifest key 'motion_planner': its file and SHA-256)."""
     from lumiere_jax.text.motion_planner import MotionPlanner

@@ -33,19 +33,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.scenes < 10:
         parser.error(f"--scenes={args.scenes}: give at least 10")
-    manifest = pretrained.read_manifest(args.folder)
+    pretrained.read_manifest(args.folder)  # a pretrained folder, before the fit
     captions, travel = travel_examples(args.scenes)
     planner = MotionPlanner.fit(captions, travel)
     residual = float(np.sqrt(np.mean((planner(captions) - travel) ** 2)))
     path = os.path.join(args.folder, FILE)
     planner.save(path)
-    manifest["motion_planner"] = dict(
-        weights=FILE, sha256=pretrained.sha256(path), captions=len(captions),
+    entry = pretrained.write_helper_entry(
+        args.folder, "motion_planner", FILE, captions=len(captions),
         rms_residual=round(residual, 4),
         command=f"python scripts/fit_motion_planner.py {args.folder} --scenes {args.scenes}")
-    pretrained.write_manifest(args.folder, manifest["stages"], **{
-        k: v for k, v in manifest.items() if k not in ("format", "stages")})
-    print(json.dumps(manifest["motion_planner"]))
+    print(json.dumps(entry))
 
 
 if __name__ == "__main__":

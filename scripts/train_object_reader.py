@@ -16,13 +16,11 @@ import json
 import os
 import sys
 
-import jax
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lumiere_jax import pretrained  # noqa: E402
-from lumiere_jax.training.object_reader import rendered_examples, train_object_reader  # noqa: E402
+from lumiere_jax.training.object_reader import (  # noqa: E402
+    rendered_exact_set_accuracy, train_object_reader)
 
 FILE = "object_reader.safetensors"
 
@@ -36,21 +34,16 @@ def main() -> None:
     for name in ("clips", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name}={getattr(args, name)}: give at least 1")
-    manifest = pretrained.read_manifest(args.folder)
+    pretrained.read_manifest(args.folder)  # a pretrained folder, before the training
     reader, info = train_object_reader(num_clips=args.clips, steps=args.steps)
-    frames, labels = rendered_examples(reader, np.random.default_rng(1), 500)
-    logits = np.asarray(jax.jit(reader.logits)(reader.params, frames / 127.5 - 1.0))
-    exact = float(np.mean(((logits > 0) == (labels > 0.5)).all(1)))
-    path = os.path.join(args.folder, FILE)
-    pretrained.save_object_reader(reader, path)
-    manifest["object_reader"] = dict(
-        weights=FILE, sha256=pretrained.sha256(path), **info,
+    exact = rendered_exact_set_accuracy(reader)
+    pretrained.save_object_reader(reader, os.path.join(args.folder, FILE))
+    entry = pretrained.write_helper_entry(
+        args.folder, "object_reader", FILE, **info,
         rendered_exact_set_accuracy=round(exact, 3),
         command=(f"python scripts/train_object_reader.py {args.folder} --clips {args.clips} "
                  f"--steps {args.steps}"))
-    pretrained.write_manifest(args.folder, manifest["stages"], **{
-        k: v for k, v in manifest.items() if k not in ("format", "stages")})
-    print(json.dumps(manifest["object_reader"]))
+    print(json.dumps(entry))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from lumiere_jax.pretrained import read_object_reader, save_object_reader
 from lumiere_jax.training.object_reader import rendered_examples, soften, train_object_reader
 
 COLORS, SHAPES = ("red", "blue", "green"), ("circle", "square")
+FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "pretrained", "moving_shapes")
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,21 @@ def test_rendered_examples_label_every_object_of_the_scene():
     assert np.mean(seen) >= 0.9, np.mean(seen)
 
 
+def test_exact_set_accuracy_counts_renders_whose_object_set_is_named_exactly():
+    """The shipped reader, against a loop over clips comparing the set of pairs with
+    logit > 0 to the labels' set."""
+    from lumiere_jax import pretrained
+    from lumiere_jax.training.object_reader import rendered_exact_set_accuracy
+
+    shipped = pretrained.load_object_reader(FOLDER)
+    video, labels = rendered_examples(shipped, np.random.default_rng(5), 40)
+    logits = np.asarray(shipped.logits(shipped.params, video / 127.5 - 1.0))
+    exact = [set(np.flatnonzero(lg > 0)) == set(np.flatnonzero(lb))
+             for lg, lb in zip(logits, labels)]
+    assert 0 < sum(exact)  # a reading that can be right
+    assert rendered_exact_set_accuracy(shipped, 40, seed=5) == pytest.approx(np.mean(exact))
+
+
 def test_soften_keeps_constant_clips_without_noise_and_adds_bounded_noise():
     x = jnp.full((4, 2, 8, 8, 3), 0.3)
     out = soften(jax.random.key(0), x, max_noise=0.0)
@@ -112,9 +129,7 @@ def test_the_shipped_reader_reads_rendered_clips():
     from lumiere_jax import pretrained
     from lumiere_jax.data.moving_shapes import single_object_clips
 
-    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "pretrained", "moving_shapes")
-    shipped = pretrained.load_object_reader(folder)
+    shipped = pretrained.load_object_reader(FOLDER)
     captions, clips = single_object_clips(np.random.default_rng(3), 64, 16, 32)
     logits = np.asarray(jax.jit(shipped.logits)(shipped.params, clips / 127.5 - 1.0))
     pairs, present = shipped.named_pairs(captions)
@@ -132,8 +147,11 @@ def test_a_damaged_or_unlisted_reader_in_a_folder_is_named(reader, tmp_path):
 
     path = tmp_path / "object_reader.safetensors"
     save_object_reader(reader, path)
-    pretrained.write_manifest(tmp_path, {}, object_reader=dict(
-        weights=path.name, sha256=pretrained.sha256(path)))
+    pretrained.write_manifest(tmp_path, {}, sampling={"base_steps": 8})
+    entry = pretrained.write_helper_entry(tmp_path, "object_reader", path.name, steps=3)
+    assert entry == dict(weights=path.name, sha256=pretrained.sha256(path), steps=3)
+    kept = json.loads((tmp_path / "manifest.json").read_text())
+    assert kept["sampling"] == {"base_steps": 8} and kept["object_reader"] == entry
     assert pretrained.load_object_reader(tmp_path).colors == COLORS
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
