@@ -50,7 +50,7 @@ flags.DEFINE_float("motion_noise", 0.0, "default correlation of the base stage's
 flags.DEFINE_enum("candidate_score", "critic", ["critic", "motion", "coherence", "reader"],
                   "default: how best of --candidates picks (the critic's score, the measured "
                   "motion against the planner's, how much of the clip's change one translation "
-                  "explains, or the object reader's shortlist then coherence)")
+                  "explains, or the object reader's reading of the prompt)")
 flags.DEFINE_float("image_start", 0.0, "default: the noise level i2v and cinemagraphs start at "
                    "from the given image carried along the planned motion (needs "
                    "--motion_noise; 0: from pure noise)")

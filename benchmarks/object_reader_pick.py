@@ -1,28 +1,29 @@
-"""Best of K by a learned object reader: does a classifier of rendered frames pick the
-candidate with the prompt's shape?
+"""Best of K by a learned object reader: does a classifier of rendered clips pick the
+candidate with the prompt's shape and direction?
 
     python benchmarks/object_reader_pick.py --load CANDIDATES.npz [--load MORE.npz] \
         [--clips 20000] [--steps 4000] [--out FILE.json]
 
 CANDIDATES.npz: `benchmarks/motion_rerank.py --save` (K base candidates per prompt, with
-their prompts). The reader is trained here, in a few minutes on 2 CPU cores, on frames
-the NumPy renderer draws (`moving_shapes.sample_scene`, labels from the scene; mild blur
-and noise so it sees soft edges): a small CNN per frame, max-pooled over the image, whose
-32 sigmoid outputs say which (colour, shape) objects the frame shows; a clip's logits are
-the mean over its frames. A candidate's reader score is the sum, over the prompt's named
-objects, of log p(that colour and shape). No labels of the candidates are read by a pick
-rule; the analyzer (`eval.analyze_clip`) is the judge, as in `evaluate.py`.
+their prompts). The reader is trained here (about 12 minutes on 2 CPU cores) on clips the
+NumPy renderer draws (`training.object_reader`, labels from the scene; mild blur and noise
+so it sees soft edges): which (colour, shape) objects a clip shows, which way each colour
+moves, which colours are there twice (`models.object_reader`). A candidate's reader score
+is log p(it shows what the prompt says): each named object's (colour, shape) and (colour,
+direction), one object of each named colour (`ObjectReader.named_terms`, `.scores`). No
+labels of the candidates are read by a pick rule; the analyzer (`eval.analyze_clip`) is
+the judge, as in `evaluate.py`.
 
 Pick rules compared: 'coherence' (the shipped default, `motion_coherence`), 'motion'
-(`motion_agreement` with the saved plan), 'reader' (the reader's score alone),
-'reader_top2_coherence' (of the reader's two best, the more coherent:
-`SamplingConfig.candidate_score='reader'`), 'motion_over_0.8_then_reader' (of the
+(`motion_agreement` with the saved plan), 'reader' (the reader's score alone:
+`SamplingConfig.candidate_score='reader'`), 'reader_shapes' (its (colour, shape) terms
+alone), 'reader_top2_coherence' (of the reader's two best, the more coherent), 'motion_over_0.8_then_reader' (of the
 candidates whose motion agrees with the plan by at least 0.8, or else the best one, the
 reader's favourite) and 'coherence_plus_reader' (coherence + w * reader score, w from
 --weights). `--reader` skips the training and reads a trained reader's file
 (`scripts/train_object_reader.py` writes the shipped one).
-Prints one JSON line per rule and candidate file, and how often the reader and the
-analyzer agree that a candidate shows the prompt's colour and shape.
+Prints one JSON line per rule and candidate file, and how often the reader (p > 0.5) and
+the analyzer agree that a candidate shows the prompt's colour, shape and direction.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
                     "of training one here")
     ap.add_argument("--clips", type=int, default=20000, help="rendered training scenes")
     ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--weights", default="0.1,1,2", help="w of coherence_plus_reader")
+    ap.add_argument("--weights", default="0.1,0.2,1,2", help="w of coherence_plus_reader")
     ap.add_argument("--out", default="")
     a = ap.parse_args(argv)
     for path in a.load:
@@ -76,16 +77,21 @@ def main(argv=None) -> None:
         coherence = np.asarray(motion_coherence(jnp.asarray(flat))).reshape(n, k)
         plan = jnp.asarray(np.repeat(saved["plan"], k, axis=0))
         motion = np.asarray(motion_agreement(jnp.asarray(flat), plan)).reshape(n, k)
-        pairs, present = (np.repeat(v, k, axis=0) for v in reader.named_pairs(prompts))
+        index, want = (np.repeat(v, k, axis=0) for v in reader.named_terms(prompts))
+        shapes_only = np.where(index < reader.num_pairs, want, 0.0)  # the (colour, shape) terms
         score = jax.jit(reader.scores)
-        reader_score = np.concatenate([np.asarray(score(params, flat[i:i + 32], pairs[i:i + 32],
-                                                        present[i:i + 32]))
-                                       for i in range(0, n * k, 32)]).reshape(n, k)
+
+        def scored(wanted):
+            return np.concatenate([np.asarray(score(params, flat[i:i + 32], index[i:i + 32],
+                                                    wanted[i:i + 32]))
+                                   for i in range(0, n * k, 32)]).reshape(n, k)
+
+        reader_score, shape_score = scored(want), scored(shapes_only)
         judged, agree = [], []
         for i, prompt in enumerate(prompts):
             reads = [analyze_clip(candidates[i, j]).matches(prompt) for j in range(k)]
             judged.append(reads)
-            agree += [(reader_score[i, j] > np.log(0.5)) == bool(r["color"] and r["shape"])
+            agree += [(reader_score[i, j] > np.log(0.5)) == bool(r["color_shape_direction"])
                       for j, r in enumerate(reads)]
 
         def accuracy(pick) -> dict:
@@ -103,6 +109,7 @@ def main(argv=None) -> None:
         rules = {"coherence": lambda i: np.argmax(coherence[i]),
                  "motion": lambda i: np.argmax(motion[i]),
                  "reader": lambda i: np.argmax(reader_score[i]),
+                 "reader_shapes": lambda i: np.argmax(shape_score[i]),
                  "reader_top2_coherence": top2_coherence,
                  "motion_over_0.8_then_reader": motion_then_reader}
         for w in (float(v) for v in a.weights.split(",")):

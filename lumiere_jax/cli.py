@@ -68,9 +68,9 @@ def define_base_stage_flags() -> None:
     flags.DEFINE_enum("candidate_score", None, ["critic", "motion", "coherence", "reader"],
                       "how best of --candidates picks: the shipped critic's score (text-to-video "
                       "only), the clip whose measured motion agrees best with the planner's, the "
-                      "clip whose change one translation explains best, or of the shipped object "
-                      "reader's 2 likeliest to show the prompt's colour and shape the more "
-                      "coherent (text-to-video only; None: the pretrained default)")
+                      "clip whose change one translation explains best, or the clip the shipped "
+                      "object reader is surest shows the prompt's colours, shapes and directions "
+                      "(text-to-video only; None: the pretrained default)")
     flags.DEFINE_float("image_start", None, "i2v, cinemagraph: the base stage starts at this "
                        "noise level from the given image carried along the planned motion "
                        "(SDEdit of the moved image; None: the pretrained default; 0: from pure "

@@ -50,7 +50,7 @@ from lumiere_jax.diffusion.multidiffusion import (WEIGHT_KINDS, multidiffusion_d
                                                   window_starts)
 from lumiere_jax.diffusion.objectives import check_prediction
 from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
-from lumiere_jax.diffusion.selection import best_of, repeat_candidates, shortlist_scores
+from lumiere_jax.diffusion.selection import best_of, repeat_candidates
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
 from lumiere_jax.models import UNetConfig, check_input_shape
@@ -120,8 +120,6 @@ def layout_expert(run: tuple[Any, dict] | None) -> LayoutExpert | None:
 
 # How best of K scores the base stage's candidates (`SamplingConfig.candidate_score`).
 CANDIDATE_SCORES = ("critic", "motion", "coherence", "reader")
-# candidate_score='reader': the object reader's shortlist of this many, then coherence.
-READER_SHORTLIST = 2
 # Clips per base network call on CPU when `SamplingConfig.clips_per_call` is None.
 CPU_CLIPS_PER_CALL = 16
 
@@ -172,9 +170,9 @@ class SamplingConfig:
       `motion_noise`) or 'coherence' (`diffusion.clip_motion.motion_coherence`: the
       candidate whose frame-to-frame change one global translation explains best, i.e.
       whose objects keep their shape and colour as they move; needs no plan) or 'reader'
-      (text-to-video: of the `READER_SHORTLIST` = 2 candidates the pipeline's
-      `ObjectReader` is surest show every (colour, shape) the prompt names, the more
-      coherent; `diffusion.selection.shortlist_scores`).
+      (text-to-video, clips of at least 9 frames: the candidate the pipeline's
+      `ObjectReader` is surest shows what the prompt says: each named object's colour and
+      shape, its colour moving the named way, one object of each named colour).
     layout_until: text-to-video only: the base stage's steps at t >= layout_until are the
       pipeline's `LayoutExpert`'s (`diffusion.layout`: it draws where the objects are and
       which way they move, at low resolution); 0 = off. layout_guidance: its
@@ -286,11 +284,6 @@ class SamplingConfig:
         if self.candidate_score not in CANDIDATE_SCORES:
             raise ValueError(f"SamplingConfig.candidate_score={self.candidate_score!r}; valid: "
                              f"{CANDIDATE_SCORES}.")
-        if self.candidate_score == "reader" and self.base_candidates > 1 and (
-                self.base_candidates <= READER_SHORTLIST):
-            raise ValueError(f"SamplingConfig.candidate_score='reader' shortlists the reader's "
-                             f"{READER_SHORTLIST} best: it needs base_candidates > "
-                             f"{READER_SHORTLIST} (got {self.base_candidates}).")
         if (self.candidate_score == "motion" and self.base_candidates > 1
                 and not self.motion_noise):
             raise ValueError("SamplingConfig.candidate_score='motion' compares each candidate "
@@ -671,8 +664,8 @@ class LumierePipeline:
         (text-to-video and the conditional modes with `motion_noise`), or for text-to-video
         with `motion_layout='objects'` a dict of each object phrase's `velocity` (B, N, 2)
         and `present` (B, N), else None. reader: the `ObjectReader`'s `params` and the
-        prompts' named `pairs`, `present` (B, N) (text-to-video with
-        `candidate_score='reader'`), else None.
+        prompts' terms `index`, `want` (B, M) (`ObjectReader.named_terms`; text-to-video
+        with `candidate_score='reader'`), else None.
         `base_only`: stop after stage 1 (the SSR output is None; the base video is the same
         as with both stages)."""
         s, base_cfg, ssr_cfg = self.sampling, self.base_config, self.ssr_config
@@ -700,11 +693,9 @@ class LumierePipeline:
             """(B*K,) from the candidates' pixels alone (the critic's score is t2v's own)."""
             if s.candidate_score == "coherence":  # change one translation explains
                 return motion_coherence(clips)
-            if s.candidate_score == "reader":  # the named objects' shortlist, then coherence
-                named = self.object_reader.scores(reader["params"], clips,
-                                                  rep(reader["pairs"]), rep(reader["present"]))
-                return shortlist_scores(named, motion_coherence(clips), s.base_candidates,
-                                        READER_SHORTLIST)
+            if s.candidate_score == "reader":  # log p(the clip shows what the prompt says)
+                return self.object_reader.scores(reader["params"], clips,
+                                                 rep(reader["index"]), rep(reader["want"]))
             return motion_agreement(clips, rep(planned_velocity(velocity)))  # vs the plan
 
         base_kw = dict(schedule=self.base_schedule, num_steps=s.base_steps, clip=s.base_clip,
@@ -864,9 +855,9 @@ class LumierePipeline:
         reader = None
         if (isinstance(request, TextRequest) and self.sampling.base_candidates > 1
                 and self.sampling.candidate_score == "reader"):
-            pairs, present = self.object_reader.named_pairs(prompts)
-            reader = dict(params=self.object_reader.params, pairs=jnp.asarray(pairs),
-                          present=jnp.asarray(present))
+            index, want = self.object_reader.named_terms(prompts)
+            reader = dict(params=self.object_reader.params, index=jnp.asarray(index),
+                          want=jnp.asarray(want))
         low, high = self._jitted(self.base_params, self.ssr_params, texts, key, request,
                                  critic, self.layout.params if layout else None, velocity,
                                  reader,

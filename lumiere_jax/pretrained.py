@@ -171,14 +171,18 @@ def load_motion_planner(folder: str | os.PathLike, verify: bool = True):
                                           "scripts/fit_motion_planner.py", verify))
 
 
+READER_WORDS = ("colors", "shapes", "directions")  # an object reader file's metadata
+
+
 def save_object_reader(reader, path: str | os.PathLike) -> None:
-    """An `ObjectReader` -> safetensors (its colour and shape words in the metadata)."""
+    """An `ObjectReader` -> safetensors (its colour, shape and direction words in the
+    metadata)."""
     from safetensors.numpy import save_file
 
     flat = {"/".join(k): np.asarray(v, np.float32)
             for k, v in traverse_util.flatten_dict(reader.params).items()}
-    save_file(flat, os.fspath(path), metadata={"colors": json.dumps(list(reader.colors)),
-                                               "shapes": json.dumps(list(reader.shapes))})
+    save_file(flat, os.fspath(path), metadata={name: json.dumps(list(getattr(reader, name)))
+                                               for name in READER_WORDS})
 
 
 def read_object_reader(path: str | os.PathLike):
@@ -194,22 +198,22 @@ def read_object_reader(path: str | os.PathLike):
     try:
         with safe_open(path, framework="numpy") as f:
             meta = f.metadata() or {}
-            colors, shapes = (tuple(json.loads(meta[k])) for k in ("colors", "shapes"))
+            colors, shapes, directions = (tuple(json.loads(meta[k])) for k in READER_WORDS)
             flat = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, KeyError, ValueError) as e:
-        raise ValueError(f"{path!r} is not an object reader file (safetensors with 'colors' "
-                         f"and 'shapes' metadata: {e})") from e
-    blank = ObjectReader(colors, shapes, None)
-    expected = jax.eval_shape(lambda: blank.init_params(jax.random.key(0), (1, 8, 8, 3)))
+        raise ValueError(f"{path!r} is not an object reader file (safetensors with "
+                         f"{', '.join(map(repr, READER_WORDS))} metadata: {e!r})") from e
+    blank = ObjectReader(colors, shapes, directions, None)
+    expected = jax.eval_shape(lambda: blank.init_params(jax.random.key(0), (16, 8, 8, 3)))
     expected = {"/".join(k): v.shape for k, v in traverse_util.flatten_dict(expected).items()}
     wrong = sorted(k for k in set(expected) | set(flat)
                    if k not in flat or k not in expected or flat[k].shape != expected[k])
     if wrong:
-        raise ValueError(f"{path!r} does not fit an object reader of {len(colors)} colours x "
-                         f"{len(shapes)} shapes (missing, unexpected or misshaped: "
+        raise ValueError(f"{path!r} does not fit an object reader of {len(colors)} colours, "
+                         f"{len(shapes)} shapes, {len(directions)} directions (missing, unexpected or misshaped: "
                          f"{', '.join(wrong[:3])}{' ...' if len(wrong) > 3 else ''})")
     params = traverse_util.unflatten_dict({tuple(k.split("/")): v for k, v in flat.items()})
-    return ObjectReader(colors, shapes, params)
+    return ObjectReader(colors, shapes, directions, params)
 
 
 def load_object_reader(folder: str | os.PathLike, verify: bool = True):

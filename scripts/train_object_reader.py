@@ -2,11 +2,12 @@
 
     python scripts/train_object_reader.py pretrained/moving_shapes [--clips 20000] [--steps 4000]
 
-A small CNN that reads which (colour, shape) objects a clip shows, trained on frames the
-NumPy renderer draws (`training.object_reader`; labels from the scenes, no dataset on
-disk). Writes `object_reader.safetensors` and the manifest's "object_reader" entry (file,
-SHA-256, command, steps, seconds, final loss, exact-set accuracy on 500 fresh renders).
-best of K uses it with `SamplingConfig.candidate_score='reader'`.
+Two small CNNs that read which (colour, shape) objects a clip shows, which way each colour
+moves and which colours are there twice, trained on clips the NumPy renderer draws
+(`training.object_reader`; labels from the scenes, no dataset on disk). Writes
+`object_reader.safetensors` and the manifest's "object_reader" entry (file, SHA-256,
+command, steps, seconds, final loss, exact-set accuracy of each output group on 500 fresh
+renders). Best of K uses it with `SamplingConfig.candidate_score='reader'`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def main() -> None:
     pretrained.save_object_reader(reader, os.path.join(args.folder, FILE))
     entry = pretrained.write_helper_entry(
         args.folder, "object_reader", FILE, **info,
-        rendered_exact_set_accuracy=round(exact, 3),
+        rendered_exact_set_accuracy={k: round(v, 3) for k, v in exact.items()},
         command=(f"python scripts/train_object_reader.py {args.folder} --clips {args.clips} "
                  f"--steps {args.steps}"))
     print(json.dumps(entry))

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from einops import rearrange
 
-__all__ = ["repeat_candidates", "best_of", "shortlist_scores"]
+__all__ = ["repeat_candidates", "best_of"]
 
 
 def repeat_candidates(x: jax.Array, k: int) -> jax.Array:
@@ -26,13 +26,3 @@ def best_of(candidates: jax.Array, scores: jax.Array, k: int) -> jax.Array:
     grouped = rearrange(candidates, "(b k) ... -> b k ...", k=k)
     best = jnp.argmax(rearrange(scores, "(b k) -> b k", k=k), axis=1)
     return grouped[jnp.arange(grouped.shape[0]), best]
-
-
-def shortlist_scores(first: jax.Array, second: jax.Array, k: int, keep: int) -> jax.Array:
-    """Scores (B*K,) for `best_of` that pick by two scorers in turn: within each item's K
-    candidates, `second` among the `keep` best by `first` (ties at the cut stay in), -inf
-    for the rest. `first`, `second`: (B*K,), laid out as `repeat_candidates` lays out items."""
-    grouped = rearrange(first, "(b k) -> b k", k=k)
-    cut = jnp.sort(grouped, axis=1)[:, max(k - keep, 0)]  # the keep-th best of each item
-    kept = rearrange(grouped >= cut[:, None], "b k -> (b k)")
-    return jnp.where(kept, second, -jnp.inf)

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from lumiere_jax.diffusion.selection import best_of, repeat_candidates, shortlist_scores
+from lumiere_jax.diffusion.selection import best_of, repeat_candidates
 
 
 def test_repeat_candidates_lays_each_items_copies_side_by_side():
@@ -23,21 +23,3 @@ def test_best_of_keeps_each_items_highest_scoring_candidate():
     out = np.asarray(best_of(jnp.asarray(candidates), jnp.asarray(scores), k))
     np.testing.assert_array_equal(out, expected)
     assert np.array_equal(out[2], candidates[8])
-
-
-def test_shortlist_picks_by_the_second_score_among_the_first_scores_best():
-    """Against a loop: per item, the `keep` best by `first` (ties at the cut kept), then the
-    best of those by `second`; keep >= K reduces to `second` alone."""
-    rng = np.random.default_rng(1)
-    items, k = 6, 4
-    first = rng.integers(0, 4, items * k).astype(np.float32)  # small integers: many ties
-    second = rng.normal(size=items * k).astype(np.float32)
-    for keep in (1, 2, 3, 4, 6):
-        out = np.asarray(shortlist_scores(jnp.asarray(first), jnp.asarray(second), k, keep))
-        for b in range(items):
-            f, s = first[b * k:(b + 1) * k], second[b * k:(b + 1) * k]
-            cut = sorted(f, reverse=True)[min(keep, k) - 1]
-            want = np.where(f >= cut, s, -np.inf)
-            np.testing.assert_array_equal(out[b * k:(b + 1) * k], want)
-            chosen = int(np.argmax(want))
-            assert f[chosen] >= cut and s[chosen] == max(s[f >= cut])

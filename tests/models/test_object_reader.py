@@ -1,5 +1,5 @@
-"""The object reader: prompt parsing, scores against NumPy, safe loading (`pretrained`),
-training on renders, the shipped reader on rendered clips."""
+"""The object reader: prompt parsing, scores against NumPy, the frame and triplet means, safe
+loading (`pretrained`), training on renders, the shipped reader on rendered clips."""
 
 import os
 
@@ -9,57 +9,79 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from lumiere_jax.models.object_reader import MAX_OBJECTS, ObjectReader
+from lumiere_jax.models.object_reader import MAX_OBJECTS, TERMS_PER_OBJECT, ObjectReader
 from lumiere_jax.pretrained import read_object_reader, save_object_reader
-from lumiere_jax.training.object_reader import rendered_examples, soften, train_object_reader
+from lumiere_jax.training.object_reader import (blank_reader, output_groups, rendered_examples,
+                                                soften, train_object_reader, training_scene)
 
 COLORS, SHAPES = ("red", "blue", "green"), ("circle", "square")
+DIRECTIONS = ("left", "right", "up and to the left")
 FOLDER = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                       "pretrained", "moving_shapes")
 
 
 @pytest.fixture(scope="module")
 def reader():
-    r = ObjectReader(COLORS, SHAPES, None)
-    return ObjectReader(COLORS, SHAPES, r.init_params(jax.random.key(0), (2, 8, 8, 3)))
+    r = ObjectReader(COLORS, SHAPES, DIRECTIONS, None)
+    return ObjectReader(COLORS, SHAPES, DIRECTIONS, r.init_params(jax.random.key(0),
+                                                                  (10, 8, 8, 3)))
 
 
-def test_named_pairs_reads_each_object_phrase(reader):
+def test_named_terms_read_each_object_phrase(reader):
+    """Output layout: 6 pairs (colour * 2 + shape), 9 motions (6 + colour * 3 + direction),
+    3 repeats (15 + colour)."""
     prompts = ["a red circle moving right",
                "a small blue square moving quickly up and to the left and a green circle "
-               "moving down on a black background",
+               "moving left on a black background",
                "a purple triangle moving left",           # words it does not know: nothing
-               "a green moving left"]                    # no shape: nothing
-    pairs, present = reader.named_pairs(prompts)
-    assert pairs.shape == present.shape == (4, MAX_OBJECTS)
-    assert present.tolist() == [[True, False], [True, True], [False, False], [False, False]]
-    assert pairs[0, 0] == 0 * 2 + 0 and pairs[1, 0] == 1 * 2 + 1 and pairs[1, 1] == 2 * 2 + 0
+               "a green moving down",                     # colour only: one green object
+               "a red circle and a red square"]           # red twice: no repeat term
+    index, want = reader.named_terms(prompts)
+    assert index.shape == want.shape == (5, MAX_OBJECTS * TERMS_PER_OBJECT)
+    terms = [sorted((int(i), float(w)) for i, w in zip(ix, wt) if w) for ix, wt in zip(index, want)]
+    assert terms[0] == [(0, 1.0), (6 + 0 * 3 + 1, 1.0), (15, -1.0)]
+    assert terms[1] == sorted([(1 * 2 + 1, 1.0), (6 + 1 * 3 + 2, 1.0), (16, -1.0),
+                               (2 * 2 + 0, 1.0), (6 + 2 * 3 + 0, 1.0), (17, -1.0)])
+    assert terms[2] == [] and terms[3] == [(17, -1.0)]
+    assert terms[4] == [(0, 1.0), (1, 1.0)]
 
 
-def test_scores_sum_the_log_probability_of_each_named_pair(reader):
-    clips = jax.random.uniform(jax.random.key(1), (3, 2, 8, 8, 3), minval=-1, maxval=1)
-    pairs, present = reader.named_pairs(["a red square", "a blue circle and a green square",
-                                         "a cyan blob"])
-    out = np.asarray(reader.scores(reader.params, clips, jnp.asarray(pairs),
-                                   jnp.asarray(present)))
+def test_scores_sum_the_log_probability_of_each_term(reader):
+    clips = jax.random.uniform(jax.random.key(1), (3, 10, 8, 8, 3), minval=-1, maxval=1)
+    index, want = reader.named_terms(["a red square", "a blue circle moving left and a green "
+                                      "square", "a cyan blob"])
+    out = np.asarray(reader.scores(reader.params, clips, jnp.asarray(index), jnp.asarray(want)))
     logits = np.asarray(reader.logits(reader.params, clips), np.float64)
-    log_p = -np.log1p(np.exp(-logits))
-    want = [log_p[0, 1], log_p[1, 2] + log_p[1, 5], 0.0]
-    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+    log_p = lambda z: -np.log1p(np.exp(-z))
+    expected = [log_p(logits[0, 1]) + log_p(-logits[0, 15]),
+                log_p(logits[1, 2]) + log_p(logits[1, 6 + 3]) + log_p(-logits[1, 16])
+                + log_p(logits[1, 5]) + log_p(-logits[1, 17]), 0.0]
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_logits_are_the_mean_of_per_frame_logits(reader):
-    clips = jax.random.uniform(jax.random.key(2), (2, 3, 8, 8, 3), minval=-1, maxval=1)
-    whole = reader.logits(reader.params, clips)
-    frames = jnp.stack([reader.logits(reader.params, clips[:, i:i + 1]) for i in range(3)])
-    np.testing.assert_allclose(whole, frames.mean(0), rtol=1e-5, atol=1e-6)
+def test_logits_average_frames_and_triplets(reader):
+    """Pairs and repeats: the mean over frames of the network on each frame alone; motions:
+    the mean over starts t of the network on frames (t, t+4, t+8) alone."""
+    clips = jax.random.uniform(jax.random.key(2), (2, 10, 8, 8, 3), minval=-1, maxval=1)
+    whole = np.asarray(reader.logits(reader.params, clips))
+    net = reader.net.apply
+    per_frame = np.stack([np.asarray(net({"params": reader.params}, clips, np.array([t]),
+                                         np.array([0]))) for t in range(10)])
+    per_start = np.stack([np.asarray(net({"params": reader.params}, clips, np.array([0]),
+                                         np.array([t]))) for t in range(2)])
+    frame_outputs = np.r_[0:6, 15:18]
+    np.testing.assert_allclose(whole[:, frame_outputs], per_frame.mean(0)[:, frame_outputs],
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(whole[:, 6:15], per_start.mean(0)[:, 6:15], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="at least 9 frames.*got 8"):
+        reader.logits(reader.params, clips[:, :8])
 
 
 def test_save_load_round_trip_and_clear_errors(reader, tmp_path):
     path = tmp_path / "reader.safetensors"
     save_object_reader(reader, path)
     back = read_object_reader(path)
-    assert back.colors == COLORS and back.shapes == SHAPES
+    assert back.colors == COLORS and back.shapes == SHAPES and back.directions == DIRECTIONS
     saved, loaded = (traverse_util.flatten_dict(p) for p in (reader.params, back.params))
     assert set(saved) == set(loaded)
     for p in saved:
@@ -70,40 +92,64 @@ def test_save_load_round_trip_and_clear_errors(reader, tmp_path):
     truncated.write_bytes(path.read_bytes()[:200])
     with pytest.raises(ValueError, match="truncated.safetensors.*not an object reader file"):
         read_object_reader(truncated)
-    other = ObjectReader(COLORS + ("pink",), SHAPES, reader.params)  # 8 pairs' file, 6 outputs
+    other = ObjectReader(COLORS + ("pink",), SHAPES, DIRECTIONS, reader.params)  # 3 colours' weights
     save_object_reader(other, tmp_path / "other.safetensors")
-    with pytest.raises(ValueError, match="other.safetensors.*does not fit.*4 colours x 2"):
+    with pytest.raises(ValueError, match="other.safetensors.*does not fit.*4 colours, 2 shapes"):
         read_object_reader(tmp_path / "other.safetensors")
 
 
 def test_rendered_examples_label_every_object_of_the_scene():
-    r = ObjectReader(("red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink"),
-                     ("circle", "square", "triangle", "diamond"), None)
-    video, labels = rendered_examples(r, np.random.default_rng(0), 40, frames=2, size=16)
-    assert video.shape == (40, 2, 16, 16, 3) and video.dtype == np.uint8
-    counts = labels.sum(1)
-    assert set(counts.tolist()) <= {1.0, 2.0} and 1.0 in counts and 2.0 in counts
-    # a labelled colour is on screen (some pixel within 40 levels of it) unless the other
-    # object, drawn on top, hides it
+    """Labels against the scene's own objects, re-drawn here with the same generator: each
+    object's pair, each moving object's direction (the sign of its velocity), the colours
+    seen twice; each labelled colour is on screen unless an object drawn later hides it."""
     from lumiere_jax.data.moving_shapes import COLORS as RGB
-    seen = [(np.abs(clip.astype(int) - np.asarray(RGB[r.colors[i // 4]])).max(-1) < 40).any()
-            for clip, row in zip(video, labels) for i in np.flatnonzero(row)]
+    from lumiere_jax.data.moving_shapes import DIRECTIONS as UNITS
+
+    r = blank_reader()
+    video, labels = rendered_examples(r, np.random.default_rng(0), 60, size=16,
+                                      repeat_prob=0.5, still_prob=0.3)
+    assert video.shape == (60, 16, 16, 16, 3) and video.dtype == np.uint8
+    rng, seen, still, twice = np.random.default_rng(0), [], 0, 0
+    groups = output_groups(r)
+    for clip, row in zip(video, labels):
+        scene = training_scene(rng, 16, 16, repeat_prob=0.5, still_prob=0.3)
+        colors = [o.color for o in scene.objects]
+        assert set(np.flatnonzero(row[groups["pairs"]])) == {
+            r.colors.index(o.color) * 4 + r.shapes.index(o.shape) for o in scene.objects}
+        moving = set()
+        for o in scene.objects:
+            if o.velocity == (0.0, 0.0):
+                still += 1
+                continue
+            name = next(n for n, (unit, _) in UNITS.items()
+                        if tuple(np.sign(unit)) == tuple(np.sign(o.velocity)))
+            moving.add(r.colors.index(o.color) * 8 + list(UNITS).index(name))
+        assert set(np.flatnonzero(row[groups["motions"]])) == moving
+        assert set(np.flatnonzero(row[groups["repeats"]])) == {
+            r.colors.index(c) for c in colors if colors.count(c) > 1}
+        twice += len(set(colors)) < len(colors)
+        seen += [(np.abs(clip.astype(int) - np.asarray(RGB[c])).max(-1) < 40).any()
+                 for c in colors]
+    assert still > 0 and twice > 0
     assert np.mean(seen) >= 0.9, np.mean(seen)
 
 
-def test_exact_set_accuracy_counts_renders_whose_object_set_is_named_exactly():
-    """The shipped reader, against a loop over clips comparing the set of pairs with
-    logit > 0 to the labels' set."""
+def test_exact_set_accuracy_counts_renders_whose_sets_are_named_exactly():
+    """The shipped reader, against a loop over clips comparing, per output group, the set
+    of outputs with logit > 0 to the labels' set."""
     from lumiere_jax import pretrained
     from lumiere_jax.training.object_reader import rendered_exact_set_accuracy
 
     shipped = pretrained.load_object_reader(FOLDER)
     video, labels = rendered_examples(shipped, np.random.default_rng(5), 40)
     logits = np.asarray(shipped.logits(shipped.params, video / 127.5 - 1.0))
-    exact = [set(np.flatnonzero(lg > 0)) == set(np.flatnonzero(lb))
-             for lg, lb in zip(logits, labels)]
-    assert 0 < sum(exact)  # a reading that can be right
-    assert rendered_exact_set_accuracy(shipped, 40, seed=5) == pytest.approx(np.mean(exact))
+    accuracy = rendered_exact_set_accuracy(shipped, 40, seed=5)
+    assert set(accuracy) == {"pairs", "motions", "repeats"}
+    for name, group in output_groups(shipped).items():
+        exact = [set(np.flatnonzero(lg[group] > 0)) == set(np.flatnonzero(lb[group]))
+                 for lg, lb in zip(logits, labels)]
+        assert 0 < sum(exact)  # a reading that can be right
+        assert accuracy[name] == pytest.approx(np.mean(exact)), name
 
 
 def test_soften_keeps_constant_clips_without_noise_and_adds_bounded_noise():
@@ -124,18 +170,24 @@ def test_a_short_training_run_lowers_the_loss_and_rejects_bad_sizes():
 
 def test_the_shipped_reader_reads_rendered_clips():
     """pretrained/moving_shapes' reader on 64 rendered one-object clips (labels from the
-    scenes): its likeliest (colour, shape) pair is the scene's in at least 0.9 of them
-    (chance 1 in 32)."""
+    scenes): its likeliest (colour, shape) pair is the scene's, and its likeliest direction
+    for that colour the scene's, each in at least 0.9 of them (chance 1 in 32 and 1 in 8)."""
     from lumiere_jax import pretrained
     from lumiere_jax.data.moving_shapes import single_object_clips
 
     shipped = pretrained.load_object_reader(FOLDER)
     captions, clips = single_object_clips(np.random.default_rng(3), 64, 16, 32)
     logits = np.asarray(jax.jit(shipped.logits)(shipped.params, clips / 127.5 - 1.0))
-    pairs, present = shipped.named_pairs(captions)
-    assert present[:, 0].all() and not present[:, 1].any()
-    right = np.mean(logits.argmax(1) == pairs[:, 0])
-    assert right >= 0.9, right
+    index, want = shipped.named_terms(captions)
+    assert (want[:, :3] == [1, 1, -1]).all() and not want[:, 3:].any()
+    groups = output_groups(shipped)
+    pair = np.mean(logits[:, groups["pairs"]].argmax(1) == index[:, 0])
+    n_dir = len(shipped.directions)
+    color = (index[:, 1] - shipped.num_pairs) // n_dir
+    own = np.stack([logits[i, shipped.num_pairs + c * n_dir:][:n_dir]
+                    for i, c in enumerate(color)])
+    direction = np.mean(own.argmax(1) == (index[:, 1] - shipped.num_pairs) % n_dir)
+    assert pair >= 0.9 and direction >= 0.9, (pair, direction)
 
 
 def test_a_damaged_or_unlisted_reader_in_a_folder_is_named(reader, tmp_path):
@@ -152,7 +204,7 @@ def test_a_damaged_or_unlisted_reader_in_a_folder_is_named(reader, tmp_path):
     assert entry == dict(weights=path.name, sha256=pretrained.sha256(path), steps=3)
     kept = json.loads((tmp_path / "manifest.json").read_text())
     assert kept["sampling"] == {"base_steps": 8} and kept["object_reader"] == entry
-    assert pretrained.load_object_reader(tmp_path).colors == COLORS
+    assert pretrained.load_object_reader(tmp_path).directions == DIRECTIONS
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
