@@ -104,18 +104,25 @@ class ObjectReader:
         return len(self.colors) * len(self.shapes)
 
     @property
+    def groups(self) -> dict[str, slice]:
+        """The outputs by group, in order: 'pairs', 'motions', 'repeats'."""
+        motions = self.num_pairs + len(self.colors) * len(self.directions)
+        return {"pairs": slice(0, self.num_pairs), "motions": slice(self.num_pairs, motions),
+                "repeats": slice(motions, motions + len(self.colors))}
+
+    @property
     def num_outputs(self) -> int:
-        return self.num_pairs + len(self.colors) * (len(self.directions) + 1)
+        return self.groups["repeats"].stop
 
     def pair_index(self, color: str, shape: str) -> int:
         return self.colors.index(color) * len(self.shapes) + self.shapes.index(shape)
 
     def motion_index(self, color: str, direction: str) -> int:
-        return (self.num_pairs + self.colors.index(color) * len(self.directions)
+        return (self.groups["motions"].start + self.colors.index(color) * len(self.directions)
                 + self.directions.index(direction))
 
     def repeat_index(self, color: str) -> int:
-        return self.num_pairs + len(self.colors) * len(self.directions) + self.colors.index(color)
+        return self.groups["repeats"].start + self.colors.index(color)
 
     def _direction(self, phrase: str) -> str | None:
         """The direction phrase after "moving [slowly|quickly] " (the longest that ends it)."""

@@ -85,24 +85,17 @@ def rendered_examples(reader: ObjectReader, rng: np.random.Generator, num_clips:
     return video, labels
 
 
-def output_groups(reader: ObjectReader) -> dict[str, slice]:
-    """The reader's outputs by group: 'pairs', 'motions', 'repeats'."""
-    motions = reader.num_pairs + len(reader.colors) * len(reader.directions)
-    return {"pairs": slice(0, reader.num_pairs), "motions": slice(reader.num_pairs, motions),
-            "repeats": slice(motions, reader.num_outputs)}
-
-
 def rendered_exact_set_accuracy(reader: ObjectReader, num_clips: int = 500, seed: int = 1,
                                 size: int = 32) -> dict[str, float]:
     """Per output group, the share of `num_clips` fresh renders (`rendered_examples`,
     generator `seed`) whose exact set the reader names (logit > 0 for those, < 0 else)."""
     video, labels = rendered_examples(reader, np.random.default_rng(seed), num_clips,
                                       size=size)
-    logits = np.concatenate([np.asarray(jax.jit(reader.logits)(reader.params,
-                                                               video[i:i + 64] / 127.5 - 1.0))
+    read = jax.jit(reader.logits)
+    logits = np.concatenate([np.asarray(read(reader.params, video[i:i + 64] / 127.5 - 1.0))
                              for i in range(0, num_clips, 64)])
     return {name: float(np.mean(((logits[:, g] > 0) == (labels[:, g] > 0.5)).all(1)))
-            for name, g in output_groups(reader).items()}
+            for name, g in reader.groups.items()}
 
 
 def soften(key: jax.Array, clips: jax.Array, max_noise: float = 0.15) -> jax.Array:

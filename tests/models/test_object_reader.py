@@ -11,8 +11,8 @@ from flax import traverse_util
 
 from lumiere_jax.models.object_reader import MAX_OBJECTS, TERMS_PER_OBJECT, ObjectReader
 from lumiere_jax.pretrained import read_object_reader, save_object_reader
-from lumiere_jax.training.object_reader import (blank_reader, output_groups, rendered_examples,
-                                                soften, train_object_reader, training_scene)
+from lumiere_jax.training.object_reader import (blank_reader, rendered_examples, soften,
+                                                train_object_reader, training_scene)
 
 COLORS, SHAPES = ("red", "blue", "green"), ("circle", "square")
 DIRECTIONS = ("left", "right", "up and to the left")
@@ -110,7 +110,7 @@ def test_rendered_examples_label_every_object_of_the_scene():
                                       repeat_prob=0.5, still_prob=0.3)
     assert video.shape == (60, 16, 16, 16, 3) and video.dtype == np.uint8
     rng, seen, still, twice = np.random.default_rng(0), [], 0, 0
-    groups = output_groups(r)
+    groups = r.groups
     for clip, row in zip(video, labels):
         scene = training_scene(rng, 16, 16, repeat_prob=0.5, still_prob=0.3)
         colors = [o.color for o in scene.objects]
@@ -145,7 +145,7 @@ def test_exact_set_accuracy_counts_renders_whose_sets_are_named_exactly():
     logits = np.asarray(shipped.logits(shipped.params, video / 127.5 - 1.0))
     accuracy = rendered_exact_set_accuracy(shipped, 40, seed=5)
     assert set(accuracy) == {"pairs", "motions", "repeats"}
-    for name, group in output_groups(shipped).items():
+    for name, group in shipped.groups.items():
         exact = [set(np.flatnonzero(lg[group] > 0)) == set(np.flatnonzero(lb[group]))
                  for lg, lb in zip(logits, labels)]
         assert 0 < sum(exact)  # a reading that can be right
@@ -180,7 +180,7 @@ def test_the_shipped_reader_reads_rendered_clips():
     logits = np.asarray(jax.jit(shipped.logits)(shipped.params, clips / 127.5 - 1.0))
     index, want = shipped.named_terms(captions)
     assert (want[:, :3] == [1, 1, -1]).all() and not want[:, 3:].any()
-    groups = output_groups(shipped)
+    groups = shipped.groups
     pair = np.mean(logits[:, groups["pairs"]].argmax(1) == index[:, 0])
     n_dir = len(shipped.directions)
     color = (index[:, 1] - shipped.num_pairs) // n_dir
