@@ -30,7 +30,8 @@ HELP_FLAGS = ("--help", "-h", "-help", "--helpshort")
 OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="critic_scale",
                                layout_until="layout_until", motion_noise="motion_noise",
                                motion_layout="motion_layout", candidate_score="candidate_score",
-                               image_start="image_start", redraw_strength="redraw_strength")
+                               image_start="image_start", redraw_strength="redraw_strength",
+                               layer_objects="layer_objects")
 # `SamplingConfig` field <- the shared flag that sets it, for the flags whose 0 / None keeps
 # the default.
 DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
@@ -79,6 +80,10 @@ def define_base_stage_flags() -> None:
                        "noised again to this level and denoised under its prompt (SDEdit of "
                        "its own clip: same motion, objects redrawn; None: the pretrained "
                        "default; 0: off)")
+    flags.DEFINE_bool("layer_objects", None, "text-to-video: a prompt that names several "
+                      "objects is drawn one object phrase at a time (each with the prompt's "
+                      "background) and the clips are layered before the SSR stage (None: the "
+                      "pretrained default)")
     flags.DEFINE_enum("motion_layout", None, ["field", "objects"], "text-to-video: what of that "
                       "noise moves: the whole field, or one disc per object phrase (None: the "
                       "pretrained default)")

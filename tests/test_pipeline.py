@@ -579,6 +579,46 @@ def test_reader_candidates_keep_the_clip_the_reader_is_surest_shows_the_prompt(p
         best(prompts, key, num_frames=8, base_only=True)
 
 
+def _layered_reference(bottom, top):
+    """NumPy: `top`'s pixels further than 0.7 (summed |RGB| in [-1, 1]) from the median of its
+    border pixels over all frames, over `bottom` (uint8 (T, H, W, 3) each)."""
+    unit = top.astype(np.float64) / 127.5 - 1.0
+    border = np.concatenate([unit[:, 0], unit[:, -1], unit[:, 1:-1, 0], unit[:, 1:-1, -1]], 1)
+    front = np.abs(unit - np.median(border.reshape(-1, 3), axis=0)).sum(-1) > 0.7
+    return np.where(front[..., None], top, bottom)
+
+
+def test_layer_objects_draws_each_object_phrase_and_layers_the_clips(parts, pipe):
+    """layer_objects: a prompt of two objects is sampled as its two object prompts (each
+    with the background phrase) and the second clip's foreground is laid over the first; a
+    one-object prompt of the same call is sampled as itself; the SSR stage runs on the
+    layered clip under the whole prompt (== `upsample`). A call of one-object prompts is
+    the plain pipeline's."""
+    layered = LumierePipeline(*parts, sampling=dataclasses.replace(pipe.sampling,
+                                                                   layer_objects=True))
+    prompts = ["a red circle moving right and a blue square moving up on a black background",
+               "a green ball on a white background"]
+    key = jax.random.key(5)
+    low, high = layered(prompts, key, return_low_res=True)
+    k_base, k_ssr = jax.random.split(key)
+    rows = ["a red circle moving right on a black background",
+            "a blue square moving up on a black background",
+            "a green ball on a white background", "a green ball on a white background"]
+    clips = pipe(rows, k_base, base_only=True)
+    reference = _layered_reference(clips[0], clips[1])
+    assert not np.array_equal(reference, clips[0]) and not np.array_equal(reference, clips[1])
+    np.testing.assert_array_equal(low[0], reference)
+    np.testing.assert_array_equal(low[1], clips[2])
+    np.testing.assert_array_equal(high, pipe.upsample(prompts, low, k_ssr))
+    assert high.shape == (2,) + pipe(["x"], key).shape[1:]
+    np.testing.assert_array_equal(layered(["waves"], key, base_only=True),
+                                  pipe(["waves"], key, base_only=True))
+    with pytest.raises(ValueError, match="layer_objects"):
+        SamplingConfig(layer_objects=1)
+    with pytest.raises(ValueError, match="video must be"):
+        pipe.upsample(prompts, low[0, 0], k_ssr)
+
+
 def _carried(image, velocity, num_frames):
     """NumPy: frame k = `image` (H, W, C) moved by about k * velocity whole pixels (the
     translating noise's own offsets), uncovered pixels copied from the nearest edge."""

@@ -18,21 +18,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Sequence
 
 import numpy as np
+
+from lumiere_jax.text.phrases import split_objects
 
 
 def words(prompt: str) -> list[str]:
     """Lower-cased whitespace words of a prompt."""
     return prompt.lower().split()
-
-
-def object_phrases(prompt: str) -> list[str]:
-    """A prompt split into its objects' phrases at " and a " ("a red circle moving up and
-    to the left and a blue square moving down" -> two phrases)."""
-    return re.split(r"\s+and\s+(?=an?\s)", prompt.strip().lower())
 
 
 def num_features(vocabulary_size: int) -> int:
@@ -69,7 +64,7 @@ class MotionPlanner:
     def __call__(self, prompts: Sequence[str]) -> np.ndarray:
         """prompts -> `(B, 2)` float32 travel over the clip, fraction of the frame: the mean
         over each prompt's object phrases."""
-        return np.stack([(self.features(object_phrases(p)) @ self.weights).mean(0)
+        return np.stack([(self.features(split_objects(p)) @ self.weights).mean(0)
                          for p in prompts]).astype(np.float32)
 
     def velocity(self, prompts: Sequence[str], image_size: int, num_frames: int) -> np.ndarray:
@@ -83,7 +78,7 @@ class MotionPlanner:
         velocity = np.zeros((len(prompts), max_objects, 2), np.float32)
         present = np.zeros((len(prompts), max_objects), bool)
         for row, prompt in enumerate(prompts):
-            phrases = object_phrases(prompt)[:max_objects]
+            phrases = split_objects(prompt)[:max_objects]
             travel = self.features(phrases) @ self.weights  # (n, 2)
             velocity[row, :len(phrases)] = travel * (image_size / max(num_frames - 1, 1))
             present[row, :len(phrases)] = True
@@ -99,7 +94,7 @@ class MotionPlanner:
         if travel.shape != (len(captions), 2):
             raise ValueError(f"MotionPlanner.fit: travel must be (N, 2) = ({len(captions)}, 2),"
                              f" got {travel.shape}")
-        single = [i for i, c in enumerate(captions) if len(object_phrases(c)) == 1]
+        single = [i for i, c in enumerate(captions) if len(split_objects(c)) == 1]
         if not single:
             raise ValueError("MotionPlanner.fit: no caption names a single object")
         captions, travel = [captions[i] for i in single], travel[single]
