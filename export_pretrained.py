@@ -56,6 +56,8 @@ flags.DEFINE_float("image_start", 0.0, "default: the noise level i2v and cinemag
                    "--motion_noise; 0: from pure noise)")
 flags.DEFINE_enum("motion_layout", "field", ["field", "objects"], "default: what of that "
                   "noise moves, the whole field or one disc per object phrase")
+flags.DEFINE_bool("layer_objects", False, "default: a text-to-video prompt that names several "
+                  "objects is drawn one object phrase at a time and the clips layered")
 flags.DEFINE_multi_string("mode_stage", [], "MODE=STAGE, repeatable: the stage i2v / "
                           "cinemagraph / inpaint sample from (base or conditional; kept from the "
                           "folder's manifest when not given, else conditional when shipped)")
@@ -74,7 +76,7 @@ SAMPLING_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", base_guidance="
                       layout_until="layout_until", layout_guidance="layout_guidance",
                       motion_noise="motion_noise", motion_layout="motion_layout",
                       candidate_score="candidate_score", image_start="image_start",
-                      window="window", stride="stride")
+                      layer_objects="layer_objects", window="window", stride="stride")
 
 
 def mode_stage_choices(settings: list[str], stage_names: set[str]) -> dict[str, str]:
@@ -134,7 +136,8 @@ def sampling_defaults(f) -> tuple[dict, SamplingConfig]:
                   base_candidates=f.candidates, layout_until=f.layout_until,
                   layout_guidance=f.layout_guidance, motion_noise=f.motion_noise,
                   motion_layout=f.motion_layout, candidate_score=f.candidate_score,
-                  image_start=f.image_start, window=f.window or None,
+                  image_start=f.image_start, layer_objects=f.layer_objects,
+                  window=f.window or None,
                   stride=f.stride or None)
     try:
         return values, SamplingConfig(**values)

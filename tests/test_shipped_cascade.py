@@ -105,3 +105,23 @@ def test_the_shipped_critic_reads_the_direction_of_rendered_clips():
 
     own, reversed_ = score(captions), score([reverse_directions(c) for c in captions])
     assert np.mean(own > reversed_) >= 0.8, np.mean(own > reversed_)
+
+
+def test_two_objects_moving_opposite_ways_are_drawn_one_at_a_time_and_layered():
+    """`layer_objects` (the shipped default): "a red circle moving right and a blue square
+    moving left on a black background" is drawn as its two object prompts (each the
+    shipped best of 4 from moving noise) and layered. The analyzer pairs a red and a blue
+    object with the two phrases, each seen in at least half the frames, the red one moving
+    right (dx > 0) and the blue one left (dx < 0). Drawn in one pass, both would share the
+    planner's mean of the two motions (about none)."""
+    prompt = "a red circle moving right and a blue square moving left on a black background"
+    pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED)
+    assert pipe.sampling.layer_objects
+    low = pipe([prompt], jax.random.key(2), base_only=True)
+    reading = analyze_clip(low[0])
+    red, blue = reading.pairs(prompt)
+    assert red is not None and blue is not None, reading.describe()
+    assert (red.color, blue.color) == ("red", "blue"), reading.describe()
+    assert min(red.presence, blue.presence) >= 0.5, reading.describe()
+    assert red.velocity[1] > 0 > blue.velocity[1], (red.velocity, blue.velocity,
+                                                     reading.describe())
