@@ -27,6 +27,9 @@ from lumiere_jax.pipeline import LumierePipeline  # noqa: E402
 PROMPTS = ("a red circle moving right", "a blue square moving up",
            "a yellow triangle moving left on a white background",
            "a green circle moving down on a gray background")
+# Drawn in a call of its own (each object phrase on its own, then layered: the manifest's
+# `layer_objects`), so the four above keep their noise.
+TWO_OBJECTS = "a red circle moving right and a blue square moving left on a black background"
 OUT = os.path.join(ROOT, "docs", "gallery")
 
 
@@ -69,7 +72,9 @@ def main() -> None:
     pipe = LumierePipeline.from_pretrained(os.path.join(ROOT, "pretrained", "moving_shapes"),
                                            progress=True)
     low, high = pipe(list(PROMPTS), jax.random.key(0), return_low_res=True)
-    for prompt, lo, hi in zip(PROMPTS, low, high):
+    two_low, two_high = pipe([TWO_OBJECTS], jax.random.key(0), return_low_res=True)
+    for prompt, lo, hi in zip(PROMPTS + (TWO_OBJECTS,), list(low) + list(two_low),
+                              list(high) + list(two_high)):
         path = os.path.join(OUT, f"{slug(prompt)}.gif")
         write_video(path, side_by_side(lo, hi), fps=8)
         print(path)
