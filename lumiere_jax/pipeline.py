@@ -69,8 +69,7 @@ _layer = jax.jit(layer_clips)
 
 __all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",
            "save_video", "TextRequest", "ConditionRequest", "EditRequest", "UpsampleRequest",
-           "GuidanceCritic",
-           "guidance_critic", "LayoutExpert", "layout_expert"]
+           "GuidanceCritic", "guidance_critic", "LayoutExpert", "layout_expert"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -910,7 +909,7 @@ class LumierePipeline:
         prompts = check_prompts(prompts)
         num_frames = self._frames(num_frames)
         if self.sampling.layer_objects:
-            parts = [object_prompts(p) or [p] for p in prompts]
+            parts = [object_prompts(p) for p in prompts]
             if max(len(p) for p in parts) > 1:
                 return self._layered(prompts, parts, key, num_frames, return_low_res,
                                      base_only)

@@ -1,6 +1,6 @@
 """Train the object reader of a pretrained moving_shapes folder and list it in its manifest.
 
-    python scripts/train_object_reader.py pretrained/moving_shapes [--clips 20000] [--steps 4000]
+    python scripts/train_object_reader.py pretrained/moving_shapes [--clips 40000] [--steps 8000]
 
 Two small CNNs that read which (colour, shape) objects a clip shows, which way each colour
 moves and which colours are there twice, trained on clips the NumPy renderer draws
@@ -29,8 +29,8 @@ FILE = "object_reader.safetensors"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", help="a pretrained folder (manifest.json)")
-    parser.add_argument("--clips", type=int, default=20000, help="rendered training scenes")
-    parser.add_argument("--steps", type=int, default=4000, help="training steps (batch 32)")
+    parser.add_argument("--clips", type=int, default=40000, help="rendered training scenes")
+    parser.add_argument("--steps", type=int, default=8000, help="training steps (batch 32)")
     args = parser.parse_args()
     for name in ("clips", "steps"):
         if getattr(args, name) < 1:
