@@ -5,7 +5,11 @@ r"""Text -> video with the Lumiere cascade: base STUNet (all frames at once) -> 
     # -> samples/a-red-circle-moving-right.mp4 and .gif (--out to choose)
 
 By default the cascade is the shipped one, `pretrained/moving_shapes` (`--pretrained` for
-another folder in that layout). Your own train.py runs instead:
+another folder in that layout). Its text-to-video goes through a keyframe (the manifest's
+`keyframes`): its T2I draws 8 images of the prompt, its object reader keeps the one that
+best shows the prompt's objects, and its image-to-video stage animates it along the
+motion the planner reads from the prompt; `--keyframes 0 --candidates 4` samples every
+frame from the text instead (the base STUNet, best of 4). Your own train.py runs instead:
     python sample.py --prompt "..." --base_config configs/demo_stunet.py \
         --base_ckpt runs/demo_stunet/checkpoints --ssr_config configs/demo_ssr.py \
         --ssr_ckpt runs/demo_ssr/checkpoints
@@ -25,7 +29,8 @@ With the shipped folder, i2v / cinemagraph / inpaint sample its conditional STUN
 replacement. Inputs of another size are center-cropped and resized (with a notice); grey
 mask levels are thresholded at half (with a warning).
 Stylized generation: `--style outline --style_alpha 0.8` blends a shipped style (a T2I
-fine-tuned on outlined shapes) into the base STUNet's spatial weights; for your own runs,
+fine-tuned on outlined shapes) into the base STUNet's spatial weights (and the keyframe
+T2I's); for your own runs,
 `--style_ckpt runs/style_t2i/checkpoints` (same T2I config as the base).
 """
 
@@ -237,7 +242,7 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
         if stage != "base":
             logging.info("--mode=%s: sampling the shipped %r stage", f.mode, stage)
         return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
-                                               mode=f.mode, base_stage=stage, style=style,
+                                               mode=f.mode, base_stage=f.base_stage, style=style,
                                                style_alpha=f.style_alpha if style else 0.0,
                                                **overrides)
     if f.base_stage:

@@ -1,14 +1,18 @@
 """Does temporal training help? The shipped base STUNet against its own starting point.
 
-    python benchmarks/fvd_baselines.py pretrained/moving_shapes 64
+    python benchmarks/fvd_baselines.py pretrained/moving_shapes 64 [NAME=VALUE ...]
 
-Generates base-size clips (no SSR) for the first N `moving_shapes` test prompts three ways,
-with the same prompts, noise and sampler (the folder's manifest: DDIM steps, guidance,
-dynamic clipping):
-  base           the shipped STUNet ('base' stage), all frames at once;
+Generates base-size clips (no SSR) for the first N `moving_shapes` test prompts (full
+captions) four ways. The first three with the same prompts, noise and plain sampler (the
+folder's manifest: DDIM steps, guidance, dynamic clipping):
+  base           the shipped STUNet ('base' stage), all frames at once, from plain noise;
   inflated_init  the 't2i' stage inflated into the STUNet config with freshly initialised
                  temporal layers (identity at init: its frames are T2I frames);
-  t2i_per_frame  the 't2i' stage run on every frame separately, fresh noise per frame.
+  t2i_per_frame  the 't2i' stage run on every frame separately, fresh noise per frame;
+and
+  shipped        `LumierePipeline.from_pretrained(folder)` with the manifest's text-to-video
+                 defaults (moving noise, best of K, keyframes, layering: what sample.py
+                 does), `NAME=VALUE` settings replacing them (e.g. keyframes=0).
 Each set is read back by the analyzer (colour / shape / direction accuracy, presence) and
 scored by FVD against the N real test clips. Prints one JSON line per set; writes
 /tmp/fvd_baselines.json.
@@ -73,7 +77,21 @@ def generate(draw, encode, prompts, noise, key, batch: int, per_frame: bool) -> 
     return np.concatenate(out)
 
 
-def main(folder: str, n: int, batch: int = 8) -> None:
+def shipped_sampler(folder: str, overrides: dict):
+    """A `generate`-style draw for the pipeline with the folder's defaults (base stage only);
+    it draws its own noise from the key."""
+    from lumiere_jax.pipeline import LumierePipeline
+
+    pipe = LumierePipeline.from_pretrained(folder, **overrides)
+
+    def run(prompts, key, batch):
+        return np.concatenate([pipe(prompts[i:i + batch], jax.random.fold_in(key, i),
+                                    base_only=True) for i in range(0, len(prompts), batch)])
+
+    return run
+
+
+def main(folder: str, n: int, batch: int = 8, overrides: dict | None = None) -> None:
     sampling = pretrained.read_manifest(folder).get("sampling", {})
     steps, guidance = sampling.get("base_steps", 32), sampling.get("base_guidance", 3.0)
     clip = sampling.get("base_clip", "dynamic")
@@ -117,6 +135,18 @@ def main(folder: str, n: int, batch: int = 8) -> None:
                             presence=round(summary["presence"], 3),
                             generate_seconds=round(seconds, 1)))
         print(json.dumps(results[-1]), flush=True)
+    t0 = time.perf_counter()
+    videos["shipped"] = shipped_sampler(folder, overrides or {})(prompts, key, 16)
+    seconds = time.perf_counter() - t0
+    summary = summarize([score_clip(analyze_clip(v), normalize_labels(r))
+                         for v, r in zip(videos["shipped"], records)])
+    value = frechet_distance(features(videos["shipped"], "shipped"), real_features)
+    results.append(dict(set="shipped", settings=overrides or {}, n=n, fvd=round(float(value), 2),
+                        accuracy={k: (None if v is None else round(v, 3))
+                                  for k, v in summary["accuracy"].items()},
+                        presence=round(summary["presence"], 3),
+                        generate_seconds=round(seconds, 1)))
+    print(json.dumps(results[-1]), flush=True)
     gap = np.abs(videos["inflated_init"].astype(int) - videos["t2i_per_frame"].astype(int))
     extra = dict(inflated_init_vs_t2i_per_frame_max_abs_uint8=int(gap.max()),
                  steps=steps, guidance=guidance, clip=clip, folder=folder)
@@ -126,6 +156,9 @@ def main(folder: str, n: int, batch: int = 8) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) < 3 or not all("=" in a for a in sys.argv[3:]):
         sys.exit(__doc__)
-    main(sys.argv[1], int(sys.argv[2]), *(int(a) for a in sys.argv[3:]))
+    from lumiere_jax.cli import setting_value
+
+    main(sys.argv[1], int(sys.argv[2]), overrides={
+        k: setting_value(v) for k, v in (a.split("=", 1) for a in sys.argv[3:])})

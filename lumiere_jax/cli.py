@@ -31,7 +31,7 @@ OPTIONAL_SAMPLING_FLAGS = dict(base_time_shift="time_shift", critic_scale="criti
                                layout_until="layout_until", motion_noise="motion_noise",
                                motion_layout="motion_layout", candidate_score="candidate_score",
                                image_start="image_start", redraw_strength="redraw_strength",
-                               layer_objects="layer_objects")
+                               layer_objects="layer_objects", keyframes="keyframes")
 # `SamplingConfig` field <- the shared flag that sets it, for the flags whose 0 / None keeps
 # the default.
 DEFAULT_IF_UNSET_FLAGS = dict(base_steps="steps", ssr_steps="ssr_steps", sampler="sampler",
@@ -72,10 +72,14 @@ def define_base_stage_flags() -> None:
                       "clip whose change one translation explains best, or the clip the shipped "
                       "object reader is surest shows the prompt's colours, shapes and directions "
                       "(text-to-video only; None: the pretrained default)")
-    flags.DEFINE_float("image_start", None, "i2v, cinemagraph: the base stage starts at this "
-                       "noise level from the given image carried along the planned motion "
-                       "(SDEdit of the moved image; None: the pretrained default; 0: from pure "
-                       "noise)")
+    flags.DEFINE_float("image_start", None, "i2v, cinemagraph, text-to-video through a keyframe: "
+                       "the base stage starts at this noise level from the image carried along "
+                       "the planned motion (SDEdit of the moved image; None: the pretrained "
+                       "default; 0: from pure noise)")
+    flags.DEFINE_integer("keyframes", None, "text-to-video: the T2I stage draws this many "
+                         "images per prompt, the shipped object reader keeps the one surest to "
+                         "show the prompt's objects and the image-to-video stage animates it "
+                         "(None: the pretrained default; 0: the base stage draws from the text)")
     flags.DEFINE_float("redraw_strength", None, "text-to-video: the base stage's kept clip is "
                        "noised again to this level and denoised under its prompt (SDEdit of "
                        "its own clip: same motion, objects redrawn; None: the pretrained "

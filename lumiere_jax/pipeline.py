@@ -56,6 +56,7 @@ from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.selection import best_of, repeat_candidates
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
+from lumiere_jax.keyframes import KeyframeDrawer, still_scores
 from lumiere_jax.layering import layer_clips
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.models.critic import VideoTextCritic
@@ -218,6 +219,15 @@ class SamplingConfig:
       foreground on top); the SSR stage then runs on the layered clip under the whole
       prompt. Prompts of one object are sampled as before. Costs the base stage once per
       object of the call's longest prompt.
+    keyframes: text-to-video only: 0 = the base stage draws each clip from the text; K >= 1
+      = through a keyframe (`keyframes`): the pipeline's `KeyframeDrawer` (a T2I stage)
+      draws K images per prompt (per object phrase with `layer_objects`), the
+      `ObjectReader` keeps the one it is surest shows the prompt's objects (K > 1), and the
+      base stage animates it as image-to-video (`image_start`, `motion_noise`: the image
+      carried along the planned motion; best of `base_candidates` as image-to-video picks).
+      The base stage must read a `<C, M>` condition (`from_pretrained` loads the folder's
+      image-to-video stage) or replace the first frame (`replace_known`).
+      keyframe_steps, keyframe_guidance: the T2I's DDIM steps and guidance scale.
     """
 
     base_steps: int = 50
@@ -252,6 +262,9 @@ class SamplingConfig:
     clips_per_call: int | None = None
     redraw_strength: float = 0.0
     layer_objects: bool = False
+    keyframes: int = 0
+    keyframe_steps: int = 32
+    keyframe_guidance: float = 3.0
 
     def critic_settings(self) -> list[str]:
         """The settings that use a `GuidanceCritic` (critic guidance, best of K), each as
@@ -321,6 +334,16 @@ class SamplingConfig:
                 and 0.0 <= self.redraw_strength <= 1.0):
             raise ValueError(f"SamplingConfig.redraw_strength={self.redraw_strength!r} must be "
                              "in [0, 1] (0: the base stage's clip is kept as sampled).")
+        if not (isinstance(self.keyframes, int) and self.keyframes >= 0):
+            raise ValueError(f"SamplingConfig.keyframes={self.keyframes!r} must be an int >= 0 "
+                             "(0: text-to-video without a keyframe).")
+        if not is_positive_int(self.keyframe_steps):
+            raise ValueError(f"SamplingConfig.keyframe_steps={self.keyframe_steps!r} must be "
+                             "an int >= 1.")
+        if not (isinstance(self.keyframe_guidance, (int, float))
+                and math.isfinite(self.keyframe_guidance)):
+            raise ValueError(f"SamplingConfig.keyframe_guidance={self.keyframe_guidance!r} "
+                             "must be a finite number (1: no guidance).")
         if not isinstance(self.layer_objects, bool):
             raise ValueError(f"SamplingConfig.layer_objects={self.layer_objects!r} must be True "
                              "or False.")
@@ -460,7 +483,8 @@ class LumierePipeline:
                  ssr_text_encoder: TextEncoderFn | None = None, progress: bool = False,
                  critic: GuidanceCritic | None = None, layout: LayoutExpert | None = None,
                  motion_planner: MotionPlanner | None = None,
-                 object_reader: ObjectReader | None = None):
+                 object_reader: ObjectReader | None = None,
+                 keyframe_drawer: KeyframeDrawer | None = None):
         if sampling.critic_settings() and critic is None:
             raise ValueError(f"SamplingConfig {', '.join(sampling.critic_settings())} needs a "
                              "GuidanceCritic (critic=; from_pretrained loads a folder's "
@@ -474,6 +498,14 @@ class LumierePipeline:
             raise ValueError("SamplingConfig.candidate_score='reader' needs an ObjectReader "
                              "(object_reader=; from_pretrained loads a folder's "
                              "object_reader.safetensors)")
+        if sampling.keyframes and keyframe_drawer is None:
+            raise ValueError(f"SamplingConfig.keyframes={sampling.keyframes} needs a "
+                             "KeyframeDrawer (keyframe_drawer=; from_pretrained loads a "
+                             "folder's 't2i' stage)")
+        if sampling.keyframes > 1 and object_reader is None:
+            raise ValueError(f"SamplingConfig.keyframes={sampling.keyframes} picks a keyframe "
+                             "with an ObjectReader (object_reader=; from_pretrained loads a "
+                             "folder's object_reader.safetensors), or set keyframes=1")
         if sampling.motion_noise and motion_planner is None:
             raise ValueError(f"SamplingConfig.motion_noise={sampling.motion_noise} needs a "
                              "MotionPlanner (motion_planner=; from_pretrained loads a folder's "
@@ -534,6 +566,7 @@ class LumierePipeline:
         self.layout = layout
         self.motion_planner = motion_planner
         self.object_reader = object_reader
+        self.keyframe_drawer = keyframe_drawer
         self.stages: dict[str, tuple[Any, dict]] | None = None  # set by from_runs
         self.progress = StageProgress(progress)
 
@@ -545,13 +578,15 @@ class LumierePipeline:
                   critic: tuple[Any, dict] | None = None,
                   layout: tuple[Any, dict] | None = None,
                   motion_planner: MotionPlanner | None = None,
-                  object_reader: ObjectReader | None = None) -> "LumierePipeline":
+                  object_reader: ObjectReader | None = None,
+                  keyframes: tuple[Any, dict] | None = None) -> "LumierePipeline":
         """From the (train config, `{'unet', 'text'}` weights) of a base (stunet /
         conditional) run and an SSR run; each stage reads prompts with its own encoder and
         samples on the noise schedule its run trained with (`runs.noise_schedule`), unless
         `sampling` names schedules. `critic`: a 'critic' run's (config, `{'critic'}`
         weights), for `SamplingConfig.critic_scale`; `layout`: a 'layout' run's (config,
-        `{'unet', 'text'}` weights), for `SamplingConfig.layout_until`."""
+        `{'unet', 'text'}` weights), for `SamplingConfig.layout_until`; `keyframes`: a 't2i'
+        run's, for `SamplingConfig.keyframes`."""
         (base_cfg, base_params), (ssr_cfg, ssr_params) = base, ssr
         for name, cfg, stages in (("base", base_cfg, ("stunet", "conditional")),
                                   ("ssr", ssr_cfg, ("ssr",))):
@@ -571,7 +606,8 @@ class LumierePipeline:
                    sampling, ssr_text_encoder=runs.text_encode_fn(ssr_cfg, ssr_params["text"]),
                    progress=progress, critic=guidance_critic(critic),
                    layout=layout_expert(layout), motion_planner=motion_planner,
-                   object_reader=object_reader)
+                   object_reader=object_reader,
+                   keyframe_drawer=keyframes and KeyframeDrawer.from_run(keyframes))
         pipe.stages = {"base": base, "ssr": ssr, **({"layout": layout} if layout else {})}
         return pipe
 
@@ -597,7 +633,9 @@ class LumierePipeline:
         'layout' run's (config, weights) used instead.
         Sampling defaults come from the manifest, for `mode` (its 'mode_sampling' can set
         other defaults per mode); `sampling_overrides` (e.g. `base_steps=16`,
-        `critic_scale=0`) replace them."""
+        `critic_scale=0`) replace them. Text-to-video with `keyframes` draws its keyframes
+        with the folder's 't2i' stage (blended with `style` as the base stage is) and
+        animates them with its image-to-video stage."""
         manifest = pretrained.read_manifest(folder)
         if sampling is None:
             fields = {f.name for f in dataclasses.fields(SamplingConfig)}
@@ -611,9 +649,13 @@ class LumierePipeline:
             sampling = SamplingConfig(**{**saved, **sampling_overrides})
         elif sampling_overrides:
             sampling = dataclasses.replace(sampling, **sampling_overrides)
+        keyframes = None
+        if mode == "t2v" and sampling.keyframes:  # the T2I draws, image-to-video animates
+            keyframes = pretrained.load_stage(folder, "t2i")
         if base is None:
+            base_mode = "i2v" if keyframes else mode
             base = pretrained.load_stage(folder,
-                                         pretrained.base_stage_for(folder, mode, base_stage))
+                                         pretrained.base_stage_for(folder, base_mode, base_stage))
         base_cfg, base = base
         if style is not None:
             style_cfg, style_params = pretrained.load_stage(folder, style)
@@ -623,6 +665,10 @@ class LumierePipeline:
             base = dict(base, unet=interpolate_spatial_weights(base["unet"],
                                                                style_params["unet"],
                                                                style_alpha))
+            if keyframes:  # the keyframes are drawn in the style too
+                t2i_cfg, t2i = keyframes
+                keyframes = (t2i_cfg, dict(t2i, unet=interpolate_spatial_weights(
+                    t2i["unet"], style_params["unet"], style_alpha)))
         elif style_alpha:
             raise ValueError(f"style_alpha={style_alpha} needs style= (a style stage name)")
         if critic is None:
@@ -638,7 +684,7 @@ class LumierePipeline:
                   else None)
         pipe = cls.from_runs((base_cfg, base), pretrained.load_stage(folder, "ssr"), sampling,
                              progress, critic=critic, layout=layout, motion_planner=planner,
-                             object_reader=reader)
+                             object_reader=reader, keyframes=keyframes)
         pipe.manifest = manifest
         return pipe
 
@@ -913,7 +959,35 @@ class LumierePipeline:
             if max(len(p) for p in parts) > 1:
                 return self._layered(prompts, parts, key, num_frames, return_low_res,
                                      base_only)
-        return self._run(prompts, key, num_frames, return_low_res, TextRequest(), base_only)
+        return self._from_text(prompts, key, num_frames, return_low_res, base_only)
+
+    def _from_text(self, prompts: list[str], key: jax.Array, num_frames: int,
+                   return_low_res: bool, base_only: bool):
+        """Text-to-video from the text, or through a keyframe (`SamplingConfig.keyframes`)."""
+        if not self.sampling.keyframes:
+            return self._run(prompts, key, num_frames, return_low_res, TextRequest(),
+                             base_only)
+        k_draw, k_video = jax.random.split(key)
+        images, scores = self.draw_keyframes(prompts, k_draw)
+        best = images[np.arange(len(prompts)), scores.argmax(1)]
+        return self.image_to_video(prompts, best, k_video, num_frames=num_frames,
+                                   return_low_res=return_low_res, base_only=base_only)
+
+    def draw_keyframes(self, prompts: Sequence[str] | str, key: jax.Array
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """`SamplingConfig.keyframes` T2I images per prompt, uint8 `(B, K, H, W, 3)`, and
+        the object reader's `(B, K)` log p that each, held still, shows the prompt's
+        objects (`keyframes.still_scores`; zeros for K = 1)."""
+        prompts = check_prompts(prompts)
+        s = self.sampling
+        if not s.keyframes:
+            raise ValueError("draw_keyframes needs SamplingConfig.keyframes >= 1")
+        images = self.keyframe_drawer.draw(
+            prompts, key, count=s.keyframes, steps=s.keyframe_steps,
+            guidance=s.keyframe_guidance, progress=self.progress)
+        if s.keyframes == 1:
+            return images, np.zeros(images.shape[:2], np.float32)
+        return images, still_scores(self.object_reader, images, prompts)
 
     def _layered(self, prompts: list[str], parts: list[list[str]], key: jax.Array,
                  num_frames: int, return_low_res: bool, base_only: bool):
@@ -924,7 +998,7 @@ class LumierePipeline:
         rows = [p[min(i, len(p) - 1)] for p in parts for i in range(n)]
         present = jnp.asarray([[i < len(p) for i in range(n)] for p in parts])
         k_base, k_ssr = jax.random.split(key)
-        clips = self._run(rows, k_base, num_frames, False, TextRequest(), base_only=True)
+        clips = self._from_text(rows, k_base, num_frames, False, base_only=True)
         clips = jnp.asarray(clips, jnp.float32) / 127.5 - 1.0
         low_res = _layer(clips.reshape((len(prompts), n) + clips.shape[1:]), present)
         low = np.asarray(jax.device_get(to_uint8(low_res)))

@@ -777,3 +777,52 @@ def test_motion_noise_starts_the_base_stage_from_the_planners_motion(parts, pipe
     assert np.abs(c.astype(int) - d.astype(int)).max() > 0
     np.testing.assert_array_equal(
         right_o.image_to_video(prompts, plain[0, 0], key, base_only=True), ib)
+
+
+def test_keyframes_animate_the_t2i_image_the_reader_scores_highest(parts, pipe):
+    """keyframes=K: the T2I draws K images per prompt (`draw_keyframes`; deterministic in
+    the key, different per candidate), each scored by the object reader held still: the
+    sum of log sigmoid(want * logit) of the colour-shape and one-of-a-colour terms on the
+    reader's logits of a 9-frame still clip (NumPy). The clip is image-to-video from the
+    best-scored image (the plain pipeline's `image_to_video`, second half of the key)."""
+    from lumiere_jax.diffusion.schedules import cosine_schedule
+    from lumiere_jax.keyframes import KeyframeDrawer
+    from lumiere_jax.models.object_reader import ObjectReader
+    from lumiere_jax.models.presets import tiny_t2i
+
+    t2i = tiny_t2i(channel_mults=(1, 2), attention_levels=(1,), cross_attention_levels=(1,))
+    drawer = KeyframeDrawer(t2i, _random_params(t2i, 4), parts[4], cosine_schedule(16, 16), "v")
+    blank = ObjectReader(("red", "blue"), ("circle", "square"), ("left", "right"), None)
+    reader = dataclasses.replace(blank, params=blank.init_params(jax.random.key(3),
+                                                                 (10, 8, 8, 3)))
+    sampling = dataclasses.replace(pipe.sampling, keyframes=3)
+    with pytest.raises(ValueError, match="needs a KeyframeDrawer"):
+        LumierePipeline(*parts, sampling=sampling, object_reader=reader)
+    with pytest.raises(ValueError, match="keyframes=3 picks a keyframe with an ObjectReader"):
+        LumierePipeline(*parts, sampling=sampling, keyframe_drawer=drawer)
+    with pytest.raises(ValueError, match="keyframes=-1"):
+        SamplingConfig(keyframes=-1)
+    keyed = LumierePipeline(*parts, sampling=sampling, keyframe_drawer=drawer,
+                            object_reader=reader)
+    prompts = ["a red circle moving left", "a blue square and a red square"]
+    key = jax.random.key(4)
+    k_draw, k_video = jax.random.split(key)
+    images, scores = keyed.draw_keyframes(prompts, k_draw)
+    assert images.shape == (2, 3, 16, 16, 3) and images.dtype == np.uint8
+    np.testing.assert_array_equal(images, keyed.draw_keyframes(prompts, k_draw)[0])
+    assert not np.array_equal(images[:, 0], images[:, 1])
+    log_p = lambda z: -np.log1p(np.exp(-z))
+    # outputs: pairs colour * 2 + shape (0-3), motions (4-7, not read), repeats 8 + colour
+    terms = {0: [(0, 1.0), (8, -1.0)], 1: [(3, 1.0), (9, -1.0), (1, 1.0), (8, -1.0)]}
+    expected = np.zeros((2, 3))
+    for b in range(2):
+        for j in range(3):
+            still = np.repeat(images[b, j][None, None], 9, 1).astype(np.float32) / 127.5 - 1
+            logits = np.asarray(reader.logits(reader.params, still), np.float64)[0]
+            expected[b, j] = sum(log_p(w * logits[i]) for i, w in terms[b])
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    assert np.ptp(expected, axis=1).min() > 1e-3, expected  # the pick is not a tie
+    best = images[np.arange(2), expected.argmax(1)]
+    low = keyed(prompts, key, base_only=True)
+    np.testing.assert_array_equal(low, pipe.image_to_video(prompts, best, k_video,
+                                                           base_only=True))

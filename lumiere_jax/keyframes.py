@@ -1,0 +1,121 @@
+"""Keyframes for text-to-video: the T2I stage draws K images per prompt, the object reader
+keeps the one it is surest shows the prompt's objects, and the pipeline animates that one
+(image-to-video from the keyframe carried along the planned motion).
+
+Text -> image -> video is how Emu Video (Girdhar et al. 2023) factorises text-to-video;
+Lumiere draws every frame from text at once. On the shipped demo the T2I draws the
+prompt's shape in one of 8 tries far more often than the base stage draws it in a clip,
+and a still image is cheap to draw and to judge (README, "Design notes: text-to-video
+through a keyframe").
+
+    drawer = KeyframeDrawer.from_run(pretrained.load_stage(folder, "t2i"))
+    images = drawer.draw(prompts, key, count=8, steps=32, guidance=3.0)  # (B, 8, H, W, 3) uint8
+    scores = still_scores(reader, images, prompts)                      # (B, 8) log p
+    keyframes = images[np.arange(len(prompts)), scores.argmax(1)]      # (B, H, W, 3)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from einops import rearrange, repeat
+
+from lumiere_jax import runs
+from lumiere_jax.diffusion.samplers import sample
+from lumiere_jax.diffusion.schedules import Schedule
+from lumiere_jax.models.config import UNetConfig
+from lumiere_jax.models.object_reader import MIN_FRAMES, TERMS_PER_OBJECT, ObjectReader
+from lumiere_jax.sampling import to_uint8, unet_model_fn
+
+TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
+CPU_IMAGES_PER_CALL = 256  # as many images as the base stage's 16 clips of 16 frames
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyframeDrawer:
+    """A T2I (non-temporal) U-Net under its own text encoder, sampled on `schedule`."""
+
+    config: UNetConfig
+    params: Any
+    text_encoder: TextEncoderFn
+    schedule: Schedule
+    prediction: str
+
+    @classmethod
+    def from_run(cls, run: tuple[Any, dict]) -> "KeyframeDrawer":
+        """From a 't2i' run's (train config, `{'unet', 'text'}` weights)."""
+        config, params = run
+        if config.stage != "t2i":
+            raise ValueError(f"keyframes are drawn by a 't2i' stage; got a {config.stage!r} run")
+        return cls(runs.unet_config(config), params["unet"],
+                   runs.text_encode_fn(config, params["text"]), runs.noise_schedule(config),
+                   config.diffusion.prediction)
+
+    @functools.cached_property
+    def _sample(self) -> Callable:
+        def run(params, text, mask, null_text, null_mask, key, *, count, steps, guidance,
+                images_per_call, progress):
+            text, mask = (repeat(a, "b ... -> (b k) ...", k=count) for a in (text, mask))
+            fn = unet_model_fn(self.config, params, text, mask, guidance_scale=guidance,
+                               null_text=null_text, null_mask=null_mask,
+                               clips_per_call=images_per_call)
+            size = self.config.image_size
+            k_noise, k_sample = jax.random.split(key)
+            x = jax.random.normal(k_noise, (text.shape[0], size, size, 3), jnp.float32)
+            images = sample(lambda x, t: fn(x, t, None), x, k_sample, schedule=self.schedule,
+                            num_steps=steps, prediction=self.prediction, clip="dynamic",
+                            progress=progress and progress.callback("keyframes", steps))
+            return rearrange(to_uint8(images), "(b k) h w c -> b k h w c", k=count)
+
+        return jax.jit(run, static_argnames=("count", "steps", "guidance", "images_per_call",
+                                             "progress"))
+
+    def draw(self, prompts: Sequence[str], key: jax.Array, *, count: int, steps: int = 32,
+             guidance: float = 3.0, images_per_call: int | None = None,
+             progress: Any = None) -> np.ndarray:
+        """uint8 `(B, count, H, W, 3)`: `count` images per prompt (`steps` DDIM steps,
+        classifier-free guidance `guidance`). images_per_call: at most this many images
+        per network call (None: 256 on CPU, the whole batch elsewhere). progress: None, or
+        an object whose `callback('keyframes', steps)` gives the per-step function (the
+        pipeline's `StageProgress`; part of the compiled function's key, so keep one)."""
+        text, mask = self.text_encoder(list(prompts))
+        null_text, null_mask = self.text_encoder([""])
+        if images_per_call is None and jax.default_backend() == "cpu":
+            images_per_call = CPU_IMAGES_PER_CALL
+        return np.asarray(self._sample(
+            self.params, jnp.asarray(text, jnp.float32), jnp.asarray(mask).astype(bool),
+            jnp.asarray(null_text, jnp.float32), jnp.asarray(null_mask).astype(bool), key,
+            count=count, steps=steps, guidance=float(guidance),
+            images_per_call=images_per_call, progress=progress))
+
+
+def still_terms(reader: ObjectReader, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """`ObjectReader.named_terms` without the direction terms (a still image moves no way):
+    each named object's (colour, shape), one object of each named colour."""
+    index, want = reader.named_terms(prompts)
+    direction = np.arange(want.shape[1]) % TERMS_PER_OBJECT == 1
+    return index, np.where(direction, 0.0, want).astype(np.float32)
+
+
+@functools.partial(jax.jit, static_argnames=("reader",))
+def _still_scores(reader: ObjectReader, params: Any, images: jax.Array, index: jax.Array,
+                  want: jax.Array) -> jax.Array:
+    b, k = images.shape[:2]
+    stills = repeat(images.astype(jnp.float32) / 127.5 - 1.0, "b k h w c -> (b k) t h w c",
+                    t=MIN_FRAMES)
+    rows = lambda a: repeat(a, "b m -> (b k) m", k=k)
+    return reader.scores(params, stills, rows(index), rows(want)).reshape(b, k)
+
+
+def still_scores(reader: ObjectReader, images: np.ndarray, prompts: Sequence[str]
+                 ) -> np.ndarray:
+    """`(B, K)`: the reader's log p that each of a prompt's `images` (uint8 `(B, K, H, W,
+    3)`), held still, shows the prompt's objects (`still_terms`)."""
+    index, want = still_terms(reader, prompts)
+    return np.asarray(_still_scores(dataclasses.replace(reader, params=None), reader.params,
+                                    jnp.asarray(images), jnp.asarray(index), jnp.asarray(want)))
