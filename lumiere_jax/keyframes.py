@@ -56,25 +56,6 @@ class KeyframeDrawer:
                    runs.text_encode_fn(config, params["text"]), runs.noise_schedule(config),
                    config.diffusion.prediction)
 
-    @functools.cached_property
-    def _sample(self) -> Callable:
-        def run(params, text, mask, null_text, null_mask, key, *, count, steps, guidance,
-                images_per_call, progress):
-            text, mask = (repeat(a, "b ... -> (b k) ...", k=count) for a in (text, mask))
-            fn = unet_model_fn(self.config, params, text, mask, guidance_scale=guidance,
-                               null_text=null_text, null_mask=null_mask,
-                               clips_per_call=images_per_call)
-            size = self.config.image_size
-            k_noise, k_sample = jax.random.split(key)
-            x = jax.random.normal(k_noise, (text.shape[0], size, size, 3), jnp.float32)
-            images = sample(lambda x, t: fn(x, t, None), x, k_sample, schedule=self.schedule,
-                            num_steps=steps, prediction=self.prediction, clip="dynamic",
-                            progress=progress and progress.callback("keyframes", steps))
-            return rearrange(to_uint8(images), "(b k) h w c -> b k h w c", k=count)
-
-        return jax.jit(run, static_argnames=("count", "steps", "guidance", "images_per_call",
-                                             "progress"))
-
     def draw(self, prompts: Sequence[str], key: jax.Array, *, count: int, steps: int = 32,
              guidance: float = 3.0, images_per_call: int | None = None,
              progress: Any = None) -> np.ndarray:
@@ -87,11 +68,35 @@ class KeyframeDrawer:
         null_text, null_mask = self.text_encoder([""])
         if images_per_call is None and jax.default_backend() == "cpu":
             images_per_call = CPU_IMAGES_PER_CALL
-        return np.asarray(self._sample(
+        return np.asarray(_t2i_sampler(self.config, self.schedule, self.prediction)(
             self.params, jnp.asarray(text, jnp.float32), jnp.asarray(mask).astype(bool),
             jnp.asarray(null_text, jnp.float32), jnp.asarray(null_mask).astype(bool), key,
             count=count, steps=steps, guidance=float(guidance),
             images_per_call=images_per_call, progress=progress))
+
+
+@functools.lru_cache(maxsize=None)
+def _t2i_sampler(config: UNetConfig, schedule: Schedule, prediction: str) -> Callable:
+    """One jitted T2I sampler per (config, schedule, prediction), shared by every drawer of
+    them (the weights are an argument), so swapping weights (a style blend) recompiles
+    nothing."""
+
+    def run(params, text, mask, null_text, null_mask, key, *, count, steps, guidance,
+            images_per_call, progress):
+        text, mask = (repeat(a, "b ... -> (b k) ...", k=count) for a in (text, mask))
+        fn = unet_model_fn(config, params, text, mask, guidance_scale=guidance,
+                           null_text=null_text, null_mask=null_mask,
+                           clips_per_call=images_per_call)
+        k_noise, k_sample = jax.random.split(key)
+        x = jax.random.normal(k_noise, (text.shape[0], config.image_size, config.image_size,
+                                        3), jnp.float32)
+        images = sample(lambda x, t: fn(x, t, None), x, k_sample, schedule=schedule,
+                        num_steps=steps, prediction=prediction, clip="dynamic",
+                        progress=progress and progress.callback("keyframes", steps))
+        return rearrange(to_uint8(images), "(b k) h w c -> b k h w c", k=count)
+
+    return jax.jit(run, static_argnames=("count", "steps", "guidance", "images_per_call",
+                                         "progress"))
 
 
 def still_terms(reader: ObjectReader, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -984,7 +984,8 @@ class LumierePipeline:
             raise ValueError("draw_keyframes needs SamplingConfig.keyframes >= 1")
         images = self.keyframe_drawer.draw(
             prompts, key, count=s.keyframes, steps=s.keyframe_steps,
-            guidance=s.keyframe_guidance, progress=self.progress)
+            guidance=s.keyframe_guidance,
+            progress=self.progress if self.progress.enabled else None)
         if s.keyframes == 1:
             return images, np.zeros(images.shape[:2], np.float32)
         return images, still_scores(self.object_reader, images, prompts)
