@@ -59,10 +59,11 @@ def pipes():
         mode = "t2v" if mode == "style" else mode  # style: text-to-video, blended weights
         start = pretrained.sampling_defaults(FOLDER, mode).get("image_start", 0.0)
         key = (pretrained.base_stage_for(FOLDER, mode), start)
-        if key not in built:
+        if key not in built:  # text-to-video: one keyframe, drawn in as few steps
+            keyframe = dict(keyframes=1, keyframe_steps=STEPS) if mode == "t2v" else {}
             built[key] = LumierePipeline.from_pretrained(
                 FOLDER, xla_options=OPTIMIZED, mode=mode, base_steps=STEPS,
-                base_candidates=1)
+                base_candidates=1, **keyframe)
         return built[key]
 
     return pipe_for
