@@ -111,10 +111,15 @@ def main(folder: str, n: int, batch: int = 8, overrides: dict | None = None) -> 
 
     encode_base = runs.text_encode_fn(base_config, base["text"])
     encode_t2i = runs.text_encode_fn(t2i_config, t2i["text"])
+
+    def encode_inflated(prompts):  # the T2I's text, zeros for the fresh temporal text width
+        states, mask = encode_t2i(prompts)
+        extra = base_cfg.text_input_dim - states.shape[-1]
+        return np.pad(np.asarray(states), ((0, 0), (0, 0), (0, extra))), mask
     sets = {
         "base": (make_sampler(base_cfg, base["unet"], steps, guidance, clip), encode_base, False),
-        "inflated_init": (make_sampler(base_cfg, inflated, steps, guidance, clip), encode_t2i,
-                          False),
+        "inflated_init": (make_sampler(base_cfg, inflated, steps, guidance, clip),
+                          encode_inflated, False),
         "t2i_per_frame": (make_sampler(t2i_cfg, t2i["unet"], steps, guidance, clip), encode_t2i,
                           True),
     }
