@@ -116,42 +116,36 @@ def main(folder: str, n: int, batch: int = 8, overrides: dict | None = None) -> 
         states, mask = encode_t2i(prompts)
         extra = base_cfg.text_input_dim - states.shape[-1]
         return np.pad(np.asarray(states), ((0, 0), (0, 0), (0, extra))), mask
+    def plain(draw, encode, per_frame):  # a set drawn by `generate`
+        return lambda: generate(draw, encode, prompts, noise, key, batch, per_frame)
+
     sets = {
-        "base": (make_sampler(base_cfg, base["unet"], steps, guidance, clip), encode_base, False),
-        "inflated_init": (make_sampler(base_cfg, inflated, steps, guidance, clip),
-                          encode_inflated, False),
-        "t2i_per_frame": (make_sampler(t2i_cfg, t2i["unet"], steps, guidance, clip), encode_t2i,
-                          True),
+        "base": plain(make_sampler(base_cfg, base["unet"], steps, guidance, clip), encode_base,
+                      False),
+        "inflated_init": plain(make_sampler(base_cfg, inflated, steps, guidance, clip),
+                               encode_inflated, False),
+        "t2i_per_frame": plain(make_sampler(t2i_cfg, t2i["unet"], steps, guidance, clip),
+                               encode_t2i, True),
+        "shipped": lambda: shipped_sampler(folder, overrides or {})(prompts, key, 16),
     }
     features = I3DFeatures(batch_size=8, progress=False)
     real_features = features(real, "real")
     results, videos = [], {}
-    for name, (draw, encode, per_frame) in sets.items():
+    for name, draw_set in sets.items():
         t0 = time.perf_counter()
-        videos[name] = generate(draw, encode, prompts, noise, key, batch, per_frame)
+        videos[name] = draw_set()
         seconds = time.perf_counter() - t0
         rows = [score_clip(analyze_clip(v), normalize_labels(r))
                 for v, r in zip(videos[name], records)]
         summary = summarize(rows)
         value = frechet_distance(features(videos[name], name), real_features)
-        results.append(dict(set=name, n=n, fvd=round(float(value), 2),
+        settings = dict(settings=overrides or {}) if name == "shipped" else {}
+        results.append(dict(set=name, **settings, n=n, fvd=round(float(value), 2),
                             accuracy={k: (None if v is None else round(v, 3))
                                       for k, v in summary["accuracy"].items()},
                             presence=round(summary["presence"], 3),
                             generate_seconds=round(seconds, 1)))
         print(json.dumps(results[-1]), flush=True)
-    t0 = time.perf_counter()
-    videos["shipped"] = shipped_sampler(folder, overrides or {})(prompts, key, 16)
-    seconds = time.perf_counter() - t0
-    summary = summarize([score_clip(analyze_clip(v), normalize_labels(r))
-                         for v, r in zip(videos["shipped"], records)])
-    value = frechet_distance(features(videos["shipped"], "shipped"), real_features)
-    results.append(dict(set="shipped", settings=overrides or {}, n=n, fvd=round(float(value), 2),
-                        accuracy={k: (None if v is None else round(v, 3))
-                                  for k, v in summary["accuracy"].items()},
-                        presence=round(summary["presence"], 3),
-                        generate_seconds=round(seconds, 1)))
-    print(json.dumps(results[-1]), flush=True)
     gap = np.abs(videos["inflated_init"].astype(int) - videos["t2i_per_frame"].astype(int))
     extra = dict(inflated_init_vs_t2i_per_frame_max_abs_uint8=int(gap.max()),
                  steps=steps, guidance=guidance, clip=clip, folder=folder)

@@ -30,9 +30,8 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models.config import UNetConfig
 from lumiere_jax.models.object_reader import MIN_FRAMES, TERMS_PER_OBJECT, ObjectReader
-from lumiere_jax.sampling import to_uint8, unet_model_fn
+from lumiere_jax.sampling import TextEncoderFn, to_uint8, unet_model_fn
 
-TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 CPU_IMAGES_PER_CALL = 256  # as many images as the base stage's 16 clips of 16 frames
 
 

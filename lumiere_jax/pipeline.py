@@ -61,11 +61,10 @@ from lumiere_jax.layering import layer_clips
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.models.critic import VideoTextCritic
 from lumiere_jax.models.object_reader import ObjectReader
-from lumiere_jax.sampling import is_positive_int, to_uint8, unet_model_fn
+from lumiere_jax.sampling import TextEncoderFn, is_positive_int, to_uint8, unet_model_fn
 from lumiere_jax.text.motion_planner import MotionPlanner
 from lumiere_jax.text.phrases import object_prompts
 
-TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 _layer = jax.jit(layer_clips)
 
 __all__ = ["SamplingConfig", "LumierePipeline", "StageProgress", "check_prompts", "to_uint8",

@@ -14,7 +14,7 @@ steps) that training previews, the cascade's text mode and the benchmarks share;
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -27,8 +27,10 @@ from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models import UNet, UNetConfig
 
 ModelFn = Callable[[jax.Array, jax.Array, Any], jax.Array]
+# prompts -> (states (B, L, D), mask (B, L)), e.g. `runs.text_encode_fn`
+TextEncoderFn = Callable[[Sequence[str]], tuple[Any, Any]]
 
-__all__ = ["ModelFn", "sample_unet", "to_uint8", "unet_model_fn"]
+__all__ = ["ModelFn", "TextEncoderFn", "sample_unet", "to_uint8", "unet_model_fn"]
 
 
 def is_positive_int(value: Any) -> bool:
