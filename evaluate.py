@@ -31,7 +31,11 @@ Each clip is read back by `lumiere_jax.eval.analyze_clip`. Printed and written t
 <out_dir>/metrics.json: accuracy per attribute (colour, shape, direction, speed, size,
 count, background; an attribute the prompt does not name is not judged) and of colour +
 shape + direction together, object presence, FVD against real test clips at the same size
-and length (needs >= 9 frames and >= 2 clips), seconds per generated clip; per clip the
+and length (needs >= 9 frames and >= 2 clips), seconds per generated clip, and for the
+whole cascade (without `--base_only`) whether the SSR kept the base video: the PSNR of its
+output box-averaged back to the base size against the base video, and the seam ratio
+(frame-to-frame change across MultiDiffusion window boundaries over the change inside
+windows; `lumiere_jax.eval.cascade`, beside the base videos' own ratio); per clip the
 prompt, the reading and the verdicts. <out_dir>/contact_sheet.png shows each clip's frames
 with its prompt and reading. `--short_prompts`: prompts name only colour, shape and
 direction of the largest object ("a red circle moving right"), as users type them.
@@ -56,6 +60,7 @@ from lumiere_jax.eval import I3DFeatures, analyze_clip, frechet_distance, short_
 from lumiere_jax.eval import applications as apps
 from lumiere_jax.eval.applications import MODES as APP_MODES
 from lumiere_jax.eval.captions import normalize_labels
+from lumiere_jax.eval.cascade import ssr_consistency
 from lumiere_jax.eval.contact_sheet import contact_sheet
 from lumiere_jax.eval.fvd import MIN_SIZE as FVD_MIN_SIZE
 from lumiere_jax.eval.i3d import MIN_FRAMES as FVD_MIN_FRAMES
@@ -162,20 +167,23 @@ def build_cascade(f, key: jax.Array) -> LumierePipeline:
 
 def generate_clips(pipe: LumierePipeline, prompts: list[str], key: jax.Array, batch_size: int,
                    num_frames: int | None, base_only: bool = False
-                   ) -> tuple[np.ndarray, list[float]]:
+                   ) -> tuple[np.ndarray, np.ndarray | None, list[float]]:
     """uint8 (N, T, H, W, 3) for the prompts, in batches of `batch_size` (the last one
-    padded with its last prompt, so every call has one shape); seconds per batch."""
-    videos, seconds = [], []
+    padded with its last prompt, so every call has one shape); the base stage's videos
+    (None with `base_only`: they are the output); seconds per batch."""
+    videos, lows, seconds = [], [], []
     for i, start in enumerate(range(0, len(prompts), batch_size)):
         batch = prompts[start:start + batch_size]
         padded = batch + [batch[-1]] * (batch_size - len(batch))
         t0 = time.perf_counter()
-        out = np.asarray(pipe(padded, jax.random.fold_in(key, i), num_frames=num_frames,
-                              base_only=base_only))
+        out = pipe(padded, jax.random.fold_in(key, i), num_frames=num_frames,
+                   base_only=base_only, return_low_res=not base_only)
+        low, out = (None, out) if base_only else out
         seconds.append(time.perf_counter() - t0)
-        videos.append(out[:len(batch)])
+        videos.append(np.asarray(out)[:len(batch)])
+        lows.append(None if low is None else np.asarray(low)[:len(batch)])
         logging.info("generated %d / %d clips", start + len(batch), len(prompts))
-    return np.concatenate(videos), seconds
+    return np.concatenate(videos), None if base_only else np.concatenate(lows), seconds
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -285,8 +293,10 @@ def collect(f):
                         "target": prompt if f.short_prompts else labels})
     k_weights, k_sample = jax.random.split(jax.random.key(f.seed))
     pipe = build_cascade(f, k_weights)
-    videos, seconds = generate_clips(pipe, [e["prompt"] for e in entries], k_sample,
-                                     f.batch_size, f.num_frames or None, f.base_only)
+    videos, lows, seconds = generate_clips(pipe, [e["prompt"] for e in entries], k_sample,
+                                           f.batch_size, f.num_frames or None, f.base_only)
+    if lows is not None:  # the SSR kept the base video, without seams?
+        info["ssr_consistency"] = ssr_consistency(lows, videos, pipe.window, pipe.stride)
     info.update(mode="generate", stage="base" if f.base_only else "cascade", skipped=0,
                 skipped_files=[],
                 seconds_per_clip=sum(seconds) / len(videos),
@@ -414,8 +424,12 @@ def main(argv) -> None:
         with open(os.path.join(folder, "prompts.json"), "w", encoding="utf-8") as fh:
             json.dump(prompts, fh, indent=1)
     spc = info.get("seconds_per_clip")
+    ssr = info.get("ssr_consistency") or {}
     print(format_table(summary, {"FVD": fvd_value, "seconds / clip": spc,
-                                 "skipped files": info["skipped"]}))
+                                 "skipped files": info["skipped"]} | ({
+        "SSR vs base PSNR (dB)": ssr["psnr_downsampled_vs_base"],
+        "SSR seam ratio": ssr["seam_ratio"],
+        "base seam ratio": ssr["base_seam_ratio"]} if ssr else {})))
     print(f"FVD: {fvd_note}")
     print(f"wrote {os.path.join(f.out_dir, 'metrics.json')} and "
           f"{os.path.join(f.out_dir, 'contact_sheet.png')}")

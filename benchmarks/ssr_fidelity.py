@@ -19,8 +19,9 @@ import numpy as np
 from lumiere_jax import pretrained, runs
 from lumiere_jax.sampling import unet_model_fn
 from lumiere_jax.data import load_source
+from lumiere_jax.eval import cascade
 from lumiere_jax.diffusion.guidance import noise_augment
-from lumiere_jax.diffusion.multidiffusion import multidiffusion_denoiser, window_starts
+from lumiere_jax.diffusion.multidiffusion import multidiffusion_denoiser
 from lumiere_jax.diffusion.samplers import sample
 
 if len(sys.argv) != 4:
@@ -55,19 +56,10 @@ def run(real, key):
     return jnp.clip(out, -1, 1), up, small, back
 
 
-def psnr(a, b):
-    mse = np.mean(((np.asarray(a) - np.asarray(b)) / 2.0) ** 2)
-    return float(10 * np.log10(1.0 / mse))
-
-
+psnr = lambda a, b: cascade.psnr(a, b, peak=2.0)  # pixels in [-1, 1]
 out, up, small, back = (np.asarray(a) for a in run(jnp.asarray(real), jax.random.key(0)))
-diff = np.abs(np.diff(out, axis=1)).mean(axis=(0, 2, 3, 4))  # (T-1,) change t -> t+1
-starts = window_starts(frames, window, stride)
-edges = sorted({int(s) - 1 for s in starts[1:]} | {int(s) + window - 1 for s in starts[:-1]})
-edges = [e for e in edges if 0 <= e < frames - 1]
-inside = [i for i in range(frames - 1) if i not in edges]
 print(json.dumps(dict(
     figure="ssr_fidelity", clips=n, frames=frames, window=window, stride=stride, low=low,
     high=high, psnr_ssr_vs_real=psnr(out, real), psnr_bicubic_vs_real=psnr(up, real),
     psnr_ssr_downsampled_vs_low_res_input=psnr(back, small),
-    boundary_over_inside_change=float(diff[edges].mean() / diff[inside].mean()))))
+    boundary_over_inside_change=cascade.seam_ratio(out, window, stride))))

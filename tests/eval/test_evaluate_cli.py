@@ -96,6 +96,12 @@ def test_generates_from_short_test_prompts(dataset, tmp_path):
                                                         "color_shape_direction"}
     assert m["fvd"] is None and "9 frames" in m["fvd_note"]
     assert m["seconds_per_clip"] > 0
+    # The cascade's SSR against its base video (lumiere_jax.eval.cascade): one 4-frame
+    # window covers the tiny clips, so there is no boundary to judge.
+    ssr = m["ssr_consistency"]
+    assert (ssr["window"], ssr["stride"]) == (4, 2) and np.isnan(ssr["seam_ratio"])
+    assert 0 < ssr["psnr_downsampled_vs_base"] < 100
+    assert "SSR vs base PSNR (dB)" in r.stdout
     saved = json.loads((out / "videos" / "prompts.json").read_text())
     assert sorted(saved) == ["0000.gif", "0001.gif", "0002.gif"]
     assert all(os.path.isfile(out / "videos" / name) for name in saved)
@@ -108,7 +114,7 @@ def test_base_only_judges_the_base_stage_at_its_size(dataset, tmp_path):
                      "--base_config.model.image_size=16", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
-    assert m["stage"] == "base" and m["num_clips"] == 2
+    assert m["stage"] == "base" and m["num_clips"] == 2 and "ssr_consistency" not in m
     assert all(c["shape"] == [4, 16, 16, 3] for c in m["clips"])  # the base's 16 px, no SSR
 
 
