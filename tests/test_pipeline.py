@@ -782,9 +782,10 @@ def test_motion_noise_starts_the_base_stage_from_the_planners_motion(parts, pipe
 def test_keyframes_animate_the_t2i_image_the_reader_scores_highest(parts, pipe):
     """keyframes=K: the T2I draws K images per prompt (`draw_keyframes`; deterministic in
     the key, different per candidate), each scored by the object reader held still: the
-    sum of log sigmoid(want * logit) of the colour-shape and one-of-a-colour terms on the
-    reader's logits of a 9-frame still clip (NumPy). The clip is image-to-video from the
-    best-scored image (the plain pipeline's `image_to_video`, second half of the key)."""
+    sum of log sigmoid(want * logit) of the colour-shape, one-of-a-colour and absent (every
+    pair of an unnamed colour) terms on the reader's logits of a 9-frame still clip
+    (NumPy). The clip is image-to-video from the best-scored image (the plain pipeline's
+    `image_to_video`, second half of the key)."""
     from lumiere_jax.diffusion.schedules import cosine_schedule
     from lumiere_jax.keyframes import KeyframeDrawer
     from lumiere_jax.models.object_reader import ObjectReader
@@ -813,7 +814,9 @@ def test_keyframes_animate_the_t2i_image_the_reader_scores_highest(parts, pipe):
     assert not np.array_equal(images[:, 0], images[:, 1])
     log_p = lambda z: -np.log1p(np.exp(-z))
     # outputs: pairs colour * 2 + shape (0-3), motions (4-7, not read), repeats 8 + colour
-    terms = {0: [(0, 1.0), (8, -1.0)], 1: [(3, 1.0), (9, -1.0), (1, 1.0), (8, -1.0)]}
+    # and prompt 0 names no blue object: blue circle (2) and blue square (3) absent
+    terms = {0: [(0, 1.0), (8, -1.0), (2, -1.0), (3, -1.0)],
+             1: [(3, 1.0), (9, -1.0), (1, 1.0), (8, -1.0)]}
     expected = np.zeros((2, 3))
     for b in range(2):
         for j in range(3):
