@@ -243,12 +243,18 @@ def build_pipeline(f, key: jax.Array) -> LumierePipeline:
             if style[len("style_"):] not in shipped:
                 raise ValueError(f"--style={f.style!r}: {f.pretrained} ships the styles "
                                  f"{shipped or 'none'}")
-        if stage != "base":
-            logging.info("--mode=%s: sampling the shipped %r stage", f.mode, stage)
-        return LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
+        pipe = LumierePipeline.from_pretrained(f.pretrained, progress=f.progress,
                                                mode=f.mode, base_stage=f.base_stage, style=style,
                                                style_alpha=f.style_alpha if style else 0.0,
                                                **overrides)
+        if f.mode == "t2v" and pipe.sampling.keyframes:
+            logging.info("text-to-video through a keyframe: the shipped 't2i' stage draws %d "
+                         "image(s) per prompt, the image-to-video stage animates the one the "
+                         "object reader keeps (--keyframes 0: every frame from the text)",
+                         pipe.sampling.keyframes)
+        elif stage != "base":
+            logging.info("--mode=%s: sampling the shipped %r stage", f.mode, stage)
+        return pipe
     if f.base_stage:
         raise ValueError(f"--base_stage={f.base_stage} picks a stage of --pretrained; with "
                          "--base_ckpt / --random the base run is the stage")
