@@ -10,8 +10,9 @@
     fvd(videos_a, videos_b)            # uint8 (N, T, H, W, 3) each, T >= 9 -> float
 
 Modules: `captions` (parse / normalize moving_shapes captions and labels), `analyzer`,
-`frechet`, `i3d` (the network and its safely unpickled weights), `fvd`, `scoring`
-(accuracy tables over many clips), `contact_sheet` (a PNG of clips with their readings).
+`frechet`, `i3d` (the network and its safely unpickled weights), `fvd`, `cascade` (the
+SSR against its base video: PSNR, seam ratio), `scoring` (accuracy tables over many
+clips), `contact_sheet` (a PNG of clips with their readings).
 """
 
 from lumiere_jax.eval.analyzer import (AnalyzerConfig, ClipAnalysis, Track, analyze_clip,
