@@ -63,7 +63,7 @@ def test_the_super_resolved_clip_keeps_the_colour_and_stays_near_the_base(clips,
 def test_base_clips_move_the_way_their_prompts_say_and_show_their_objects():
     """One prompt per direction (8), the shipped defaults: text-to-video through a keyframe
     (the T2I draws 8 images per prompt, the object reader keeps one, the image-to-video
-    stage animates it from t = 0.25 carried along the motion the planner reads). The
+    stage animates it from t = 0.15 carried along the motion the planner reads). The
     analyzer reads the prompt's direction in at least 6 of 8 clips and colour, shape and
     direction all right in at least 5 of 8 (measured on the 64 held-out short prompts:
     direction 1.000, all three 0.891: P(>= 5 of 8) = 0.993; the previous default, best of
@@ -75,7 +75,7 @@ def test_base_clips_move_the_way_their_prompts_say_and_show_their_objects():
                for i, (_, phrase) in enumerate(DIRECTIONS.values())]
     pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED)
     s = pipe.sampling  # the manifest's defaults
-    assert s.keyframes == 8 and s.image_start == 0.25 and s.motion_noise > 0
+    assert s.keyframes == 8 and s.image_start == 0.15 and s.motion_noise > 0
     low = pipe(prompts, jax.random.key(1), base_only=True)
     readings = [analyze_clip(clip) for clip in low]
     matches = [r.matches(p) for r, p in zip(readings, prompts)]
