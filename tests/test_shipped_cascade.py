@@ -66,7 +66,7 @@ def test_base_clips_move_the_way_their_prompts_say_and_show_their_objects():
     stage animates it from t = 0.15 carried along the motion the planner reads). The
     analyzer reads the prompt's direction in at least 6 of 8 clips and colour, shape and
     direction all right in at least 5 of 8 (measured on the 64 held-out short prompts:
-    direction 1.000, all three 0.891: P(>= 5 of 8) = 0.993; the previous default, best of
+    direction 1.000, all three 0.938: P(>= 5 of 8) = 0.999; the previous default, best of
     4 by coherence, 0.953 and 0.641: P = 0.68; chance 1 in 8 and about 1 in 256)."""
     from lumiere_jax.data.moving_shapes import COLORS, DIRECTIONS, SHAPES
 
