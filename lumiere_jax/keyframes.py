@@ -29,8 +29,7 @@ from lumiere_jax import runs
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import Schedule
 from lumiere_jax.models.config import UNetConfig
-from lumiere_jax.models.object_reader import (MAX_OBJECTS, MIN_FRAMES, TERMS_PER_OBJECT,
-                                             ObjectReader, object_phrases)
+from lumiere_jax.models.object_reader import MIN_FRAMES, TERMS_PER_OBJECT, ObjectReader
 from lumiere_jax.sampling import TextEncoderFn, to_uint8, unet_model_fn
 
 CPU_IMAGES_PER_CALL = 256  # as many images as the base stage's 16 clips of 16 frames
@@ -115,7 +114,7 @@ def still_terms(reader: ObjectReader, prompts: Sequence[str]) -> tuple[np.ndarra
     absent_index = np.arange(reader.num_pairs, dtype=np.int32)[None].repeat(len(prompts), 0)
     absent_want = np.zeros(absent_index.shape, np.float32)
     for row, prompt in enumerate(prompts):
-        named = {w for phrase in object_phrases(prompt)[:MAX_OBJECTS] for w in phrase.split()}
+        named = {color for color, _, _ in reader.named_objects(prompt)}
         for c, color in enumerate(reader.colors):
             if color not in named:
                 absent_want[row, c * shapes:(c + 1) * shapes] = -1.0

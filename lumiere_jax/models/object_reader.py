@@ -132,6 +132,18 @@ class ObjectReader:
         found = [d for d in self.directions if tail == d or tail.endswith(" " + d)]
         return max(found, key=len) if found else None
 
+    def named_objects(self, prompt: str) -> list[tuple[str, str | None, str | None]]:
+        """(colour, shape or None, direction or None) of each of the prompt's first
+        MAX_OBJECTS object phrases that names a colour the reader knows."""
+        named = []
+        for phrase in object_phrases(prompt)[:MAX_OBJECTS]:
+            words = phrase.split()
+            color = next((w for w in words if w in self.colors), None)
+            if color is not None:
+                named.append((color, next((w for w in words if w in self.shapes), None),
+                              self._direction(phrase)))
+        return named
+
     def named_terms(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per prompt, what its object phrases say, as output indices and wanted signs:
         int32 `index` and float32 `want` `(B, MAX_OBJECTS * 3)`; per phrase naming a colour,
@@ -141,13 +153,7 @@ class ObjectReader:
         index = np.zeros((len(prompts), MAX_OBJECTS * TERMS_PER_OBJECT), np.int32)
         want = np.zeros(index.shape, np.float32)
         for row, prompt in enumerate(prompts):
-            named = []
-            for phrase in object_phrases(prompt)[:MAX_OBJECTS]:
-                words = phrase.split()
-                color = next((w for w in words if w in self.colors), None)
-                if color is not None:
-                    named.append((color, next((w for w in words if w in self.shapes), None),
-                                  self._direction(phrase)))
+            named = self.named_objects(prompt)
             colors = [c for c, _, _ in named]
             for n, (color, shape, direction) in enumerate(named):
                 slot = n * TERMS_PER_OBJECT
