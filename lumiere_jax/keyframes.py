@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
+import math
 from typing import Any, Callable, Sequence
 
 import jax
@@ -26,8 +28,10 @@ import numpy as np
 from einops import rearrange, repeat
 
 from lumiere_jax import runs
+from lumiere_jax.diffusion.motion_noise import carried_frames
 from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import Schedule
+from lumiere_jax.layering import layer_clips
 from lumiere_jax.models.config import UNetConfig
 from lumiere_jax.models.object_reader import MIN_FRAMES, TERMS_PER_OBJECT, ObjectReader
 from lumiere_jax.sampling import TextEncoderFn, to_uint8, unet_model_fn
@@ -139,3 +143,90 @@ def still_scores(reader: ObjectReader, images: np.ndarray, prompts: Sequence[str
     index, want = still_terms(reader, prompts)
     return np.asarray(_still_scores(dataclasses.replace(reader, params=None), reader.params,
                                     jnp.asarray(images), jnp.asarray(index), jnp.asarray(want)))
+
+
+# ---------------------------------------------------------------- several objects at once
+
+LAYERED_CHOICES = 4  # each object phrase's best stills the joint pick of a layered prompt tries
+
+
+def layered_choices(still: np.ndarray, present: np.ndarray, top: int = LAYERED_CHOICES
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The ways to draw a prompt of N object phrases through keyframes: one of each present
+    phrase's `top` best stills (by `still (B, N, K)` scores) and an order to stack them in
+    (present phrases permuted among themselves; absent ones stay last).
+
+    Returns int32 `picks (B, C, N)` (the keyframe of each phrase) and `order (B, C, N)`
+    (the phrases from the bottom layer up), C = top^N * N!; a prompt of one present phrase
+    has one way (its best still), and every prompt repeats its first way to fill C."""
+    b, n, k = still.shape
+    top = min(top, k)
+    best = np.argsort(-still, axis=2, kind="stable")[:, :, :top]  # (B, N, top)
+    size = top ** n * math.factorial(n)
+    picks = np.zeros((b, size, n), np.int32)
+    order = np.zeros((b, size, n), np.int32)
+    for row in range(b):
+        on = [i for i in range(n) if present[row, i]]
+        off = [i for i in range(n) if not present[row, i]]
+        tries = top if len(on) > 1 else 1  # one object: its best still, as `still_scores`
+        choices = [(ranks, perm + tuple(off))
+                   for ranks in itertools.product(range(tries), repeat=len(on))
+                   for perm in itertools.permutations(on)]
+        choices += choices[:1] * (size - len(choices))
+        for c, (ranks, perm) in enumerate(choices):
+            picks[row, c, on] = best[row, on, list(ranks)]
+            order[row, c] = perm
+    return picks, order
+
+
+@functools.partial(jax.jit, static_argnames=("reader", "num_frames"))
+def _planned_scores(reader: ObjectReader, params: Any, images: jax.Array, velocity: jax.Array,
+                    present: jax.Array, picks: jax.Array, order: jax.Array, index: jax.Array,
+                    want: jax.Array, *, num_frames: int) -> jax.Array:
+    b, c, n = picks.shape
+    chosen = jax.vmap(lambda im, p: im[jnp.arange(n)[None], p])(images, picks)  # (B, C, N, ...)
+    moves = repeat(velocity, "b n v -> (b c n) v", c=c)
+    clips = carried_frames(rearrange(chosen, "b c n h w x -> (b c n) h w x"), moves, num_frames)
+    clips = rearrange(clips, "(b c n) t h w x -> b c n t h w x", b=b, c=c)
+    stacked = jnp.take_along_axis(clips, order[..., None, None, None, None], axis=2)
+    on = jnp.take_along_axis(jnp.broadcast_to(present[:, None], order.shape), order, axis=2)
+    layered = layer_clips(rearrange(stacked, "b c n t h w x -> (b c) n t h w x"),
+                          rearrange(on, "b c n -> (b c) n"))
+    rows = lambda a: repeat(a, "b m -> (b c) m", c=c)
+    return reader.scores(params, layered, rows(index), rows(want)).reshape(b, c)
+
+
+def plan_layered(reader: ObjectReader, images: jax.Array, still: np.ndarray,
+                 velocity: np.ndarray, present: np.ndarray, prompts: Sequence[str],
+                 num_frames: int, top: int = LAYERED_CHOICES) -> tuple[np.ndarray, np.ndarray]:
+    """Keyframes for a prompt that names several objects, chosen together.
+
+    Each object phrase is drawn and animated alone and the clips are layered
+    (`layering.layer_clips`); picked one phrase at a time, two objects can start where
+    their planned paths cross, and the top one hides the other. So every way of
+    `layered_choices` (one of each phrase's `top` best stills, an order to stack them) is
+    played as its plan: each keyframe carried along its phrase's planned velocity
+    (`carried_frames`, as image-to-video starts), the clips layered in that order. The one
+    kept has the highest sum of its stills' scores and the reader's log p that the planned
+    clip shows the whole prompt (`ObjectReader.named_terms`: each object's colour, shape and
+    direction, one object of each colour).
+
+    images: float `(B, N, K, H, W, 3)` in [-1, 1] at the base size, K stills of each of a
+    prompt's N phrases; still: their `(B, N, K)` scores; velocity: `(B, N, 2)` px per frame;
+    present: bool `(B, N)` (phrase n exists; absent ones last); prompts: the B whole prompts.
+    Returns the kept keyframe of each phrase, int `(B, N)`, and the stacking order from the
+    bottom layer up, int `(B, N)`."""
+    if num_frames < MIN_FRAMES:
+        raise ValueError(f"plan_layered: the object reader reads clips of at least "
+                         f"{MIN_FRAMES} frames; got num_frames={num_frames}")
+    picks, order = layered_choices(still, present, top)
+    index, want = reader.named_terms(prompts)
+    planned = np.asarray(_planned_scores(
+        dataclasses.replace(reader, params=None), reader.params, jnp.asarray(images, jnp.float32),
+        jnp.asarray(velocity, jnp.float32), jnp.asarray(present, bool), jnp.asarray(picks),
+        jnp.asarray(order), jnp.asarray(index), jnp.asarray(want), num_frames=num_frames))
+    stills = np.take_along_axis(still[:, None], picks[..., None], axis=3)[..., 0]  # (B, C, N)
+    total = planned + np.where(present[:, None], stills, 0.0).sum(-1)
+    best = total.argmax(1)
+    rows = np.arange(len(best))
+    return picks[rows, best], order[rows, best]

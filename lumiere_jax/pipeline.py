@@ -56,11 +56,11 @@ from lumiere_jax.diffusion.samplers import SAMPLERS, replacement_hook, sample
 from lumiere_jax.diffusion.selection import best_of, repeat_candidates
 from lumiere_jax.diffusion.schedules import Schedule, cosine_schedule
 from lumiere_jax.data.video_io import write_video
-from lumiere_jax.keyframes import KeyframeDrawer, still_scores
+from lumiere_jax.keyframes import KeyframeDrawer, plan_layered, still_scores
 from lumiere_jax.layering import layer_clips
 from lumiere_jax.models import UNetConfig, check_input_shape
 from lumiere_jax.models.critic import VideoTextCritic
-from lumiere_jax.models.object_reader import ObjectReader
+from lumiere_jax.models.object_reader import MIN_FRAMES, ObjectReader
 from lumiere_jax.sampling import TextEncoderFn, is_positive_int, to_uint8, unet_model_fn
 from lumiere_jax.text.motion_planner import MotionPlanner
 from lumiere_jax.text.phrases import object_prompts
@@ -996,16 +996,41 @@ class LumierePipeline:
         rows), `layer_clips` stacks them, the SSR stage runs under the whole prompts."""
         n = max(len(p) for p in parts)
         rows = [p[min(i, len(p) - 1)] for p in parts for i in range(n)]
-        present = jnp.asarray([[i < len(p) for i in range(n)] for p in parts])
+        present = np.asarray([[i < len(p) for i in range(n)] for p in parts])
+        grid = (len(prompts), n)
+        order = np.tile(np.arange(n), (len(prompts), 1))  # stacking order, bottom layer first
         k_base, k_ssr = jax.random.split(key)
-        clips = self._from_text(rows, k_base, num_frames, False, base_only=True)
-        clips = jnp.asarray(clips, jnp.float32) / 127.5 - 1.0
-        low_res = _layer(clips.reshape((len(prompts), n) + clips.shape[1:]), present)
+        if self._plans_layers(num_frames):  # keyframes and stacking order chosen together
+            k_draw, k_video = jax.random.split(k_base)
+            images, still = self.draw_keyframes(rows, k_draw)  # (B * N, K, ...), (B * N, K)
+            size = self.base_config.image_size
+            stills = self._fit(jnp.asarray(images, jnp.float32) / 127.5 - 1.0, size)
+            velocity = self.motion_planner.velocity(rows, size, num_frames)
+            pick, order = plan_layered(
+                self.object_reader, stills.reshape(grid + stills.shape[1:]),
+                still.reshape(grid + still.shape[1:]), velocity.reshape(grid + (2,)), present,
+                prompts, num_frames)
+            clips = self.image_to_video(rows, images[np.arange(len(rows)), pick.reshape(-1)],
+                                        k_video, num_frames=num_frames, base_only=True)
+        else:
+            clips = self._from_text(rows, k_base, num_frames, False, base_only=True)
+        clips = np.asarray(clips)
+        clips = clips.reshape(grid + clips.shape[1:])
+        stacked = np.take_along_axis(clips, order[:, :, None, None, None, None], axis=1)
+        low_res = _layer(jnp.asarray(stacked, jnp.float32) / 127.5 - 1.0,
+                         jnp.asarray(np.take_along_axis(present, order, axis=1)))
         low = np.asarray(jax.device_get(to_uint8(low_res)))
         if base_only:
             return low
         high = self.upsample(prompts, low, k_ssr)
         return (low, high) if return_low_res else high
+
+    def _plans_layers(self, num_frames: int) -> bool:
+        """Whether `_layered` picks its keyframes and stacking order together
+        (`keyframes.plan_layered`): keyframes to choose from, a reader and a motion planner to
+        play the plans, clips long enough for the reader."""
+        return (self.sampling.keyframes > 1 and num_frames >= MIN_FRAMES
+                and self.object_reader is not None and self.motion_planner is not None)
 
     def upsample(self, prompts: Sequence[str] | str, video: Any, key: jax.Array) -> np.ndarray:
         """The SSR stage alone on a given base video ((T, h, w, 3) or (B, T, h, w, 3), uint8
