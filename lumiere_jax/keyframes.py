@@ -12,6 +12,11 @@ through a keyframe").
     images = drawer.draw(prompts, key, count=8, steps=32, guidance=3.0)  # (B, 8, H, W, 3) uint8
     scores = still_scores(reader, images, prompts)                      # (B, 8) log p
     keyframes = images[np.arange(len(prompts)), scores.argmax(1)]      # (B, H, W, 3)
+
+A prompt that names several objects is drawn one object phrase at a time and layered
+(`layering`); `plan_layered` picks its phrases' keyframes and stacking order together, by
+the reader's score of each choice played as its plan (keyframes carried along the planned
+motion, layered), so one object does not start where it hides another.
 """
 
 from __future__ import annotations

@@ -221,7 +221,9 @@ class SamplingConfig:
     keyframes: text-to-video only: 0 = the base stage draws each clip from the text; K >= 1
       = through a keyframe (`keyframes`): the pipeline's `KeyframeDrawer` (a T2I stage)
       draws K images per prompt (per object phrase with `layer_objects`), the
-      `ObjectReader` keeps the one it is surest shows the prompt's objects (K > 1), and the
+      `ObjectReader` keeps the one it is surest shows the prompt's objects (K > 1; with
+      `layer_objects`, a prompt's phrases' keyframes and stacking order are kept together,
+      `keyframes.plan_layered`, so that no object hides another along the plan), and the
       base stage animates it as image-to-video (`image_start`, `motion_noise`: the image
       carried along the planned motion; best of `base_candidates` as image-to-video picks).
       The base stage must read a `<C, M>` condition (`from_pretrained` loads the folder's
