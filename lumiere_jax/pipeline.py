@@ -995,7 +995,9 @@ class LumierePipeline:
                  num_frames: int, return_low_res: bool, base_only: bool):
         """`layer_objects`: the base stage samples each prompt's object prompts (`parts`,
         padded to the longest with repeats that are not layered, so the call has B * N
-        rows), `layer_clips` stacks them, the SSR stage runs under the whole prompts."""
+        rows), `layer_clips` stacks them (in the order `keyframes.plan_layered` chose with
+        the keyframes, when `_plans_layers`; else as named), the SSR stage runs under the
+        whole prompts."""
         n = max(len(p) for p in parts)
         rows = [p[min(i, len(p) - 1)] for p in parts for i in range(n)]
         present = np.asarray([[i < len(p) for i in range(n)] for p in parts])

@@ -2,6 +2,7 @@
 the ways to choose, the score of each way against a NumPy reference, and on the shipped
 object reader, that two objects whose planned paths cover each other are not chosen."""
 
+import dataclasses
 import itertools
 
 import jax
@@ -61,8 +62,8 @@ def test_plan_layered_keeps_the_way_whose_stills_and_planned_clip_score_highest(
     Seed 2: the planned clip changes the pair the stills alone would keep; seed 5: the
     reversed stacking order wins."""
     blank = ObjectReader(("red", "blue"), ("circle", "square"), ("left", "right"), None)
-    reader = blank.__class__(**{**blank.__dict__,
-                                "params": blank.init_params(jax.random.key(0), (10, 8, 8, 3))})
+    reader = dataclasses.replace(blank, params=blank.init_params(jax.random.key(0),
+                                                                 (10, 8, 8, 3)))
     rng = np.random.default_rng(seed)
     images = rng.uniform(-1, 1, (2, 2, 3, 8, 8, 3)).astype(np.float32)
     still = rng.normal(size=(2, 2, 3)).astype(np.float32)
