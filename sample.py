@@ -17,10 +17,9 @@ frame from the text instead (the base STUNet, best of 4). Your own train.py runs
 stage reads prompts with its own run's text encoder). `--random` samples the tiny configs
 with random weights: a smoke test of the whole path (the video is noise).
 Compiled programs are kept in a persistent cache (`--cache_dir`), so a second run with the
-same shapes skips most of the compile time, except for programs with progress bars: JAX
-does not write a program that calls back to Python (`jax.debug.callback`, which drives the
-bars) to the cache. `--noprogress` makes the sampling programs cacheable (2 cores,
-2026-12-07: 37.9 s, then 29.6 s; with the bars 37.8 s and 36.8 s).
+same shapes skips most of the compile time, progress bars included (on CPU they are driven
+through an XLA FFI target, `lumiere_jax.diffusion.progress`; 2 cores, 2026-12-07: about
+50 s the first time, 36-41 s after).
 
 Applications (`--mode`; inputs are resized to each stage, masks are images, white = 1):
     --mode i2v --image first.png                     image-to-video
@@ -84,8 +83,7 @@ flags.DEFINE_integer("stride", 0, "SSR window stride (0: window // 2)")
 flags.DEFINE_integer("chunk_size", 0, "SSR windows per model call (0: all at once)")
 flags.DEFINE_float("fps", 8.0, "output frame rate")
 flags.DEFINE_bool("ema", True, "use the EMA weights of the checkpoints")
-flags.DEFINE_bool("progress", True, "progress bar per stage while sampling (the sampling "
-                  "programs then skip the persistent cache: --noprogress for faster reruns)")
+flags.DEFINE_bool("progress", True, "progress bar per stage while sampling")
 flags.DEFINE_string("cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "lumiere_jax",
                                               "xla"),
                     "persistent compilation cache ('' disables)")

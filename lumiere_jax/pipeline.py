@@ -428,8 +428,9 @@ def save_video(path: str | os.PathLike, video: np.ndarray, fps: float = 16.0) ->
 
 class StageProgress:
     """Host-side progress bars for the jitted cascade: `update(stage, total, step)` is the
-    sampler's per-step callback (`jax.debug.callback`); a bar opens at step 0 and closes at
-    the last step. `enabled=False` makes it a no-op (the callbacks are then not compiled in)."""
+    sampler's per-step callback (`diffusion.progress.report_step`); a bar opens at step 0
+    and closes at the last step. `enabled=False` makes it a no-op (the callbacks are then
+    not compiled in)."""
 
     def __init__(self, enabled: bool = True):
         self.enabled, self._bars = enabled, {}
@@ -473,7 +474,7 @@ class LumierePipeline:
         (e.g. two runs that each trained their own small encoder); None: `text_encoder`.
       sampling: `SamplingConfig`.
       progress: show a progress bar per stage while sampling (driven from inside the
-        jitted scans by `jax.debug.callback`).
+        jitted scans; `diffusion.progress`, cacheable on CPU).
     Params may carry flax partitioning metadata (they are unboxed) and may be sharded.
     Raises ValueError at construction for configs or settings that cannot work.
     """

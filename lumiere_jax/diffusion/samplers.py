@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from lumiere_jax.diffusion.guidance import CLIP_MODES, clip_x0
 from lumiere_jax.diffusion.objectives import DenoiseFn, bcast, check_prediction, to_x0_eps
+from lumiere_jax.diffusion.progress import report_step
 from lumiere_jax.diffusion.schedules import Schedule
 
 SAMPLERS = ("ddim", "ddpm", "dpmpp_2m")
@@ -78,8 +79,9 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
     clip: None, 'static' ([-1, 1]) or 'dynamic' (Imagen thresholding) on each x0 prediction.
     step_hook(x_next, info: StepInfo, key) -> x_next: called after every step, e.g. for
       replacement conditioning (see `replacement_hook`).
-    progress(step) -> None: a host function called (`jax.debug.callback`) once each step
-      has finished, with the step index 0 .. num_steps - 1 (e.g. to drive a progress bar).
+    progress(step) -> None: a host function called once each step has finished, with the
+      step index 0 .. num_steps - 1 (e.g. to drive a progress bar; `progress.report_step`:
+      the program stays cacheable on CPU).
     time_shift: where the steps go (`sampling_times`): 0 spaces them evenly in t; < 0 moves
       them towards high noise (each interior step's log-SNR shifted by this much).
     Returns (B, ...) in x_start's dtype.
@@ -154,8 +156,7 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
                 raise ValueError(f"step_hook returned shape {x_next.shape}; expected {x.shape}.")
             x_next = x_next.astype(dtype)
         if progress is not None:  # the first element ties the call to the finished step
-            jax.debug.callback(lambda i, _: progress(int(i)), p["step"],
-                               x_next.reshape(-1)[0])
+            report_step(progress, p["step"], x_next.reshape(-1)[0])
         # Only the multistep solver carries the previous x0 (float32); the others carry a
         # scalar, so no second video-sized buffer lives across steps.
         return (x_next, x0 if multistep else x0_prev), None
