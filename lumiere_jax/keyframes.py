@@ -66,17 +66,21 @@ class KeyframeDrawer:
 
     def draw(self, prompts: Sequence[str], key: jax.Array, *, count: int, steps: int = 32,
              guidance: float = 3.0, images_per_call: int | None = None,
-             progress: Any = None) -> np.ndarray:
+             progress: Any = None, xla_options: tuple[tuple[str, Any], ...] = ()
+             ) -> np.ndarray:
         """uint8 `(B, count, H, W, 3)`: `count` images per prompt (`steps` DDIM steps,
         classifier-free guidance `guidance`). images_per_call: at most this many images
         per network call (None: 256 on CPU, the whole batch elsewhere). progress: None, or
         an object whose `callback('keyframes', steps)` gives the per-step function (the
-        pipeline's `StageProgress`; part of the compiled function's key, so keep one)."""
+        pipeline's `StageProgress`; part of the compiled function's key, so keep one).
+        xla_options: XLA compiler options as (name, value) pairs (the pipeline passes its
+        `SamplingConfig.xla_options`)."""
         text, mask = self.text_encoder(list(prompts))
         null_text, null_mask = self.text_encoder([""])
         if images_per_call is None and jax.default_backend() == "cpu":
             images_per_call = CPU_IMAGES_PER_CALL
-        return np.asarray(_t2i_sampler(self.config, self.schedule, self.prediction)(
+        sampler = _t2i_sampler(self.config, self.schedule, self.prediction, tuple(xla_options))
+        return np.asarray(sampler(
             self.params, jnp.asarray(text, jnp.float32), jnp.asarray(mask).astype(bool),
             jnp.asarray(null_text, jnp.float32), jnp.asarray(null_mask).astype(bool), key,
             count=count, steps=steps, guidance=float(guidance),
@@ -84,10 +88,11 @@ class KeyframeDrawer:
 
 
 @functools.lru_cache(maxsize=None)
-def _t2i_sampler(config: UNetConfig, schedule: Schedule, prediction: str) -> Callable:
-    """One jitted T2I sampler per (config, schedule, prediction), shared by every drawer of
-    them (the weights are an argument), so swapping weights (a style blend) recompiles
-    nothing."""
+def _t2i_sampler(config: UNetConfig, schedule: Schedule, prediction: str,
+                 xla_options: tuple[tuple[str, Any], ...]) -> Callable:
+    """One jitted T2I sampler per (config, schedule, prediction, XLA options), shared by
+    every drawer of them (the weights are an argument), so swapping weights (a style
+    blend) recompiles nothing."""
 
     def run(params, text, mask, null_text, null_mask, key, *, count, steps, guidance,
             images_per_call, progress):
@@ -104,7 +109,8 @@ def _t2i_sampler(config: UNetConfig, schedule: Schedule, prediction: str) -> Cal
         return rearrange(to_uint8(images), "(b k) h w c -> b k h w c", k=count)
 
     return jax.jit(run, static_argnames=("count", "steps", "guidance", "images_per_call",
-                                         "progress"))
+                                         "progress"),
+                   compiler_options=dict(xla_options) or None)
 
 
 def still_terms(reader: ObjectReader, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -159,8 +159,9 @@ class SamplingConfig:
       of both stages (replacement conditioning), so the output keeps it exactly.
     base_schedule / ssr_schedule: None -> shifted cosine, `cosine_schedule(size, base_size)`
       with the base resolution as reference for both.
-    xla_options: XLA compiler options for the jitted cascade as (name, value) pairs, e.g.
-      `(("xla_backend_optimization_level", 2),)`; they override `XLA_FLAGS` for it alone.
+    xla_options: XLA compiler options for the jitted cascade and the keyframe sampler as
+      (name, value) pairs, e.g. `(("xla_backend_optimization_level", 2),)`; they override
+      `XLA_FLAGS` for those programs alone.
     critic_scale: text-to-video only: the base stage follows the gradient of the pipeline's
       `GuidanceCritic` score this much (`diffusion.guidance.critic_guidance`; 0 = off).
     critic_min_alpha: caps that guidance's 1 / alpha near pure noise.
@@ -987,7 +988,8 @@ class LumierePipeline:
         images = self.keyframe_drawer.draw(
             prompts, key, count=s.keyframes, steps=s.keyframe_steps,
             guidance=s.keyframe_guidance,
-            progress=self.progress if self.progress.enabled else None)
+            progress=self.progress if self.progress.enabled else None,
+            xla_options=s.xla_options)
         if s.keyframes == 1:
             return images, np.zeros(images.shape[:2], np.float32)
         return images, still_scores(self.object_reader, images, prompts)

@@ -829,3 +829,8 @@ def test_keyframes_animate_the_t2i_image_the_reader_scores_highest(parts, pipe):
     low = keyed(prompts, key, base_only=True)
     np.testing.assert_array_equal(low, pipe.image_to_video(prompts, best, k_video,
                                                            base_only=True))
+    # the pipeline's XLA options reach the keyframe sampler too (an unknown one fails there)
+    bad = dataclasses.replace(sampling, xla_options=(("xla_no_such_option", 1),))
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        LumierePipeline(*parts, sampling=bad, keyframe_drawer=drawer,
+                        object_reader=reader).draw_keyframes(prompts, k_draw)
