@@ -17,9 +17,9 @@ frame from the text instead (the base STUNet, best of 4). Your own train.py runs
 stage reads prompts with its own run's text encoder). `--random` samples the tiny configs
 with random weights: a smoke test of the whole path (the video is noise).
 Compiled programs are kept in a persistent cache (`--cache_dir`), so a second run with the
-same shapes skips most of the compile time, progress bars included (on CPU they are driven
-through an XLA FFI target, `lumiere_jax.diffusion.progress`; 2 cores, 2026-12-07: about
-50 s the first time, 36-41 s after).
+same shapes skips most of the compile time, progress bars included (on one CPU device
+they are driven through an XLA FFI target, `lumiere_jax.diffusion.progress`; 2 cores,
+2026-12-07: about 50 s the first time, 36-45 s after).
 
 Applications (`--mode`; inputs are resized to each stage, masks are images, white = 1):
     --mode i2v --image first.png                     image-to-video

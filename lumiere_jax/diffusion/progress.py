@@ -2,14 +2,17 @@
 
 `report_step(progress, step, tie)` calls the host function `progress(step)` once the step
 that produced `tie` has finished. JAX will not write a program with a Python callback
-(`jax.debug.callback`) to the persistent compilation cache, so on CPU the call goes
-through an XLA FFI target instead: a C-ABI handler (built with `ctypes`, no compiler
-needed) registered once under `TARGET`. The compiled program names only the target and a
-channel number, so it is cached like any other, and a cached program loaded by a later
-process calls that process's handler. The channel picks the Python function from a table
-filled at trace time, in trace order (the same program traced in the same order gets the
-same numbers, hence the same cache key). On other backends, or if the target cannot be
-registered, `jax.debug.callback` does the same job uncached.
+(`jax.debug.callback`) to the persistent compilation cache, so on a one-device CPU host
+(a laptop, `sample.py`) the call goes through an XLA FFI target instead: a C-ABI
+handler (built with `ctypes`, no compiler needed) registered once under `TARGET`. The
+compiled program names only the target and a channel number, so it is cached like any
+other, and a cached program loaded by a later process calls that process's handler. The
+channel picks the Python function from a table filled at trace time, in trace order (the
+same program traced in the same order gets the same numbers, hence the same cache key).
+On other backends, on hosts with several devices (XLA's SPMD partitioner wants a
+sharding on every side-effecting op, which `ffi_call` does not take; `jax.debug.callback`
+runs once on one device), or if the target cannot be registered, `jax.debug.callback`
+does the same job uncached.
 """
 
 from __future__ import annotations
@@ -115,8 +118,9 @@ def _register() -> bool:
 
 
 def uses_ffi() -> bool:
-    """Whether `report_step` traced now goes through the cacheable FFI target (CPU)."""
-    return jax.default_backend() == "cpu" and _register()
+    """Whether `report_step` traced now goes through the cacheable FFI target (one CPU
+    device)."""
+    return jax.default_backend() == "cpu" and jax.device_count() == 1 and _register()
 
 
 def report_step(progress: Callable[[int], None], step: jax.Array, tie: jax.Array) -> None:
