@@ -475,7 +475,7 @@ class LumierePipeline:
         (e.g. two runs that each trained their own small encoder); None: `text_encoder`.
       sampling: `SamplingConfig`.
       progress: show a progress bar per stage while sampling (driven from inside the
-        jitted scans; `diffusion.progress`, cacheable on CPU).
+        jitted scans; `diffusion.progress`, cacheable on a one-device CPU host).
     Params may carry flax partitioning metadata (they are unboxed) and may be sharded.
     Raises ValueError at construction for configs or settings that cannot work.
     """

@@ -81,7 +81,7 @@ def sample(denoise_fn: DenoiseFn, x_start: jax.Array, key: jax.Array, *, schedul
       replacement conditioning (see `replacement_hook`).
     progress(step) -> None: a host function called once each step has finished, with the
       step index 0 .. num_steps - 1 (e.g. to drive a progress bar; `progress.report_step`:
-      the program stays cacheable on CPU).
+      the program stays cacheable on a one-device CPU host).
     time_shift: where the steps go (`sampling_times`): 0 spaces them evenly in t; < 0 moves
       them towards high noise (each interior step's log-SNR shifted by this much).
     Returns (B, ...) in x_start's dtype.
