@@ -13,7 +13,8 @@ input and kernel) as
   shifted_matmul three shifted `(C, C)` matmuls on `(B, T, H*W, C)`
 and GroupNorm (+ SiLU, fwd + bwd) at the 32 px ResBlock shape as flax's `nn.GroupNorm`
 (one reduction over pixels and group channels) against per-channel sums first (a
-reduction that keeps C, the minor axis, then one over each group's channels).
+reduction that keeps C, the minor axis, then one over each group's channels), and the
+model's fused op (per-channel sums, SiLU inside, a hand-written gradient).
 One JSON object per figure: median time, FLOPs from `cost_analysis()`, FLOP/s against a
 2048^2 fp32 matmul peak measured in the same run.
 """
@@ -21,6 +22,8 @@ One JSON object per figure: median time, FLOPs from `cost_analysis()`, FLOP/s ag
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 import flax.linen as nn
 import jax
@@ -29,6 +32,9 @@ import numpy as np
 from einops import rearrange
 
 from timing import matmul_peak, median_time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from lumiere_jax.nn.norm import GroupNorm  # noqa: E402  (the repository's package)
 
 CONV_SHAPES = [(4, 16, 1024, 32), (4, 8, 256, 64), (4, 16, 1024, 64)]  # (B, T, H*W, C)
 NORM_SHAPE, NORM_GROUPS = (64, 32, 32, 32), 8  # (B*T, H, W, C) of the 32 px level
@@ -82,6 +88,13 @@ def channel_sum_group_norm(x, scale, bias, eps=1e-5):
     return (x - mean[:, None, None]) * multiplier[:, None, None] + bias
 
 
+def fused_group_norm_silu(x, scale, bias):
+    """The model's op (`lumiere_jax.nn.norm.GroupNorm`): channel sums, SiLU fused, and a
+    hand-written gradient."""
+    module = GroupNorm(num_groups=NORM_GROUPS, silu=True)
+    return module.apply({"params": {"scale": scale, "bias": bias}}, x)
+
+
 def figure(name: str, fn, args, peak: float, **extra) -> dict:
     compiled = jax.jit(fn).lower(*args).compile()
     flops = float(compiled.cost_analysis().get("flops", 0.0))
@@ -103,9 +116,12 @@ def main() -> None:
                                     layout=name, shape_btpc=shape)), flush=True)
     x = jnp.asarray(rng.normal(size=NORM_SHAPE), jnp.float32)
     scale, bias = jnp.ones(NORM_SHAPE[-1]), jnp.zeros(NORM_SHAPE[-1])
-    for name, norm in (("flax", flax_group_norm), ("channel_sums", channel_sum_group_norm)):
-        grad = jax.grad(lambda x, s, b, norm=norm: jnp.sum(nn.silu(norm(x, s, b)) * x),
-                        argnums=(0, 1, 2))
+    formulations = {  # each: silu(group_norm(x))
+        "flax": lambda x, s, b: nn.silu(flax_group_norm(x, s, b)),
+        "channel_sums": lambda x, s, b: nn.silu(channel_sum_group_norm(x, s, b)),
+        "fused": fused_group_norm_silu}
+    for name, norm_silu in formulations.items():
+        grad = jax.grad(lambda x, s, b, f=norm_silu: jnp.sum(f(x, s, b) * x), argnums=(0, 1, 2))
         print(json.dumps(figure("group_norm_silu_fwd_bwd", grad, (x, scale, bias), peak,
                                 formulation=name, shape=NORM_SHAPE, groups=NORM_GROUPS)),
               flush=True)

@@ -15,7 +15,8 @@ from einops import rearrange, repeat
 from lumiere_jax.models.config import UNetConfig, check_input_shape
 from lumiere_jax.nn.attention import SpatialSelfAttention, TextCrossAttention
 from lumiere_jax.nn.embeddings import ScalarEmbedding
-from lumiere_jax.nn.layers import conv, dense, group_norm, zeros_init
+from lumiere_jax.nn.layers import conv, dense, zeros_init
+from lumiere_jax.nn.norm import group_norm
 from lumiere_jax.nn.resample import (SpatialDownsample, SpatialUpsample, TemporalDownsample,
                                      TemporalUpsample)
 from lumiere_jax.nn.resblock import ResBlock
@@ -179,7 +180,7 @@ class UNet(nn.Module):
                     h = TemporalUpsample(batch, name=f"temporal_upsample_{level - 1}", **kw)(h)
         assert not skips
 
-        h = nn.silu(group_norm(h.shape[-1], cfg.norm_groups, name="out_norm", **kw)(h))
+        h = group_norm(h.shape[-1], cfg.norm_groups, name="out_norm", silu=True, **kw)(h)
         out = conv(cfg.out_channels, (3, 3), name="out_conv", **kw)(h).astype(jnp.float32)
         if is_video:
             out = rearrange(out, "(b t) h w c -> b t h w c", b=batch)

@@ -11,7 +11,8 @@ import jax
 import jax.numpy as jnp
 from einops import rearrange
 
-from lumiere_jax.nn.layers import Dtype, default_kernel_init, dense, group_norm, zeros_init
+from lumiere_jax.nn.layers import Dtype, default_kernel_init, dense, zeros_init
+from lumiere_jax.nn.norm import group_norm
 
 
 class MultiHeadAttention(nn.Module):

@@ -97,21 +97,6 @@ def conv(features: int, kernel_size: Sequence[int], *, name: str, dtype: Dtype,
     )
 
 
-def group_norm(channels: int, max_groups: int, *, name: str, dtype: Dtype,
-               param_dtype: Dtype) -> nn.GroupNorm:
-    """GroupNorm with the largest group count <= `max_groups` that divides `channels`."""
-    groups = max(g for g in range(1, min(max_groups, channels) + 1) if channels % g == 0)
-    return nn.GroupNorm(
-        num_groups=groups,
-        epsilon=1e-5,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
-        bias_init=nn.with_logical_partitioning(zeros_init, ("norm",)),
-        name=name,
-    )
-
-
 def frames_per_item(x: jax.Array, batch: int) -> int:
     """Frames folded into the leading axis of `x: (B*T, ...)` for a batch of `batch`."""
     if x.shape[0] % batch:

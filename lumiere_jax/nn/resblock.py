@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 from einops import repeat
 
-from lumiere_jax.nn.layers import Dtype, conv, dense, frames_per_item, group_norm
+from lumiere_jax.nn.layers import Dtype, conv, dense, frames_per_item
+from lumiere_jax.nn.norm import group_norm
 
 
 class ResBlock(nn.Module):
@@ -26,14 +27,15 @@ class ResBlock(nn.Module):
     def __call__(self, x: jax.Array, emb: jax.Array, train: bool = False) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
         frames = frames_per_item(x, emb.shape[0])
-        h = group_norm(x.shape[-1], self.norm_groups, name="norm_0", **kw)(x)
-        h = conv(self.features, (3, 3), name="conv_0", **kw)(nn.silu(h))
+        h = group_norm(x.shape[-1], self.norm_groups, name="norm_0", silu=True, **kw)(x)
+        h = conv(self.features, (3, 3), name="conv_0", **kw)(h)
         scale_shift = dense(2 * self.features, name="emb_proj", **kw)(nn.silu(emb))
-        scale_shift = repeat(scale_shift, "b c -> (b t) 1 1 c", t=frames)
+        scale_shift = repeat(scale_shift, "b c -> (b t) c", t=frames)
         scale, shift = jnp.split(scale_shift, 2, axis=-1)
-        h = group_norm(self.features, self.norm_groups, name="norm_1", **kw)(h)
-        h = h * (1.0 + scale) + shift
-        h = nn.Dropout(self.dropout)(nn.silu(h), deterministic=not train)
+        # silu(norm(h) * (1 + scale) + shift), one fused op
+        h = group_norm(self.features, self.norm_groups, name="norm_1", silu=True, **kw)(
+            h, scale, shift)
+        h = nn.Dropout(self.dropout)(h, deterministic=not train)
         h = conv(self.features, (3, 3), name="conv_1", **kw)(h)
         if x.shape[-1] != self.features:
             x = conv(self.features, (1, 1), name="skip", **kw)(x)

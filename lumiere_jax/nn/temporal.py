@@ -6,6 +6,8 @@ identity and an inflated STUNet reproduces its T2I model frame by frame.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -14,8 +16,9 @@ from einops import rearrange, repeat
 
 from lumiere_jax.nn.attention import MultiHeadAttention
 from lumiere_jax.nn.embeddings import sinusoidal_embedding, space_time_features
-from lumiere_jax.nn.layers import (Dtype, conv, dense, from_pixel_sequences, group_norm,
-                                   to_pixel_sequences, zeros_init)
+from lumiere_jax.nn.layers import (Dtype, conv, dense, from_pixel_sequences, to_pixel_sequences,
+                                   zeros_init)
+from lumiere_jax.nn.norm import group_norm
 
 
 class TemporalConvBlock(nn.Module):
@@ -51,26 +54,37 @@ class TemporalConvBlock(nn.Module):
         channels = x.shape[-1]
         u = x
         if self.spatial_conv:
-            s = group_norm(channels, self.norm_groups, name="spatial_norm", **kw)(x)
-            u = x + conv(channels, (3, 3), name="spatial_conv", kernel_init=zeros_init, **kw)(
-                nn.silu(s))
+            s = group_norm(channels, self.norm_groups, name="spatial_norm", silu=True, **kw)(x)
+            u = x + conv(channels, (3, 3), name="spatial_conv", kernel_init=zeros_init, **kw)(s)
         seq = to_pixel_sequences(u, self.batch)
-        h = group_norm(channels, self.norm_groups, name="norm_0", **kw)(seq)
-        h = conv(channels, (self.kernel_size,), name="conv_0", **kw)(nn.silu(h))
-        h = group_norm(channels, self.norm_groups, name="norm_1", **kw)(h)
-        if emb is not None:
-            scale_shift = dense(2 * channels, name="emb_proj", kernel_init=zeros_init, **kw)(
-                nn.silu(emb))
-            scale_shift = repeat(scale_shift, "b c -> (b n) 1 c", n=x.shape[1] * x.shape[2])
-            if self.text_layout:
-                field = TextLayoutField(seq.shape[1], x.shape[1], x.shape[2], 2 * channels,
-                                        self.layout_width, name="layout", **kw)(emb)
-                scale_shift = scale_shift + rearrange(field, "b t h w c -> (b h w) t c")
-            scale, shift = jnp.split(scale_shift.astype(h.dtype), 2, axis=-1)
-            h = h * (1.0 + scale) + shift
-        h = conv(channels, (self.kernel_size,), name="conv_1", kernel_init=zeros_init, **kw)(
-            nn.silu(h))
+        h = group_norm(channels, self.norm_groups, name="norm_0", silu=True, **kw)(seq)
+        h = conv(channels, (self.kernel_size,), name="conv_0", **kw)(h)
+        h = self._norm_modulate_silu(h, emb, x.shape[1], x.shape[2])
+        h = conv(channels, (self.kernel_size,), name="conv_1", kernel_init=zeros_init, **kw)(h)
         return x + from_pixel_sequences(h, self.batch, x.shape[1], x.shape[2])
+
+    def _norm_modulate_silu(self, h: jax.Array, emb: jax.Array | None, height: int,
+                            width: int) -> jax.Array:
+        """`silu(norm_1(h) * (1 + scale) + shift)` on `h: (B*H*W, T, C)`; the scale / shift
+        from `emb` per clip (folded into the fused norm) or, with `text_layout`, per clip,
+        frame and pixel (applied after it)."""
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        channels = h.shape[-1]
+        norm = functools.partial(group_norm, channels, self.norm_groups, name="norm_1", **kw)
+        if emb is None:
+            return norm(silu=True)(h)
+        scale_shift = dense(2 * channels, name="emb_proj", kernel_init=zeros_init, **kw)(
+            nn.silu(emb))
+        if not self.text_layout:
+            scale, shift = jnp.split(repeat(scale_shift, "b c -> (b n) c", n=height * width),
+                                     2, axis=-1)
+            return norm(silu=True)(h, scale, shift)
+        field = TextLayoutField(h.shape[1], height, width, 2 * channels, self.layout_width,
+                                name="layout", **kw)(emb)
+        scale_shift = (repeat(scale_shift, "b c -> (b n) 1 c", n=height * width)
+                       + rearrange(field, "b t h w c -> (b h w) t c"))
+        scale, shift = jnp.split(scale_shift.astype(h.dtype), 2, axis=-1)
+        return nn.silu(norm()(h) * (1.0 + scale) + shift)
 
 
 class TextLayoutField(nn.Module):
