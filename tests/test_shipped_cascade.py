@@ -1,8 +1,8 @@
 """The committed demo cascade (`pretrained/moving_shapes`) still follows its prompts.
 
-Few sampler steps, a fixed seed, two short prompts that differ in colour and direction;
-each clip is read back by the analyzer (pixels only). A change that breaks the shipped
-weights, their loading or the sampling path fails here.
+The shipped defaults, a fixed seed, one short prompt per direction (8, colours and shapes
+varied; the SSR at 4 steps); each clip is read back by the analyzer (pixels only). A
+change that breaks the shipped weights, their loading or the sampling path fails here.
 
 What is asserted is what the shipped weights do: the prompt's colour, on an object seen
 in at least half the frames, in the base and the SSR video alike, and the guidance
@@ -29,15 +29,30 @@ FOLDER = os.path.join(ROOT, "pretrained", "moving_shapes")
 # The suite compiles at LLVM -O0 (conftest: tiny shapes, compile-bound); these runs are
 # execution-bound (trained model, real sizes), where -O2 takes ~45% less time.
 OPTIMIZED = (("xla_backend_optimization_level", 2),)
-PROMPTS = ["a red circle moving right", "a blue square moving left"]
+def direction_prompts() -> list[str]:
+    """One short prompt per direction (8), colours and shapes varied."""
+    from lumiere_jax.data.moving_shapes import COLORS, DIRECTIONS, SHAPES
+
+    colors = list(COLORS)
+    return [f"a {colors[i]} {SHAPES[i % 4]} moving {phrase}"
+            for i, (_, phrase) in enumerate(DIRECTIONS.values())]
+
+
+PROMPTS = direction_prompts()
 
 
 @pytest.fixture(scope="module")
-def clips():
-    # one clip per prompt: colour and the SSR are what these tests read (the pick: below)
-    pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED, base_steps=16,
-                                           ssr_steps=4, base_candidates=1)
-    low, high = pipe(PROMPTS, jax.random.key(0), return_low_res=True)
+def pipe():
+    """The shipped defaults (keyframes, planner, critic guidance), SSR at 4 steps."""
+    return LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED, ssr_steps=4)
+
+
+@pytest.fixture(scope="module")
+def clips(pipe):
+    """(base clips (8, 16, 32, 32, 3), SSR clips (8, 16, 64, 64, 3)) of PROMPTS: one
+    cascade run serves the colour, SSR and direction tests (the base clips are those a
+    base_only run gives)."""
+    low, high = pipe(PROMPTS, jax.random.key(1), return_low_res=True)
     return low, high
 
 
@@ -53,33 +68,28 @@ def test_each_base_clip_shows_an_object_of_its_prompts_colour(clips, i):
 @pytest.mark.parametrize("i", range(len(PROMPTS)))
 def test_the_super_resolved_clip_keeps_the_colour_and_stays_near_the_base(clips, i):
     low, high = clips
-    assert high.shape == (2, 16, 64, 64, 3) and low.shape == (2, 16, 32, 32, 3)
+    assert high.shape == (8, 16, 64, 64, 3) and low.shape == (8, 16, 32, 32, 3)
     reading = analyze_clip(high[i])
     assert reading.matches(PROMPTS[i])["color"], (PROMPTS[i], reading.describe())
     down = jax.image.resize(high[i].astype(np.float32), low[i].shape, "linear")
     assert np.abs(np.asarray(down) - low[i]).mean() < 20.0  # SSR stays close to its input
 
 
-def test_base_clips_move_the_way_their_prompts_say_and_show_their_objects():
+def test_base_clips_move_the_way_their_prompts_say_and_show_their_objects(pipe, clips):
     """One prompt per direction (8), the shipped defaults: text-to-video through a keyframe
     (the T2I draws 8 images per prompt, the object reader keeps one, the image-to-video
-    stage animates it from t = 0.15 carried along the motion the planner reads). The
+    stage animates it from t = 0.1 carried along the motion the planner reads). The
     analyzer reads the prompt's direction in at least 6 of 8 clips and colour, shape and
     direction all right in at least 5 of 8 (measured on the 64 held-out short prompts:
-    direction 1.000, all three 0.938: P(>= 5 of 8) = 0.999; the previous default, best of
-    4 by coherence, 0.953 and 0.641: P = 0.68; chance 1 in 8 and about 1 in 256)."""
-    from lumiere_jax.data.moving_shapes import COLORS, DIRECTIONS, SHAPES
-
-    colors = list(COLORS)
-    prompts = [f"a {colors[i]} {SHAPES[i % 4]} moving {phrase}"
-               for i, (_, phrase) in enumerate(DIRECTIONS.values())]
-    pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED)
+    direction 1.000, all three 0.953: P(>= 5 of 8) = 0.9997; from t = 0.15, 0.938; the
+    default before keyframes, best of 4 by coherence, 0.953 and 0.641: P = 0.68; chance 1
+    in 8 and about 1 in 256)."""
     s = pipe.sampling  # the manifest's defaults
-    assert s.keyframes == 8 and s.image_start == 0.15 and s.motion_noise > 0
-    low = pipe(prompts, jax.random.key(1), base_only=True)
+    assert s.keyframes == 8 and s.image_start == 0.1 and s.motion_noise > 0
+    low, _ = clips
     readings = [analyze_clip(clip) for clip in low]
-    matches = [r.matches(p) for r, p in zip(readings, prompts)]
-    described = [(p, r.describe()) for p, r in zip(prompts, readings)]
+    matches = [r.matches(p) for r, p in zip(readings, PROMPTS)]
+    described = [(p, r.describe()) for p, r in zip(PROMPTS, readings)]
     assert sum(m["direction"] for m in matches) >= 6, described
     assert sum(m["color_shape_direction"] for m in matches) >= 5, described
 
@@ -111,7 +121,7 @@ def test_the_shipped_critic_reads_the_direction_of_rendered_clips():
     assert np.mean(own > reversed_) >= 0.8, np.mean(own > reversed_)
 
 
-def test_two_objects_moving_opposite_ways_are_drawn_one_at_a_time_and_layered():
+def test_two_objects_moving_opposite_ways_are_drawn_one_at_a_time_and_layered(pipe):
     """`layer_objects` (the shipped default): "a red circle moving right and a blue square
     moving left on a black background" is drawn as its two object prompts (each through
     its own keyframe, the shipped default) and layered. The analyzer pairs a red and a blue
@@ -119,7 +129,6 @@ def test_two_objects_moving_opposite_ways_are_drawn_one_at_a_time_and_layered():
     right (dx > 0) and the blue one left (dx < 0). Drawn in one pass, both would share the
     planner's mean of the two motions (about none)."""
     prompt = "a red circle moving right and a blue square moving left on a black background"
-    pipe = LumierePipeline.from_pretrained(FOLDER, xla_options=OPTIMIZED)
     assert pipe.sampling.layer_objects
     low = pipe([prompt], jax.random.key(2), base_only=True)
     reading = analyze_clip(low[0])
