@@ -14,7 +14,9 @@ input and kernel) as
 and GroupNorm (+ SiLU, fwd + bwd) at the 32 px ResBlock shape as flax's `nn.GroupNorm`
 (one reduction over pixels and group channels) against per-channel sums first (a
 reduction that keeps C, the minor axis, then one over each group's channels), and the
-model's fused op (per-channel sums, SiLU inside, a hand-written gradient).
+model's fused op (per-channel sums, SiLU inside, a hand-written gradient); then the
+ResBlock's second norm (a per-item scale / shift before the SiLU) as flax + jnp against
+the fused op.
 One JSON object per figure: median time, FLOPs from `cost_analysis()`, FLOP/s against a
 2048^2 fp32 matmul peak measured in the same run.
 """
@@ -125,6 +127,25 @@ def main() -> None:
         print(json.dumps(figure("group_norm_silu_fwd_bwd", grad, (x, scale, bias), peak,
                                 formulation=name, shape=NORM_SHAPE, groups=NORM_GROUPS)),
               flush=True)
+    # the ResBlock's second norm: a per-item scale / shift from the time embedding between
+    # the norm and the SiLU, at the 32 px level of the 64-wide up blocks
+    shape, groups = (64, 32, 32, 64), 32
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    scale, bias = jnp.ones(shape[-1]), jnp.zeros(shape[-1])
+    mods = jnp.asarray(0.3 * rng.normal(size=(2, shape[0], shape[-1])), jnp.float32)
+    variants = {
+        "flax": lambda x, s, b, m: nn.silu(
+            nn.GroupNorm(num_groups=groups, epsilon=1e-5).apply(
+                {"params": {"scale": s, "bias": b}}, x) * (1 + m[0][:, None, None])
+            + m[1][:, None, None]),
+        "fused": lambda x, s, b, m: GroupNorm(num_groups=groups, silu=True).apply(
+            {"params": {"scale": s, "bias": b}}, x, m[0], m[1])}
+    for name, fn in variants.items():
+        grad = jax.grad(lambda x, s, b, m, f=fn: jnp.sum(f(x, s, b, m) * x),
+                        argnums=(0, 1, 2, 3))
+        print(json.dumps(figure("group_norm_modulated_silu_fwd_bwd", grad,
+                                (x, scale, bias, mods), peak, formulation=name, shape=shape,
+                                groups=groups)), flush=True)
 
 
 if __name__ == "__main__":
