@@ -74,8 +74,8 @@ def conv_variants(batch: int, frames: int):
             "shifted_matmul": (shifted_matmul, same)}
 
 
-def flax_group_norm(x, scale, bias):
-    module = nn.GroupNorm(num_groups=NORM_GROUPS, epsilon=1e-5)
+def flax_group_norm(x, scale, bias, groups=NORM_GROUPS):
+    module = nn.GroupNorm(num_groups=groups, epsilon=1e-5)
     return module.apply({"params": {"scale": scale, "bias": bias}}, x)
 
 
@@ -90,11 +90,11 @@ def channel_sum_group_norm(x, scale, bias, eps=1e-5):
     return (x - mean[:, None, None]) * multiplier[:, None, None] + bias
 
 
-def fused_group_norm_silu(x, scale, bias):
-    """The model's op (`lumiere_jax.nn.norm.GroupNorm`): channel sums, SiLU fused, and a
-    hand-written gradient."""
-    module = GroupNorm(num_groups=NORM_GROUPS, silu=True)
-    return module.apply({"params": {"scale": scale, "bias": bias}}, x)
+def fused_group_norm_silu(x, scale, bias, groups=NORM_GROUPS, mod_scale=None, mod_shift=None):
+    """The model's op (`lumiere_jax.nn.norm.GroupNorm`): channel sums, the modulation and
+    SiLU fused, and a hand-written gradient."""
+    module = GroupNorm(num_groups=groups, silu=True)
+    return module.apply({"params": {"scale": scale, "bias": bias}}, x, mod_scale, mod_shift)
 
 
 def figure(name: str, fn, args, peak: float, **extra) -> dict:
@@ -134,12 +134,9 @@ def main() -> None:
     scale, bias = jnp.ones(shape[-1]), jnp.zeros(shape[-1])
     mods = jnp.asarray(0.3 * rng.normal(size=(2, shape[0], shape[-1])), jnp.float32)
     variants = {
-        "flax": lambda x, s, b, m: nn.silu(
-            nn.GroupNorm(num_groups=groups, epsilon=1e-5).apply(
-                {"params": {"scale": s, "bias": b}}, x) * (1 + m[0][:, None, None])
-            + m[1][:, None, None]),
-        "fused": lambda x, s, b, m: GroupNorm(num_groups=groups, silu=True).apply(
-            {"params": {"scale": s, "bias": b}}, x, m[0], m[1])}
+        "flax": lambda x, s, b, m: nn.silu(flax_group_norm(x, s, b, groups)
+                                           * (1 + m[0][:, None, None]) + m[1][:, None, None]),
+        "fused": lambda x, s, b, m: fused_group_norm_silu(x, s, b, groups, m[0], m[1])}
     for name, fn in variants.items():
         grad = jax.grad(lambda x, s, b, m, f=fn: jnp.sum(f(x, s, b, m) * x),
                         argnums=(0, 1, 2, 3))

@@ -112,8 +112,8 @@ class GroupNorm(nn.Module):
         gamma = jnp.broadcast_to(scale.astype(jnp.float32), (x.shape[0], channels))
         beta = jnp.broadcast_to(bias.astype(jnp.float32), (x.shape[0], channels))
         if mod_scale is not None:
-            gamma = gamma * (1.0 + mod_scale.astype(jnp.float32))
-            beta = beta * (1.0 + mod_scale.astype(jnp.float32))
+            factor = 1.0 + mod_scale.astype(jnp.float32)
+            gamma, beta = gamma * factor, beta * factor
         if mod_shift is not None:
             beta = beta + mod_shift.astype(jnp.float32)
         return group_norm_affine(x.astype(self.dtype), gamma, beta, self.num_groups,
