@@ -16,7 +16,10 @@ and GroupNorm (+ SiLU, fwd + bwd) at the 32 px ResBlock shape as flax's `nn.Grou
 reduction that keeps C, the minor axis, then one over each group's channels), and the
 model's fused op (per-channel sums, SiLU inside, a hand-written gradient); then the
 ResBlock's second norm (a per-item scale / shift before the SiLU) as flax + jnp against
-the fused op.
+the fused op. Last, the temporal upsampler (2x frames, fwd + bwd w.r.t. input, kernel and
+bias) at the matched step's top level as first written (each frame repeated, edge
+padding, a 3-tap convolution) against the model's polyphase form (two 2-tap convolutions
+on the sequence as it is, `nn.resample.upsample_sequences`).
 One JSON object per figure: median time, FLOPs from `cost_analysis()`, FLOP/s against a
 2048^2 fp32 matmul peak measured in the same run.
 """
@@ -37,9 +40,11 @@ from timing import matmul_peak, median_time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from lumiere_jax.nn.norm import GroupNorm  # noqa: E402  (the repository's package)
+from lumiere_jax.nn.resample import upsample_sequences  # noqa: E402
 
 CONV_SHAPES = [(4, 16, 1024, 32), (4, 8, 256, 64), (4, 16, 1024, 64)]  # (B, T, H*W, C)
 NORM_SHAPE, NORM_GROUPS = (64, 32, 32, 32), 8  # (B*T, H, W, C) of the 32 px level
+UPSAMPLE_SHAPE = (4 * 32 * 32, 8, 32)  # (B*H*W, T, C) into the top level: 8 -> 16 frames
 
 
 def conv_variants(batch: int, frames: int):
@@ -97,6 +102,13 @@ def fused_group_norm_silu(x, scale, bias, groups=NORM_GROUPS, mod_scale=None, mo
     return module.apply({"params": {"scale": scale, "bias": bias}}, x, mod_scale, mod_shift)
 
 
+def repeat_pad_conv_upsample(seq, kernel, bias):
+    """The upsampler as first written: (N, T, C) -> (N, 2T, C)."""
+    u = jnp.pad(jnp.repeat(seq, 2, axis=1), ((0, 0), (1, 1), (0, 0)), mode="edge")
+    return jax.lax.conv_general_dilated(u, kernel, (1,), "VALID",
+                                        dimension_numbers=("NWC", "WIO", "NWC")) + bias
+
+
 def figure(name: str, fn, args, peak: float, **extra) -> dict:
     compiled = jax.jit(fn).lower(*args).compile()
     flops = float(compiled.cost_analysis().get("flops", 0.0))
@@ -143,6 +155,14 @@ def main() -> None:
         print(json.dumps(figure("group_norm_modulated_silu_fwd_bwd", grad,
                                 (x, scale, bias, mods), peak, formulation=name, shape=shape,
                                 groups=groups)), flush=True)
+    seq = jnp.asarray(rng.normal(size=UPSAMPLE_SHAPE), jnp.float32)
+    kernel = jnp.asarray(0.2 * rng.normal(size=(3,) + UPSAMPLE_SHAPE[-1:] * 2), jnp.float32)
+    bias = jnp.asarray(rng.normal(size=UPSAMPLE_SHAPE[-1:]), jnp.float32)
+    for name, fn in {"repeat_pad_conv": repeat_pad_conv_upsample,
+                     "polyphase": upsample_sequences}.items():
+        grad = jax.grad(lambda s, k, b, f=fn: jnp.sum(jnp.sin(f(s, k, b))), argnums=(0, 1, 2))
+        print(json.dumps(figure("temporal_upsample_fwd_bwd", grad, (seq, kernel, bias), peak,
+                                formulation=name, shape_ntc=UPSAMPLE_SHAPE)), flush=True)
 
 
 if __name__ == "__main__":
