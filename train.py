@@ -177,7 +177,8 @@ def train_critic(config, workdir: str) -> dict:
     if data_state is not None:
         it.set_state(data_state)
     step_fn = jax.jit(make_critic_step(critic, tx, runs.noise_schedule(config), config,
-                                       lr_schedule), donate_argnums=(0,))
+                                       lr_schedule), donate_argnums=(0,),
+                      compiler_options=setup.compiler_options(config))
     writer = MetricWriter(workdir, resume_step=start, tensorboard=config.tensorboard,
                           total_steps=config.train.num_steps, progress=config.train.progress)
     t_last, pending = time.perf_counter(), []

@@ -6,7 +6,9 @@
 Figures (one JSON object each, all in the same run, on this machine):
   matmul_peak        a jitted 2048^2 fp32 matmul (the peak the other figures compare to)
   cascade_per_clip   the shipped cascade (`pretrained/moving_shapes`, its manifest's
-                     sampling settings), one prompt: the base stage alone
+                     text-to-video settings: with `keyframes`, the T2I draws that many
+                     images, one is kept and the image-to-video stage animates it from
+                     `image_start`), one prompt: the base stage alone
                      (`base_only=True`) and the whole cascade; SSR = the difference.
                      Median of `--repeats` warm runs; compile time apart.
   base_per_frame     one guided forward of the shipped base STUNet (batch 2: prompt and
@@ -61,6 +63,7 @@ def cascade_per_clip(repeats: int) -> dict:
                 cascade_compile_s=out["cascade_compile_s"], base_steps=s.base_steps,
                 ssr_steps=s.ssr_steps, base_guidance=s.base_guidance,
                 critic_scale=s.critic_scale, base_candidates=s.base_candidates,
+                keyframes=s.keyframes, image_start=s.image_start,
                 frames=pipe.base_config.num_frames, base_size=pipe.base_config.image_size,
                 ssr_size=pipe.ssr_config.image_size, window=pipe.window, stride=pipe.stride)
 
@@ -106,11 +109,15 @@ def script_figures(name: str) -> list[dict]:
     return [dict(row, script=name) for row in rows]
 
 
-def base_critic(r: dict) -> str:
-    """', critic guidance 100, best of 4' for a run whose base stage used the critic."""
+def base_stage_label(r: dict) -> str:
+    """'base stage (8 T2I keyframes, image-to-video from t = 0.1, 16 steps, guidance 3.0)',
+    or with the critic and candidates: '..., critic guidance 100, best of 4)'."""
     scale, k = r.get("critic_scale") or 0, r.get("base_candidates") or 1
-    return ((f", critic guidance {scale:g}" if scale else "")
-            + (f", best of {k}" if k > 1 else ""))
+    parts = ([f"{r['keyframes']} T2I keyframes", f"image-to-video from t = {r['image_start']:g}"]
+             if r.get("keyframes") else [])
+    parts += [f"{r['base_steps']} steps", f"guidance {r['base_guidance']}"]
+    parts += ([f"critic guidance {scale:g}"] if scale else []) + ([f"best of {k}"] if k > 1 else [])
+    return f"base stage ({', '.join(parts)})"
 
 
 def table(rows: list[dict]) -> str:
@@ -123,8 +130,7 @@ def table(rows: list[dict]) -> str:
         lines += [
             f"| cascade, one clip ({r['frames']} frames, {r['base_size']} -> {r['ssr_size']} px)"
             f" | {r['cascade_s']:.2f} s (+{r['cascade_compile_s']:.0f} s compile) |",
-            f"| base stage ({r['base_steps']} steps, guidance {r['base_guidance']}"
-            f"{base_critic(r)}) | {r['base_s']:.2f} s |",
+            f"| {base_stage_label(r)} | {r['base_s']:.2f} s |",
             f"| SSR stage ({r['ssr_steps']} steps, windows of {r['window']}, stride "
             f"{r['stride']}) | {r['ssr_s']:.2f} s |"]
     for r in by("base_per_frame"):

@@ -151,7 +151,7 @@ def paper_memory(remat: bool = True) -> dict:
     report = memory_report(compiled)
     return dict(figure="paper_stunet_train_step_memory", devices=n, mesh={"fsdp": n},
                 frames=model.num_frames, image_size=model.image_size, batch_per_device=1,
-                remat=remat, compiler_options=remat_compiler_options(), compute_dtype=model.dtype,
+                remat=remat, compiler_options=setup.compiler_options(c), compute_dtype=model.dtype,
                 trainable_params=param_count(state_a["params"]),
                 frozen_params=param_count(frozen_a), per_device=report,
                 fits_80GB=report["total_bytes"] < 80e9, compile_s=compile_s)

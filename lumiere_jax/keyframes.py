@@ -40,6 +40,7 @@ from lumiere_jax.layering import layer_clips
 from lumiere_jax.models.config import UNetConfig
 from lumiere_jax.models.object_reader import MIN_FRAMES, TERMS_PER_OBJECT, ObjectReader
 from lumiere_jax.sampling import TextEncoderFn, to_uint8, unet_model_fn
+from lumiere_jax.xla_options import with_kernel_options
 
 CPU_IMAGES_PER_CALL = 256  # as many images as the base stage's 16 clips of 16 frames
 
@@ -110,7 +111,7 @@ def _t2i_sampler(config: UNetConfig, schedule: Schedule, prediction: str,
 
     return jax.jit(run, static_argnames=("count", "steps", "guidance", "images_per_call",
                                          "progress"),
-                   compiler_options=dict(xla_options) or None)
+                   compiler_options=with_kernel_options(xla_options))
 
 
 def still_terms(reader: ObjectReader, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,7 @@ from lumiere_jax.models.object_reader import MIN_FRAMES, ObjectReader
 from lumiere_jax.sampling import TextEncoderFn, is_positive_int, to_uint8, unet_model_fn
 from lumiere_jax.text.motion_planner import MotionPlanner
 from lumiere_jax.text.phrases import object_prompts
+from lumiere_jax.xla_options import with_kernel_options
 
 _layer = jax.jit(layer_clips)
 
@@ -564,7 +565,7 @@ class LumierePipeline:
         check_input_shape(base_config, (1, base_config.num_frames, low, low, 3))
         check_input_shape(ssr_config, (1, self.window, high, high, 3))
         self._jitted = jax.jit(self._generate, static_argnames=("num_frames", "base_only"),
-                               compiler_options=dict(sampling.xla_options) or None)
+                               compiler_options=with_kernel_options(sampling.xla_options))
         self.critic = critic
         self.layout = layout
         self.motion_planner = motion_planner

@@ -23,6 +23,7 @@ import numpy as np
 
 from lumiere_jax.eval.frechet import frechet_distance
 from lumiere_jax.eval.i3d import I3D, MIN_FRAMES, RESOLUTION, load_i3d_variables
+from lumiere_jax.xla_options import with_kernel_options
 
 __all__ = ["I3DFeatures", "check_videos", "compiler_options", "fvd", "legacy_bilinear_matrix",
            "preprocess"]
@@ -75,10 +76,13 @@ def preprocess(videos: jax.Array) -> jax.Array:
 
 
 def compiler_options() -> dict | None:
-    """XLA:CPU at full optimization whatever XLA_FLAGS say: I3D is the expensive part, and
-    a global `--xla_backend_optimization_level=0` (as the test suite sets, to compile tiny
-    models faster) makes it ~3x slower."""
-    return {"xla_backend_optimization_level": 3} if jax.default_backend() == "cpu" else None
+    """XLA:CPU at full optimization whatever XLA_FLAGS say (I3D is the expensive part, and
+    a global `--xla_backend_optimization_level=0`, as the test suite sets to compile tiny
+    models faster, makes it ~3x slower), with XLA's multi-threaded kernels
+    (`xla_options.kernel_options()`)."""
+    if jax.default_backend() != "cpu":
+        return None
+    return with_kernel_options({"xla_backend_optimization_level": 3})
 
 
 class I3DFeatures:

@@ -20,6 +20,7 @@ from jax.sharding import Mesh
 
 from lumiere_jax.parallel.mesh import (DEFAULT_RULES, Rules, batch_sharding, mesh_rules,
                                        param_shardings)
+from lumiere_jax.xla_options import kernel_options
 
 
 def with_shardings(tree: Any, shardings: Any) -> Any:
@@ -67,13 +68,14 @@ def compile_abstract(fn: Callable[..., Any], *abstract_args: Any, mesh: Mesh | N
     abstract_args: pytrees of `jax.ShapeDtypeStruct` (with `.sharding`) or static values.
     mesh: when given, tracing runs under `mesh_rules(mesh, rules)` so the model's
       `nn.with_logical_constraint` calls resolve.
-    Compiled with `remat_compiler_options()`, so rematerialisation shows in the memory.
+    Compiled with `remat_compiler_options()`, so rematerialisation shows in the memory,
+    and `xla_options.kernel_options()`, as train.py compiles.
     """
     kwargs: dict[str, Any] = dict(donate_argnums=donate_argnums, static_argnums=static_argnums)
     if out_shardings is not None:
         kwargs["out_shardings"] = out_shardings
     jitted = jax.jit(fn, **kwargs)
-    options = remat_compiler_options()
+    options = {**kernel_options(), **remat_compiler_options()}
     if mesh is None:
         return jitted.lower(*abstract_args).compile(options)
     with mesh_rules(mesh, rules):

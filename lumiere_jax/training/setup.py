@@ -25,6 +25,7 @@ from lumiere_jax.runs import (load_run_params, load_run_params_onto, make_init_f
                               text_config, tokenizer, unet_config)  # (re-exported)
 from lumiere_jax.text import TextEncoder, Tokenizer
 from lumiere_jax.training.step import STAGES, StepConfig
+from lumiere_jax.xla_options import with_kernel_options
 
 # Config keys that do not change what a checkpoint means: a run may be extended, moved,
 # re-meshed or logged differently and still resume.
@@ -207,11 +208,12 @@ def axis_rules(config: Any):
 
 
 def compiler_options(config: Any) -> dict | None:
-    """XLA options for every compile of the run: `config.xla_options` plus
+    """XLA options for every compile of the run: `config.xla_options` over
+    `xla_options.kernel_options()` (XLA's multi-threaded CPU kernels), plus
     `parallel.remat_compiler_options()` (so `model.remat` saves memory on CPU too);
     None if empty. Disabled-pass lists are merged, not overwritten."""
     opts = config.get("xla_options", None)
-    opts = dict(opts.to_dict() if hasattr(opts, "to_dict") else opts or {})
+    opts = with_kernel_options(opts.to_dict() if hasattr(opts, "to_dict") else opts) or {}
     for key, value in remat_compiler_options().items():
         opts[key] = ",".join(p for p in (opts.get(key), value) if p)
     return opts or None

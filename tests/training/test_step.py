@@ -193,14 +193,19 @@ def test_a_temporal_text_encoder_trains_in_the_stunet_stage_and_nothing_else_of_
         setup.check_config(c)
 
 
-def test_compiler_options_merge_user_options_with_remat_ones():
+def test_compiler_options_merge_user_options_with_remat_and_kernel_ones():
     config = tiny_config("t2i")
     config.xla_options.update(xla_disable_hlo_passes="algsimp")
     opts = setup.compiler_options(config)
     assert opts["xla_backend_optimization_level"] == 0
     assert opts["xla_disable_hlo_passes"] == "algsimp,cse_barrier_expander"  # CPU test backend
     config.xla_options = {}
-    assert setup.compiler_options(config) == {"xla_disable_hlo_passes": "cse_barrier_expander"}
+    ynn_off = {"xla_cpu_experimental_ynn_fusion_type": ""}  # XLA's multi-threaded kernels
+    assert setup.compiler_options(config) == {**ynn_off,
+                                              "xla_disable_hlo_passes": "cse_barrier_expander"}
+    config.xla_options = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+    assert setup.compiler_options(config)["xla_cpu_experimental_ynn_fusion_type"] == (
+        "LIBRARY_FUSION_TYPE_DOT")  # the run's own choice wins
 
 
 def test_ssr_steps_train_the_low_res_conditioning_path():
