@@ -24,6 +24,7 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, dummy_inputs
 from lumiere_jax.models.presets import tiny_ssr
+from lumiere_jax.xla_options import kernel_options
 from timing import matmul_peak, median_time  # benchmarks/timing.py
 
 
@@ -61,7 +62,7 @@ def ssr_step_fn(config, params, num_frames, window, stride, chunk_size, text_len
         return sample(lambda x, t: md(x, t, cond), x, key, schedule=schedule, sampler="ddim",
                       num_steps=1, prediction="v", t_start=0.5)
 
-    return jax.jit(step)
+    return jax.jit(step, compiler_options=kernel_options())  # as the pipeline compiles
 
 
 def main() -> None:
@@ -92,7 +93,8 @@ def main() -> None:
     # split of x (and of the cond video) + merge of the window predictions, as in one step.
     split_merge = jax.jit(lambda x, c, p: (split_windows(x, starts, args.window),
                                            split_windows(c, starts, args.window),
-                                           merge_windows(p, starts, args.frames)))
+                                           merge_windows(p, starts, args.frames)),
+                          compiler_options=kernel_options())
     t_split_merge = median_time(split_merge, x, cond, preds, repeats=args.repeats * 4)
 
     step = ssr_step_fn(config, params, args.frames, args.window, args.stride, chunk)

@@ -37,6 +37,7 @@ from lumiere_jax.diffusion.samplers import sample
 from lumiere_jax.diffusion.schedules import cosine_schedule
 from lumiere_jax.models import UNet, init_params
 from lumiere_jax.models.presets import tiny_stunet
+from lumiere_jax.xla_options import kernel_options
 from timing import matmul_peak  # benchmarks/timing.py
 
 
@@ -110,7 +111,7 @@ def main() -> None:
             return sample(denoise, x, key, schedule=schedule, sampler=sampler,
                           num_steps=args.steps, prediction="v", progress=progress)
 
-        return jax.jit(run), guided
+        return jax.jit(run, compiler_options=kernel_options()), guided
 
     def make_forward_loop(mult: int):
         """N forwards chained in one lax.scan with no sampler math: isolates the per-call
@@ -126,9 +127,9 @@ def main() -> None:
             ts = jnp.linspace(1.0, 0.0, args.steps, endpoint=False)
             return jax.lax.scan(body, xf, ts)[0]
 
-        return jax.jit(loop)
+        return jax.jit(loop, compiler_options=kernel_options())
 
-    fwd = jax.jit(forward)
+    fwd = jax.jit(forward, compiler_options=kernel_options())  # as the samplers compile
     peak = matmul_peak()
     geometry = dict(model="tiny_stunet", batch=b, frames=args.frames, size=args.size,
                     channels=args.channels, steps=args.steps, repeats=args.repeats,

@@ -20,6 +20,14 @@ and each category's share of the summed thunk time is printed with the largest n
 thunks and their source (`op_name` metadata: which layer made them). One JSON object per
 stage; `thunk_time_s / steps` against `step_time_s` shows how much of the step the
 thunks cover (the rest: runtime overhead between them).
+
+With XLA's own CPU kernels (`lumiere_jax.xla_options.kernel_options()`, which the step
+compiles with) a convolution's thunk completes asynchronously on Eigen's threads and the
+trace no longer times it: the traced kernels then cover about half the step, and
+`shares` undercounts convolutions. `traced_share_of_wall` says how much the trace covers;
+`conv_matmul_share_of_wall` = 1 - (non-conv thunk time / wall time) is the share of the
+step left to convolutions, matmuls and what the trace does not see (an estimate: an upper
+bound on the convolutions' share, a lower bound if non-conv thunks overlap).
 """
 
 from __future__ import annotations
@@ -187,6 +195,7 @@ def profile(stage: str, batch: int, steps: int, top: int, peak: float) -> dict:
         shares[kind] += us
         rows.append((us, name, kind, hlo[name][0], hlo[name][2], hlo[name][3]))
     total = sum(shares.values())
+    non_conv = total - shares["conv_matmul"]
     rows.sort(reverse=True)
     by_layer = collections.Counter()
     for us, _, kind, _, src, _ in rows:
@@ -200,6 +209,8 @@ def profile(stage: str, batch: int, steps: int, top: int, peak: float) -> dict:
         thunk_time_s=total / 1e6, flops_per_step=flops,
         achieved_flops_per_s=flops * steps / wall, matmul_peak_flops_per_s=peak,
         shares={k: round(v / total, 4) for k, v in sorted(shares.items())},
+        traced_share_of_wall=round(total / 1e6 / wall, 4),
+        conv_matmul_share_of_wall=round(1.0 - non_conv / 1e6 / wall, 4),
         non_conv_by_layer=[dict(layer=layer, time_share=round(us / total, 4))
                            for layer, us in by_layer.most_common(top)],
         top_non_conv=[dict(thunk=name, kind=kind, opcode=op, shape=shape,
